@@ -1,0 +1,114 @@
+"""Start from GPT-2: turn a `GPT2LMHeadModel` into a `PosAttnForCausalLM` that computes the same function.
+
+GPT-2 is the special case "learned positions, no segments, no embedding LayerNorm, gelu_new" of this model. The
+only differences are in how the weights are stored: GPT-2's `Conv1D` keeps `[in, out]` matrices (ours are
+`nn.Linear`, `[out, in]`), and its query, key and value projections are one fused matrix.
+
+    from hf_posattn.convert import from_gpt2
+    model = from_gpt2("path/to/gpt2")          # or a GPT2LMHeadModel instance
+
+    python -m hf_posattn.convert SRC_DIR DST_DIR   # the same, saving model (+ tokenizer) to DST_DIR
+"""
+
+import argparse
+import os
+
+import torch
+from transformers import AutoTokenizer, GPT2LMHeadModel
+
+from .configuration_posattn import PosAttnConfig
+from .modeling_posattn import PosAttnForCausalLM
+
+
+def config_from_gpt2(gpt2_config) -> PosAttnConfig:
+    """The PosAttnConfig of the same architecture; refuses GPT-2 options this model does not have."""
+    unsupported = {
+        "scale_attn_weights": (gpt2_config.scale_attn_weights, True),
+        "scale_attn_by_inverse_layer_idx": (gpt2_config.scale_attn_by_inverse_layer_idx, False),
+        "add_cross_attention": (gpt2_config.add_cross_attention, False),
+    }
+    for name, (value, supported) in unsupported.items():
+        if value != supported:
+            raise ValueError(
+                f"GPT-2 config has {name}={value!r}; hf_posattn only converts {name}={supported!r} (standard GPT-2)."
+            )
+    return PosAttnConfig(
+        vocab_size=gpt2_config.vocab_size,
+        hidden_size=gpt2_config.n_embd,
+        num_hidden_layers=gpt2_config.n_layer,
+        num_attention_heads=gpt2_config.n_head,
+        intermediate_size=gpt2_config.n_inner or 4 * gpt2_config.n_embd,
+        hidden_act=gpt2_config.activation_function,
+        max_position_embeddings=gpt2_config.n_positions,
+        position_embedding_type="learned",
+        type_vocab_size=0,
+        embedding_layer_norm=False,
+        layer_norm_eps=gpt2_config.layer_norm_epsilon,
+        hidden_dropout_prob=gpt2_config.resid_pdrop,
+        attention_probs_dropout_prob=gpt2_config.attn_pdrop,
+        initializer_range=gpt2_config.initializer_range,
+        tie_word_embeddings=gpt2_config.tie_word_embeddings,
+        bos_token_id=gpt2_config.bos_token_id,
+        eos_token_id=gpt2_config.eos_token_id,
+        pad_token_id=gpt2_config.pad_token_id,
+    )
+
+
+def state_dict_from_gpt2(gpt2_state: dict, num_layers: int) -> dict:
+    """Rename GPT-2 weights to ours; transpose Conv1D matrices and split the fused q/k/v projection."""
+    sd = {
+        "model.embeddings.word_embeddings.weight": gpt2_state["transformer.wte.weight"],
+        "model.positions.weight": gpt2_state["transformer.wpe.weight"],
+        "model.norm.weight": gpt2_state["transformer.ln_f.weight"],
+        "model.norm.bias": gpt2_state["transformer.ln_f.bias"],
+        "lm_head.weight": gpt2_state["lm_head.weight"],
+    }
+    for i in range(num_layers):
+        src, dst = f"transformer.h.{i}.", f"model.layers.{i}."
+        for ours, theirs in (("attn_norm", "ln_1"), ("mlp_norm", "ln_2")):
+            sd[f"{dst}{ours}.weight"] = gpt2_state[f"{src}{theirs}.weight"]
+            sd[f"{dst}{ours}.bias"] = gpt2_state[f"{src}{theirs}.bias"]
+        q, k, v = gpt2_state[f"{src}attn.c_attn.weight"].chunk(3, dim=1)
+        qb, kb, vb = gpt2_state[f"{src}attn.c_attn.bias"].chunk(3, dim=0)
+        for name, weight, bias in (("q_proj", q, qb), ("k_proj", k, kb), ("v_proj", v, vb)):
+            sd[f"{dst}self_attn.{name}.weight"] = weight.t()
+            sd[f"{dst}self_attn.{name}.bias"] = bias
+        for ours, theirs in (("self_attn.o_proj", "attn.c_proj"), ("mlp.up_proj", "mlp.c_fc"),
+                             ("mlp.down_proj", "mlp.c_proj")):
+            sd[f"{dst}{ours}.weight"] = gpt2_state[f"{src}{theirs}.weight"].t()
+            sd[f"{dst}{ours}.bias"] = gpt2_state[f"{src}{theirs}.bias"]
+    return {name: tensor.contiguous() for name, tensor in sd.items()}
+
+
+def from_gpt2(gpt2_model_or_path) -> PosAttnForCausalLM:
+    """A `PosAttnForCausalLM` computing the same function as a GPT-2 LM (instance, local folder or Hub id)."""
+    gpt2 = gpt2_model_or_path
+    if not isinstance(gpt2, GPT2LMHeadModel):
+        gpt2 = GPT2LMHeadModel.from_pretrained(gpt2_model_or_path)
+    config = config_from_gpt2(gpt2.config)
+    model = PosAttnForCausalLM(config).to(device=gpt2.device, dtype=gpt2.dtype)
+    model.load_state_dict(state_dict_from_gpt2(gpt2.state_dict(), config.num_hidden_layers), strict=True)
+    model.train(gpt2.training)
+    return model
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m hf_posattn.convert",
+        description="Convert a GPT-2 checkpoint folder into an hf_posattn model folder (same outputs).",
+    )
+    parser.add_argument("src", help="folder (or Hub id) of a GPT2LMHeadModel")
+    parser.add_argument("dst", help="output folder for the hf_posattn model")
+    args = parser.parse_args(argv)
+    model = from_gpt2(args.src)
+    model.save_pretrained(args.dst)
+    if os.path.isdir(args.src):
+        try:
+            AutoTokenizer.from_pretrained(args.src).save_pretrained(args.dst)
+        except (OSError, ValueError):
+            print(f"no tokenizer found in {args.src}; saved the model only")
+    print(f"saved hf_posattn model to {args.dst}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,532 @@
+"""The hf_posattn model: a decoder-only transformer with BERT-style inputs and a switchable position scheme.
+
+Read top to bottom:
+
+1. `PosAttnEmbeddings`: token + segment (+ absolute position) embeddings, summed, LayerNorm, dropout (as BERT).
+2. `eager_attention_forward` and `PosAttnAttention`: attention as a soft dictionary lookup. Each token asks a
+   *query*; every earlier token offers a *key* and a *value*; softmax(q·k / sqrt(d)) says how much of each value
+   the asking token takes. The kernel that computes it is chosen through transformers' attention interface
+   (eager, sdpa, flex_attention, flash_attention_2).
+3. `PosAttnMLP`, `PosAttnDecoderLayer`: pre-LN blocks, attention then MLP, each added to the residual stream.
+4. `PosAttnModel`: positions, the causal mask and the KV cache are prepared once per forward, here.
+5. `PosAttnForCausalLM`: predicts the next token (GPT-style). `PosAttnForSequenceClassification`: one label per
+   text or text pair, read at the last token.
+
+The position scheme (`positional.py`) is asked the same three questions whatever it is; nothing here branches on
+which scheme the config chose.
+
+This file travels with saved models as remote code: it imports only torch, transformers and its flat siblings.
+"""
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.generation import GenerationMixin
+from transformers.masking_utils import create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutputWithPast,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple, logging
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import merge_with_config_defaults
+from transformers.utils.output_capturing import capture_outputs
+
+from .configuration_posattn import PosAttnConfig
+from .positional import POSITION_SCHEMES, PositionScheme, apply_rotary_pos_emb
+
+
+logger = logging.get_logger(__name__)
+
+
+def check_ids(name: str, ids: torch.Tensor, limit: int, fix: str) -> None:
+    """Raise a ValueError if `ids` holds a value outside [0, limit).
+
+    An out-of-range id would otherwise fail deep inside an embedding lookup (an IndexError on CPU, a device-side
+    assert that poisons the whole CUDA context on GPU). Skipped under `torch.compile`, which cannot branch on data.
+    """
+    if torch.compiler.is_compiling():
+        return
+    bad = (ids < 0) | (ids >= limit)
+    if bad.any():
+        value = int(ids[bad][0])
+        raise ValueError(f"{name} contains {value}, outside the allowed range [0, {limit}): {fix}")
+
+
+class PosAttnEmbeddings(nn.Module):
+    """The input of the model, built as BERT builds it: the sum of what a token is (token embedding), which
+    segment it belongs to (sentence A or B: segment embedding), and, for absolute schemes, where it is (position
+    embedding); then LayerNorm and dropout."""
+
+    def __init__(self, config: PosAttnConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.token_type_embeddings = (
+            nn.Embedding(config.type_vocab_size, config.hidden_size) if config.type_vocab_size > 0 else None
+        )
+        self.norm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.embedding_layer_norm else nn.Identity()
+        )
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        embeddings = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None:  # everything is segment 0, as in BERT
+                embeddings = embeddings + self.token_type_embeddings.weight[0]
+            else:
+                embeddings = embeddings + self.token_type_embeddings(token_type_ids)
+        if position_embeds is not None:
+            embeddings = embeddings + position_embeds
+        return self.dropout(self.norm(embeddings))
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    position_bias: torch.Tensor | None = None,
+    **kwargs: Unpack[TransformersKwargs],
+):
+    """Attention spelled out: scores = q·kᵀ / sqrt(d) (+ position bias) (+ mask), softmax, weighted sum of values.
+
+    Like a dictionary lookup in which a query matches every key a little: softmax turns the scores into weights
+    that sum to 1, and the result is the weights' blend of the values. The scores are kept in float32, so adding
+    the mask's minimum (and ALiBi's bias) cannot overflow half precision into -inf and NaN.
+    """
+    scores = torch.matmul(query, key.transpose(2, 3)).float() * scaling
+    if position_bias is not None:
+        scores = scores + position_bias
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    attn_weights = nn.functional.softmax(scores, dim=-1).to(value.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+class PosAttnAttention(nn.Module):
+    """Multi-head causal self-attention.
+
+    Every token's hidden state is projected three ways: a query (what am I looking for?), a key (what do I offer
+    to be found by?) and a value (what do I hand over if found?). Each head compares queries with the keys of the
+    tokens before them, and mixes their values by the softmax of the scores. The position scheme can rotate q and
+    k (rotary) or bias the scores (ALiBi); the KV cache keeps past keys and values for generation.
+    """
+
+    def __init__(self, config: PosAttnConfig, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.head_dim = config.head_dim
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_probs_dropout_prob
+        self.is_causal = True
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        rotation: tuple[torch.Tensor, torch.Tensor] | None = None,
+        position_bias: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        input_shape = hidden_states.shape[:-1]
+        heads_shape = (*input_shape, -1, self.head_dim)
+        # [batch, seq, hidden] -> [batch, heads, seq, head_dim]
+        query = self.q_proj(hidden_states).view(heads_shape).transpose(1, 2)
+        key = self.k_proj(hidden_states).view(heads_shape).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(heads_shape).transpose(1, 2)
+
+        if rotation is not None:
+            query, key = apply_rotary_pos_emb(query, key, *rotation)
+        if cache is not None:
+            key, value = cache.update(key, value, self.layer_idx)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            position_bias=position_bias,
+            **kwargs,
+        )
+        attn_output = attn_output.reshape(*input_shape, -1).contiguous()
+        return self.o_proj(attn_output), attn_weights
+
+
+class PosAttnMLP(nn.Module):
+    """The position-wise feed-forward network: widen, activate, project back."""
+
+    def __init__(self, config: PosAttnConfig):
+        super().__init__()
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act_fn = ACT2FN[config.hidden_act]
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act_fn(self.up_proj(hidden_states)))
+
+
+class PosAttnDecoderLayer(GradientCheckpointingLayer):
+    """A pre-LN block (GPT-2, nanoGPT): x + attention(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, config: PosAttnConfig, layer_idx: int):
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.self_attn = PosAttnAttention(config, layer_idx)
+        self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = PosAttnMLP(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        rotation: tuple[torch.Tensor, torch.Tensor] | None = None,
+        position_bias: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        attn_output, _ = self.self_attn(
+            self.attn_norm(hidden_states),
+            attention_mask=attention_mask,
+            rotation=rotation,
+            position_bias=position_bias,
+            cache=cache,
+            **kwargs,
+        )
+        hidden_states = hidden_states + self.dropout(attn_output)
+        return hidden_states + self.dropout(self.mlp(self.mlp_norm(hidden_states)))
+
+
+class PosAttnPreTrainedModel(PreTrainedModel):
+    config_class = PosAttnConfig
+    config: PosAttnConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["PosAttnDecoderLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+    _can_record_outputs = {"hidden_states": PosAttnDecoderLayer, "attentions": PosAttnAttention}
+
+    def __init__(self, config: PosAttnConfig, *args, **kwargs):
+        config.validate()  # the config may have been edited since it was built
+        super().__init__(config, *args, **kwargs)
+
+    def _init_weights(self, module):
+        super()._init_weights(module)  # normal(0, initializer_range) for Linear/Embedding, (1, 0) for LayerNorm
+        if isinstance(module, PositionScheme):
+            module.initialize(self.config.initializer_range)
+        elif isinstance(module, (PosAttnAttention, PosAttnMLP)):
+            # The projections that write into the residual stream are scaled down by sqrt(2 * layers), as in GPT-2:
+            # each layer adds two such terms, and the stream's variance should not grow with depth.
+            residual = module.o_proj if isinstance(module, PosAttnAttention) else module.down_proj
+            std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
+            init.normal_(residual.weight, mean=0.0, std=std)
+
+    def _flash_attn_can_dispatch(self, flash_attn_version: int, is_init_check: bool = False) -> bool:
+        if POSITION_SCHEMES[self.config.position_embedding_type].adds_attention_bias:
+            raise ValueError(
+                f"position_embedding_type={self.config.position_embedding_type!r} adds a bias to the attention "
+                f"scores, which the flash-attention kernels behind attn_implementation='flash_attention_"
+                f"{flash_attn_version}' cannot take. Use attn_implementation='sdpa', 'flex_attention' or 'eager'."
+            )
+        return super()._flash_attn_can_dispatch(flash_attn_version, is_init_check)
+
+
+class PosAttnModel(PosAttnPreTrainedModel):
+    """The bare decoder: embeddings, N decoder layers, a final LayerNorm. Returns hidden states (and the cache)."""
+
+    def __init__(self, config: PosAttnConfig):
+        super().__init__(config)
+        self.embeddings = PosAttnEmbeddings(config)
+        self.positions = POSITION_SCHEMES[config.position_embedding_type](config)
+        self.layers = nn.ModuleList(
+            [PosAttnDecoderLayer(config, layer_idx) for layer_idx in range(config.num_hidden_layers)]
+        )
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.word_embeddings = value
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @merge_with_config_defaults
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPast:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch, seq)`): token ids, in `[0, vocab_size)`.
+        attention_mask (`torch.Tensor` of shape `(batch, past + seq)`): 1 for real tokens, 0 for padding. Left
+            padding is fine: positions are counted from each row's first real token.
+        token_type_ids (`torch.LongTensor` of shape `(batch, seq)`): segment of each token, in
+            `[0, type_vocab_size)`; all 0 when not given.
+        position_ids (`torch.LongTensor` of shape `(batch, seq)`): overrides the positions derived from the mask.
+        cache (`Cache`): keys and values of earlier tokens (a `DynamicCache` is made when `use_cache`).
+        inputs_embeds (`torch.Tensor` of shape `(batch, seq, hidden)`): instead of `input_ids`.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1]
+        if len(shape) != 2 or shape[1] == 0:
+            raise ValueError(
+                f"Expected input of shape [batch, seq] with seq >= 1, got {tuple(shape)}: pass at least one token "
+                f"per row (e.g. a BOS token), batched as a 2-D tensor."
+            )
+        if input_ids is not None:
+            check_ids("input_ids", input_ids, self.config.vocab_size, "every id must come from the model's tokenizer")
+        if token_type_ids is not None:
+            if self.embeddings.token_type_embeddings is None:
+                raise ValueError(
+                    "token_type_ids were given but this model has no segment embeddings (type_vocab_size=0): drop "
+                    "them, or build the model with type_vocab_size >= 2."
+                )
+            check_ids(
+                "token_type_ids",
+                token_type_ids,
+                self.config.type_vocab_size,
+                f"segment ids index the {self.config.type_vocab_size} segment embeddings (type_vocab_size)",
+            )
+
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
+        past_length = cache.get_seq_length() if cache is not None else 0
+        query_length = shape[1]
+        device = input_ids.device if input_ids is not None else inputs_embeds.device
+
+        if position_ids is None:
+            position_ids = self.position_ids_from_mask(attention_mask, past_length, query_length, device)
+
+        hidden_states = self.embeddings(
+            input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
+            token_type_ids=token_type_ids,
+            position_embeds=self.positions.embed(position_ids),
+        )
+
+        causal_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=attention_mask,
+            cache=cache,
+            position_ids=position_ids,
+        )
+
+        # What the position scheme does inside attention, computed once for all layers.
+        rotation = self.positions.rotation(position_ids)
+        if rotation is not None:
+            rotation = tuple(t.to(hidden_states.dtype) for t in rotation)
+        # A bias depends on the distance between a query and a key only. Within a row, the distance between two
+        # cache slots is the distance between their positions (padding is masked, and packed documents cannot see
+        # each other), so slot indices serve as positions, and one bias serves the whole batch.
+        key_length = cache.get_mask_sizes(query_length, 0)[0] if cache is not None else query_length
+        position_bias = self.positions.attention_bias(
+            torch.arange(query_length, device=device) + past_length, torch.arange(key_length, device=device)
+        )
+        if position_bias is not None:
+            position_bias = position_bias.to(hidden_states.dtype).expand(shape[0], -1, -1, -1)
+
+        for decoder_layer in self.layers:
+            hidden_states = decoder_layer(
+                hidden_states,
+                attention_mask=causal_mask,
+                rotation=rotation,
+                position_bias=position_bias,
+                cache=cache,
+                **kwargs,
+            )
+
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), cache=cache)
+
+    @staticmethod
+    def position_ids_from_mask(attention_mask, past_length, query_length, device) -> torch.LongTensor:
+        """Positions of the new tokens: counted over the real tokens of each row when a 2-D mask covers the past
+        and new tokens (so left padding does not shift them), else `past_length, past_length + 1, ...`."""
+        if attention_mask is not None and attention_mask.ndim == 2:
+            positions = attention_mask.long().cumsum(-1) - 1
+            return positions[:, -query_length:].clamp(min=0)
+        return (torch.arange(query_length, device=device) + past_length).unsqueeze(0)
+
+
+class PosAttnForCausalLM(PosAttnPreTrainedModel, GenerationMixin):
+    """The language model: the decoder, then a head that scores every vocabulary token as the next one.
+
+    Self-attention is what lets the prediction depend on context: after "I do not like", the last token's query
+    finds "not" among the keys, and the head scores "hate" over "like". The head shares its weight with the token
+    embedding (`tie_word_embeddings`), as in GPT-2.
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "model.embeddings.word_embeddings.weight"}
+    _tp_plan = {"lm_head": "colwise_gather_output"}
+
+    def __init__(self, config: PosAttnConfig):
+        super().__init__(config)
+        self.model = PosAttnModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> CausalLMOutputWithPast:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch, seq)`): the input ids themselves (shifted inside, so that
+            position t is scored on token t + 1); -100 marks positions to ignore.
+        logits_to_keep (`int` or `torch.Tensor`): compute logits for the last `logits_to_keep` positions only
+            (0: all); `generate` asks for 1.
+        """
+        outputs: BaseModelOutputWithPast = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+class PosAttnForSequenceClassification(PosAttnPreTrainedModel):
+    """A label (or a regression value) per text or text pair, scored at its last real token: in a causal model
+    it is the only one that has attended to the whole input. Sentence pairs are where segment embeddings help:
+    give sentence B `token_type_ids=1`."""
+
+    def __init__(self, config: PosAttnConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = PosAttnModel(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> SequenceClassifierOutputWithPast:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch,)`): class ids in `[0, num_labels)` (or floats for
+            regression, when `num_labels == 1`).
+        """
+        outputs: BaseModelOutputWithPast = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.score(outputs.last_hidden_state)
+        batch_size, seq_length = logits.shape[:2]
+
+        # The rightmost real token of each row, whichever side the padding is on.
+        if attention_mask is not None and attention_mask.ndim == 2:
+            real = attention_mask[:, -seq_length:].to(logits.device, torch.int32)
+        elif input_ids is not None and self.config.pad_token_id is not None:
+            real = (input_ids != self.config.pad_token_id).to(logits.device, torch.int32)
+        else:
+            real = torch.ones(batch_size, seq_length, dtype=torch.int32, device=logits.device)
+        last_token = (torch.arange(seq_length, device=logits.device, dtype=torch.int32) * real).argmax(-1)
+        pooled_logits = logits[torch.arange(batch_size, device=logits.device), last_token]
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, pooled_logits=pooled_logits, config=self.config)
+
+        return SequenceClassifierOutputWithPast(
+            loss=loss,
+            logits=pooled_logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+__all__ = [
+    "PosAttnPreTrainedModel",
+    "PosAttnModel",
+    "PosAttnForCausalLM",
+    "PosAttnForSequenceClassification",
+]

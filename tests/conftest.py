@@ -1,0 +1,99 @@
+"""Shared helpers: tiny configs for every scheme, and running Python where hf_posattn cannot be imported."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+
+import hf_posattn
+from hf_posattn import POSITION_EMBEDDING_TYPES, PosAttnConfig
+
+
+SCHEMES = list(POSITION_EMBEDDING_TYPES)
+BACKENDS = ["eager", "sdpa", "flex_attention"]
+VOCAB = 97
+
+
+def tiny_config(scheme="sinusoidal", **overrides) -> PosAttnConfig:
+    """A model small enough for a test to build and run in milliseconds; no dropout, so outputs are exact."""
+    fields = dict(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        position_embedding_type=scheme,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    fields.update(overrides)
+    return PosAttnConfig(**fields)
+
+
+def tiny_lm(scheme="sinusoidal", attn="sdpa", seed=0, **overrides):
+    torch.manual_seed(seed)
+    model = hf_posattn.PosAttnForCausalLM._from_config(tiny_config(scheme, **overrides), attn_implementation=attn)
+    return model.eval()
+
+
+def random_ids(batch, length, seed=0, low=3):
+    """Token ids that avoid the special ids 0-2 (pad, bos, eos)."""
+    return torch.randint(low, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+# Put first on sys.meta_path, it makes `import hf_posattn` fail as on a machine where it is not installed.
+HIDE_PACKAGE = textwrap.dedent(
+    """
+    import sys
+
+    class _HideHfPosattn:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "hf_posattn":
+                raise ModuleNotFoundError(f"No module named {name!r} (hidden by the test)")
+            return None
+
+    sys.meta_path.insert(0, _HideHfPosattn())
+    try:
+        import hf_posattn
+    except ModuleNotFoundError:
+        pass
+    else:
+        raise AssertionError("hf_posattn is still importable")
+    """
+)
+
+
+def run_python(code: str, cwd, hide_package=True, timeout=300) -> str:
+    """Run `code` in a fresh interpreter (offline); return stdout, fail the test with stderr on error."""
+    script = (HIDE_PACKAGE if hide_package else "") + textwrap.dedent(code)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH="")
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if result.returncode != 0:
+        pytest.fail(f"subprocess failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result.stdout
+
+
+def skip_flex_on_cpu_if(condition: bool, what: str):
+    """torch 2.13's CPU flex_attention kernels go wrong on decode steps (fewer queries than keys) that need a mask
+    or a score modification: static-cache slots not yet written are attended to (errors ~1e-3, Llama alike), and
+    padding masks or a bias fail to compile (inductor CppCompileError). Full forwards are exact. On CPU those
+    cases are skipped with this reason; they are checked on a GPU when one is lent."""
+    if condition and not torch.cuda.is_available():
+        pytest.skip(f"flex_attention on CPU (torch {torch.__version__}) cannot run {what}")
+
+
+@pytest.fixture
+def no_grad():
+    with torch.no_grad():
+        yield

@@ -1,0 +1,261 @@
+"""The model itself: Auto classes, caches, padding, attention backends, outputs, segments and positions."""
+
+import math
+
+import pytest
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    DynamicCache,
+    StaticCache,
+)
+
+import hf_posattn
+from hf_posattn.positional import POSITION_SCHEMES, alibi_slopes, sinusoidal_table
+
+from conftest import BACKENDS, SCHEMES, VOCAB, random_ids, skip_flex_on_cpu_if, tiny_config, tiny_lm
+
+
+pytestmark = pytest.mark.usefixtures("no_grad")
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_auto_classes_build_package_classes(scheme):
+    config = AutoConfig.for_model("posattn", position_embedding_type=scheme, **_small())
+    assert type(config) is hf_posattn.PosAttnConfig
+    assert type(AutoModel.from_config(config)) is hf_posattn.PosAttnModel
+    assert type(AutoModelForCausalLM.from_config(config)) is hf_posattn.PosAttnForCausalLM
+    classifier = AutoModelForSequenceClassification.from_config(config)
+    assert type(classifier) is hf_posattn.PosAttnForSequenceClassification
+    ids = random_ids(2, 7)
+    assert classifier(ids).logits.shape == (2, config.num_labels)
+
+
+def _small():
+    return dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)
+
+
+def test_every_config_name_has_a_scheme_class():
+    assert set(POSITION_SCHEMES) == set(hf_posattn.POSITION_EMBEDDING_TYPES)
+
+
+@pytest.mark.parametrize("attn", BACKENDS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_cache_steps_equal_full_forward(scheme, attn):
+    skip_flex_on_cpu_if(attn == "flex_attention" and scheme == "alibi", "decode steps with a score bias")
+    model = tiny_lm(scheme, attn)
+    ids = random_ids(2, 12)
+    full = model(ids).logits
+
+    caches = {"dynamic": DynamicCache(config=model.config)}
+    if attn != "flex_attention":
+        caches["static"] = StaticCache(config=model.config, max_cache_len=20)
+    for name, cache in caches.items():
+        out = model(ids[:, :5], cache=cache, use_cache=True)
+        steps = [out.logits]
+        for t in range(5, 12):
+            out = model(ids[:, t : t + 1], cache=out.cache, use_cache=True)
+            steps.append(out.logits)
+        assert out.cache is cache
+        torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=0, atol=1e-5, msg=f"{name} cache")
+    skip_flex_on_cpu_if(attn == "flex_attention", "static-cache decode steps")
+
+
+def _left_padded(rows):
+    """Left-pad rows of different lengths with the pad id 0; return ids and attention mask."""
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :] = row
+        mask[i, width - len(row) :] = 1
+    return ids, mask
+
+
+@pytest.mark.parametrize("attn", BACKENDS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_left_padding_matches_rows_alone(scheme, attn):
+    model = tiny_lm(scheme, attn)
+    rows = [random_ids(1, n, seed=n)[0] for n in (4, 9, 6)]
+    ids, mask = _left_padded(rows)
+    batch_logits = model(ids, attention_mask=mask).logits
+    for i, row in enumerate(rows):
+        alone = model(row[None]).logits[0]
+        torch.testing.assert_close(batch_logits[i, -len(row) :], alone, rtol=0, atol=1e-5)
+
+    skip_flex_on_cpu_if(attn == "flex_attention", "padded decode steps")
+    generated = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
+    for i, row in enumerate(rows):
+        alone = model.generate(row[None], max_new_tokens=6, do_sample=False)
+        assert generated[i, -6:].tolist() == alone[0, -6:].tolist()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_backends_agree(scheme):
+    rows = [random_ids(1, n, seed=n)[0] for n in (5, 11)]
+    ids, mask = _left_padded(rows)
+    logits = {attn: tiny_lm(scheme, attn)(ids, attention_mask=mask).logits for attn in BACKENDS}
+    real = mask.bool()
+    for attn in ("sdpa", "flex_attention"):
+        torch.testing.assert_close(logits[attn][real], logits["eager"][real], rtol=0, atol=1e-5, msg=attn)
+
+
+def test_backend_switch_after_loading_takes_effect():
+    model = tiny_lm("alibi", "sdpa")
+    model.set_attn_implementation("eager")
+    assert model.config._attn_implementation == "eager"
+    out = model(random_ids(1, 6), output_attentions=True)
+    assert out.attentions is not None and len(out.attentions) == 2
+
+
+def test_flash_attention_refuses_alibi_with_a_clear_error():
+    model = tiny_lm("alibi", "eager")
+    with pytest.raises(ValueError, match="adds a bias to the attention scores"):
+        model.set_attn_implementation("flash_attention_2")
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_output_attentions_and_hidden_states(scheme):
+    model = tiny_lm(scheme, "eager")
+    ids = random_ids(2, 8)
+    out = model(ids, output_attentions=True, output_hidden_states=True)
+    assert len(out.attentions) == model.config.num_hidden_layers
+    for weights in out.attentions:
+        assert weights.shape == (2, model.config.num_attention_heads, 8, 8)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 8))
+        assert torch.all(weights.triu(diagonal=1) == 0), "a token attends to a later one"
+    assert len(out.hidden_states) == model.config.num_hidden_layers + 1
+    assert all(h.shape == (2, 8, model.config.hidden_size) for h in out.hidden_states)
+
+
+def test_sinusoidal_table_is_the_closed_form():
+    model = tiny_lm("sinusoidal")
+    table = model.model.positions.table
+    d = model.config.hidden_size
+    for pos in (0, 1, 7, 63):
+        for i in range(d // 2):
+            angle = pos / 10000 ** (2 * i / d)
+            assert table[pos, 2 * i].item() == pytest.approx(math.sin(angle), abs=1e-6)
+            assert table[pos, 2 * i + 1].item() == pytest.approx(math.cos(angle), abs=1e-6)
+    # Past the table, the same formula.
+    far = torch.tensor([[200, 1000]])
+    torch.testing.assert_close(model.model.positions.embed(far), sinusoidal_table(far, d) * model.model.positions.scale)
+    assert model.model.positions.scale.item() == pytest.approx(model.config.initializer_range)
+    assert sinusoidal_table(torch.tensor([1000]), d)[0, 0].item() == pytest.approx(math.sin(1000), abs=1e-6)
+
+
+def test_alibi_slopes_follow_press_et_al():
+    assert alibi_slopes(8).tolist() == [2 ** -(i + 1) for i in range(8)]
+    assert alibi_slopes(4).tolist() == [2 ** (-2 * (i + 1)) for i in range(4)]
+    six = alibi_slopes(6).tolist()  # 4 from 2^(-8/4), then the odd-indexed ones of 8 heads
+    assert six == [2 ** (-2 * (i + 1)) for i in range(4)] + [2**-1, 2**-3]
+    model = tiny_lm("alibi", "eager")
+    bias = model.model.positions.attention_bias(torch.arange(3), torch.arange(3))
+    assert bias.shape == (1, 4, 3, 3)
+    assert bias[0, 0, 2, 0].item() == pytest.approx(-2 * alibi_slopes(4)[0].item())
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_segments_change_the_output_and_are_checked(scheme):
+    model = tiny_lm(scheme)
+    ids = random_ids(1, 8)
+    segment_a = torch.zeros_like(ids)
+    segment_b = torch.cat([torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 4, dtype=torch.long)], dim=1)
+    out_a = model(ids, token_type_ids=segment_a).logits
+    out_b = model(ids, token_type_ids=segment_b).logits
+    torch.testing.assert_close(out_a[:, :4], out_b[:, :4])  # causal: earlier tokens do not see the later segment
+    assert (out_a[:, 4:] - out_b[:, 4:]).abs().max() > 1e-3
+    torch.testing.assert_close(model(ids).logits, out_a)  # no token_type_ids means segment 0
+    with pytest.raises(ValueError, match=r"token_type_ids contains 2, outside the allowed range \[0, 2\)"):
+        model(ids, token_type_ids=segment_b * 2)
+
+
+def test_generate_honours_token_type_ids():
+    model = tiny_lm("rotary")
+    ids = random_ids(1, 6)
+    kwargs = dict(max_new_tokens=8, do_sample=False, return_dict_in_generate=True, output_scores=True)
+    plain = model.generate(ids, **kwargs)
+    with_segments = model.generate(ids, token_type_ids=torch.ones_like(ids), **kwargs)
+    for step in range(8):
+        assert (plain.scores[step] - with_segments.scores[step]).abs().max() > 1e-4
+    segments = with_segments.sequences
+    # Same as stepping by hand with segment 1 continued for the new tokens.
+    manual = ids
+    for _ in range(8):
+        logits = model(manual, token_type_ids=torch.ones_like(manual)).logits
+        manual = torch.cat([manual, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert segments.tolist() == manual.tolist()
+
+
+def test_no_segment_embeddings_when_type_vocab_size_is_zero():
+    model = tiny_lm("rotary", type_vocab_size=0)
+    assert model.model.embeddings.token_type_embeddings is None
+    with pytest.raises(ValueError, match="type_vocab_size=0"):
+        model(random_ids(1, 4), token_type_ids=torch.zeros(1, 4, dtype=torch.long))
+
+
+def test_learned_positions_refuse_past_the_maximum():
+    model = tiny_lm("learned", max_position_embeddings=16)
+    model(random_ids(1, 16))
+    with pytest.raises(ValueError, match="position 16 is past max_position_embeddings=16"):
+        model(random_ids(1, 17))
+    cache = model(random_ids(1, 16), use_cache=True).cache
+    with pytest.raises(ValueError, match="past max_position_embeddings"):
+        model(random_ids(1, 1), cache=cache, use_cache=True)
+
+
+@pytest.mark.parametrize("scheme", [s for s in SCHEMES if s != "learned"])
+def test_other_schemes_run_past_the_maximum(scheme):
+    model = tiny_lm(scheme, max_position_embeddings=16)
+    logits = model(random_ids(1, 40)).logits
+    assert logits.shape == (1, 40, VOCAB) and torch.isfinite(logits).all()
+    generated = model.generate(random_ids(1, 14), max_new_tokens=10, do_sample=False)
+    assert generated.shape == (1, 24)
+
+
+def test_out_of_vocabulary_ids_raise_a_value_error():
+    model = tiny_lm()
+    with pytest.raises(ValueError, match=rf"input_ids contains {VOCAB}, outside the allowed range \[0, {VOCAB}\)"):
+        model(torch.tensor([[3, VOCAB]]))
+    with pytest.raises(ValueError, match="seq >= 1"):
+        model(torch.zeros(1, 0, dtype=torch.long))
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_generation_modes(scheme):
+    model = tiny_lm(scheme)
+    ids = random_ids(2, 5)
+    greedy = model.generate(ids, max_new_tokens=6, do_sample=False)
+    static = model.generate(ids, max_new_tokens=6, do_sample=False, cache_implementation="static")
+    assert greedy.tolist() == static.tolist()
+    torch.manual_seed(0)
+    sampled = model.generate(ids, max_new_tokens=6, do_sample=True, top_p=0.9, temperature=0.8)
+    beams = model.generate(ids, max_new_tokens=6, num_beams=3, do_sample=False)
+    assert sampled.shape == beams.shape == (2, 11)
+    # Beam search keeps the best-scoring sequence: at least as likely as greedy's.
+    def logprob(seq):
+        logits = model(seq).logits.log_softmax(-1)
+        return logits[:, 4:-1].gather(-1, seq[:, 5:, None]).sum().item()
+    assert logprob(beams) >= logprob(greedy) - 1e-4
+
+
+def test_sequence_classification_reads_the_last_real_token():
+    torch.manual_seed(0)
+    model = hf_posattn.PosAttnForSequenceClassification(tiny_config("rotary", num_labels=3)).eval()
+    rows = [random_ids(1, n, seed=n)[0] for n in (4, 7)]
+    ids, mask = _left_padded(rows)
+    batch = model(ids, attention_mask=mask).logits
+    for i, row in enumerate(rows):
+        torch.testing.assert_close(batch[i], model(row[None]).logits[0], rtol=0, atol=1e-5)
+    # Right padding as well.
+    right = torch.zeros_like(ids)
+    right[0, :4], right[1] = rows[0], rows[1]
+    right_mask = (torch.arange(7) < torch.tensor([[4], [7]])).long()
+    torch.testing.assert_close(model(right, attention_mask=right_mask).logits, batch, rtol=0, atol=1e-5)
+    with torch.enable_grad():
+        model.train()
+        loss = model(ids, attention_mask=mask, labels=torch.tensor([0, 2])).loss
+    assert loss.ndim == 0 and loss > 0

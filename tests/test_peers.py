@@ -1,0 +1,86 @@
+"""Peers: GPT-2 converts into an identical hf_posattn model; the embeddings equal BERT's."""
+
+import sys
+
+import pytest
+import torch
+from transformers import BertConfig, GPT2Config, GPT2LMHeadModel
+from transformers.models.bert.modeling_bert import BertEmbeddings
+
+from hf_posattn import PosAttnForCausalLM
+from hf_posattn.convert import from_gpt2
+from hf_posattn.modeling_posattn import PosAttnEmbeddings
+
+from conftest import random_ids, tiny_config
+
+
+pytestmark = pytest.mark.usefixtures("no_grad")
+
+
+def random_gpt2(seed=0, **overrides):
+    torch.manual_seed(seed)
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=97, n_positions=64, bos_token_id=1,
+                        eos_token_id=2, **overrides)
+    return GPT2LMHeadModel(config).eval()
+
+
+def test_from_gpt2_computes_the_same_function():
+    gpt2 = random_gpt2()
+    model = from_gpt2(gpt2).eval()
+    assert isinstance(model, PosAttnForCausalLM)
+    config = model.config
+    assert (config.position_embedding_type, config.type_vocab_size, config.embedding_layer_norm, config.hidden_act) \
+        == ("learned", 0, False, "gelu_new")
+    ids = random_ids(3, 20)
+    torch.testing.assert_close(model(ids).logits, gpt2(ids).logits, rtol=0, atol=1e-5)
+    torch.testing.assert_close(model(ids, labels=ids).loss, gpt2(ids, labels=ids).loss, rtol=0, atol=1e-5)
+    kwargs = dict(max_new_tokens=12, do_sample=False, pad_token_id=0)
+    assert model.generate(ids, **kwargs).tolist() == gpt2.generate(ids, **kwargs).tolist()
+    assert model.lm_head.weight is model.model.embeddings.word_embeddings.weight
+
+
+def test_from_gpt2_refuses_what_it_cannot_express():
+    with pytest.raises(ValueError, match="scale_attn_by_inverse_layer_idx=True"):
+        from_gpt2(random_gpt2(scale_attn_by_inverse_layer_idx=True))
+
+
+def test_convert_script(tmp_path):
+    gpt2 = random_gpt2()
+    gpt2.save_pretrained(tmp_path / "gpt2")
+    ids = random_ids(2, 10)
+    expected = gpt2(ids).logits
+    torch.save(ids, tmp_path / "ids.pt")
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "hf_posattn.convert", str(tmp_path / "gpt2"), str(tmp_path / "ours")],
+                   check=True, capture_output=True)
+    loaded = PosAttnForCausalLM.from_pretrained(tmp_path / "ours").eval()
+    torch.testing.assert_close(loaded(ids).logits, expected, rtol=0, atol=1e-5)
+
+
+def test_embeddings_equal_bert_embeddings():
+    """Learned positions + segments + LayerNorm: the same module as BertEmbeddings, given the same weights."""
+    config = tiny_config("learned", type_vocab_size=2, embedding_layer_norm=True, hidden_dropout_prob=0.0)
+    bert_config = BertConfig(vocab_size=config.vocab_size, hidden_size=config.hidden_size,
+                             max_position_embeddings=config.max_position_embeddings, type_vocab_size=2,
+                             layer_norm_eps=config.layer_norm_eps, hidden_dropout_prob=0.0, pad_token_id=0)
+    torch.manual_seed(0)
+    bert = BertEmbeddings(bert_config).eval()
+    for module in (bert.LayerNorm,):
+        module.weight.normal_(), module.bias.normal_()
+    model = PosAttnForCausalLM(config).eval().model
+    model.embeddings.word_embeddings.weight.copy_(bert.word_embeddings.weight)
+    model.embeddings.token_type_embeddings.weight.copy_(bert.token_type_embeddings.weight)
+    model.positions.weight.copy_(bert.position_embeddings.weight)
+    model.embeddings.norm.load_state_dict(bert.LayerNorm.state_dict())
+
+    ids = random_ids(2, 12)
+    segments = (torch.arange(12) >= 5).long().expand(2, -1)
+    positions = torch.arange(12).expand(2, -1)
+    ours = model.embeddings(input_ids=ids, token_type_ids=segments, position_embeds=model.positions.embed(positions))
+    torch.testing.assert_close(ours, bert(input_ids=ids, token_type_ids=segments, position_ids=positions),
+                               rtol=0, atol=1e-6)
+    # Without token_type_ids both default to segment 0.
+    ours = model.embeddings(input_ids=ids, position_embeds=model.positions.embed(positions))
+    torch.testing.assert_close(ours, bert(input_ids=ids, position_ids=positions), rtol=0, atol=1e-6)
+    assert isinstance(model.embeddings, PosAttnEmbeddings)

@@ -1,0 +1,111 @@
+"""save_pretrained / from_pretrained, safetensors, and loading as remote code where hf_posattn is not installed."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from hf_posattn.positional import sinusoidal_table
+
+from conftest import SCHEMES, random_ids, run_python, tiny_lm
+
+
+pytestmark = pytest.mark.usefixtures("no_grad")
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_save_and_reload_gives_identical_model(scheme, tmp_path):
+    model = tiny_lm(scheme)
+    ids = random_ids(2, 10)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.pt"))
+
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert type(loaded) is type(model)
+    assert loaded.config.to_diff_dict() == model.config.to_diff_dict()
+    torch.testing.assert_close(loaded(ids).logits, model(ids).logits, rtol=0, atol=1e-6)
+    assert loaded.lm_head.weight is loaded.model.embeddings.word_embeddings.weight
+    assert loaded.lm_head.weight.data_ptr() == loaded.get_input_embeddings().weight.data_ptr()
+
+
+def test_saved_folder_carries_code_and_auto_map(tmp_path):
+    tiny_lm("rotary").save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_posattn.PosAttnConfig",
+        "AutoModel": "modeling_posattn.PosAttnModel",
+        "AutoModelForCausalLM": "modeling_posattn.PosAttnForCausalLM",
+        "AutoModelForSequenceClassification": "modeling_posattn.PosAttnForSequenceClassification",
+    }
+    for name in ("configuration_posattn.py", "modeling_posattn.py", "positional.py"):
+        assert (tmp_path / name).is_file(), name
+    assert (tmp_path / "generation_config.json").is_file()
+
+
+def test_remote_code_loads_where_the_package_is_not_installed(tmp_path):
+    """Every scheme, saved here, loads in a fresh interpreter in which `import hf_posattn` fails; logits, greedy
+    generations and the rebuilt sinusoidal table are compared with this process's."""
+    ids = random_ids(2, 9)
+    expected = {}
+    for scheme in SCHEMES:
+        model = tiny_lm(scheme)
+        model.save_pretrained(tmp_path / scheme)
+        expected[scheme] = (model(ids).logits, model.generate(ids, max_new_tokens=6, do_sample=False))
+    torch.save({"ids": ids}, tmp_path / "inputs.pt")
+
+    out = run_python(
+        f"""
+        import json, torch
+        from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+        ids = torch.load({str(tmp_path / "inputs.pt")!r})["ids"]
+        results = {{}}
+        for scheme in {SCHEMES!r}:
+            path = {str(tmp_path)!r} + "/" + scheme
+            model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True).eval()
+            assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+            assert type(AutoConfig.from_pretrained(path, trust_remote_code=True)).__name__ == "PosAttnConfig"
+            assert type(AutoModel.from_pretrained(path, trust_remote_code=True)).__name__ == "PosAttnModel"
+            classifier = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)
+            assert type(classifier).__name__ == "PosAttnForSequenceClassification"
+            with torch.no_grad():
+                logits = model(ids).logits
+                generated = model.generate(ids, max_new_tokens=6, do_sample=False)
+            torch.save({{"logits": logits, "generated": generated}}, path + "/remote.pt")
+            if scheme == "sinusoidal":
+                torch.save(model.model.positions.table, path + "/table.pt")
+        print("loaded", len({SCHEMES!r}))
+        """,
+        cwd=tmp_path,
+    )
+    assert "loaded 5" in out
+    for scheme, (logits, generated) in expected.items():
+        remote = torch.load(tmp_path / scheme / "remote.pt")
+        torch.testing.assert_close(remote["logits"], logits, rtol=0, atol=1e-6, msg=scheme)
+        assert remote["generated"].tolist() == generated.tolist(), scheme
+    # Non-persistent buffers are rebuilt on load, in a fresh process: the table is the closed form, not memory.
+    table = torch.load(tmp_path / "sinusoidal" / "table.pt")
+    torch.testing.assert_close(table, sinusoidal_table(torch.arange(table.shape[0]), table.shape[1]))
+
+
+def test_sinusoidal_table_after_from_pretrained_in_a_fresh_process(tmp_path):
+    tiny_lm("sinusoidal").save_pretrained(tmp_path)
+    run_python(
+        f"""
+        import math
+        from transformers import AutoModelForCausalLM
+        import hf_posattn
+        model = AutoModelForCausalLM.from_pretrained({str(tmp_path)!r})
+        table = model.model.positions.table
+        d = table.shape[1]
+        for pos in range(table.shape[0]):
+            for i in range(d // 2):
+                angle = pos / 10000 ** (2 * i / d)
+                assert abs(table[pos, 2 * i].item() - math.sin(angle)) < 1e-6, (pos, i)
+                assert abs(table[pos, 2 * i + 1].item() - math.cos(angle)) < 1e-6, (pos, i)
+        print("table ok")
+        """,
+        cwd=tmp_path,
+        hide_package=False,
+    )
