@@ -1,0 +1,246 @@
+"""The `posattn` command line (also `python -m hf_posattn`): train, generate, evaluate and push models.
+
+Each subcommand is two functions: `add_<name>(subparsers)` declares its parser and sets `run=run_<name>`, and
+`run_<name>(args)` does the work and returns the exit status. A new subcommand is those two functions and one
+entry in `SUBCOMMANDS`. Heavy imports (datasets, the Trainer) happen inside `run_*`, so `posattn --help` is quick.
+
+Bad input raises `ValueError` with a message that names the problem and the fix; `main` prints it as
+`posattn <command>: error: ...` and exits with status 2, having changed nothing.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from .configuration_posattn import POSITION_EMBEDDING_TYPES
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [positive_int(part) for part in text.split(",") if part.strip()]
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, e.g. 128,256,512; got {text!r}")
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one length, e.g. 128,256,512")
+    return values
+
+
+def load_model(folder: str, **kwargs):
+    """The model and tokenizer saved in `folder`, on the GPU when there is one; a clear error when `folder` holds
+    no model. For subcommands that take a model folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        raise ValueError(f"{folder} holds no model (no config.json): give a folder written by `posattn train`.")
+    if not os.path.isfile(os.path.join(folder, "tokenizer.json")):
+        raise ValueError(f"{folder} holds no tokenizer (no tokenizer.json): give a folder written by `posattn train`.")
+    model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+# ---- train ----
+
+def add_train(subparsers):
+    from .training import PRESETS
+
+    parser = subparsers.add_parser(
+        "train", help="train a model from scratch (default: the embedded Shakespeare corpus)",
+        description="Train a byte-level BPE tokenizer and an hf_posattn model with the Hugging Face Trainer, then "
+                    "save model, tokenizer, code and model card in --output-dir and print the validation "
+                    "perplexity, the unigram baseline and a sample. Options left out take the preset's value.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--position", choices=POSITION_EMBEDDING_TYPES, help="position scheme (default: sinusoidal)")
+    parser.add_argument("--preset", choices=list(PRESETS),
+                        help="model size and budget (default: tiny): "
+                             + "; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items()))
+    parser.add_argument("--data", nargs="+", metavar="SOURCE",
+                        help="text files (UTF-8), or one `datasets` dataset: a Hub name, a folder, or "
+                             ".json/.jsonl/.csv/.parquet files (default: the embedded corpus)")
+    parser.add_argument("--text-column", help="the text column of a dataset (default: text)")
+    parser.add_argument("--seq-len", type=positive_int, help="tokens per training block")
+    parser.add_argument("--max-steps", type=positive_int, help="optimizer steps (may change on --resume)")
+    parser.add_argument("--batch-size", type=positive_int, help="blocks per step and device")
+    parser.add_argument("--grad-accum", type=positive_int, dest="gradient_accumulation_steps",
+                        help="batches accumulated per optimizer step (default: 1)")
+    parser.add_argument("--learning-rate", type=float, help="peak learning rate")
+    parser.add_argument("--vocab-size", type=positive_int, help="tokens in the BPE vocabulary")
+    parser.add_argument("--tokenizer", metavar="DIR", help="reuse the tokenizer in DIR instead of training one")
+    parser.add_argument("--output-dir", help="where to save (default: runs/posattn-PRESET-POSITION)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last "
+                                                              "checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace the model or run in --output-dir")
+    parser.add_argument("--seed", type=int, help="random seed (default: 0)")
+    parser.add_argument("--eval-steps", type=positive_int, help="steps between evaluations (default: 1/5 of the "
+                                                                "steps)")
+    parser.add_argument("--save-steps", type=positive_int, help="steps between checkpoints (default: --eval-steps)")
+    parser.add_argument("--sample-prompt", help="prompt of the sample printed at the end (default: the first "
+                                                "speaker's cue, or first line, of the validation text)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or training logs")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.set_defaults(run=run_train)
+
+
+def run_train(args) -> int:
+    from .training import TrainingOptions, train
+
+    options = TrainingOptions(**{name: getattr(args, name) for name in TrainingOptions.__dataclass_fields__})
+    result = train(options)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(f"\nvalidation loss {result.eval_loss:.4f}, perplexity {result.perplexity:.2f} "
+          f"(unigram baseline: loss {result.unigram_loss:.4f}, perplexity {result.unigram_perplexity:.2f})")
+    print(f"{result.steps} steps, {result.tokens_seen:,} tokens seen, {result.train_seconds / 60:.1f} min of "
+          f"training, {result.wall_seconds / 60:.1f} min in all, on {result.hardware}")
+    print(f"\nsample:\n{result.sample}\n")
+    print(f"saved model, tokenizer, code and model card in {result.output_dir}")
+    return 0
+
+
+# ---- generate ----
+
+def add_generate(subparsers):
+    parser = subparsers.add_parser(
+        "generate", help="continue a prompt with a trained model, streaming the text",
+        description="Continue PROMPT with the model in DIR (the text-generation pipeline), printing tokens as they "
+                    "come.", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("dir", help="a model folder written by `posattn train`")
+    parser.add_argument("prompt", help="the text to continue")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=200)
+    parser.add_argument("--temperature", type=float, default=0.8, help="below 1 sharper, above 1 more random")
+    parser.add_argument("--top-p", type=float, default=0.95, help="sample from the smallest set of tokens whose "
+                                                                  "probabilities add up to this")
+    parser.add_argument("--top-k", type=positive_int, help="sample from the k most likely tokens only")
+    parser.add_argument("--greedy", action="store_true", help="always take the most likely token (no sampling)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(run=run_generate)
+
+
+def run_generate(args) -> int:
+    from .generation import generate_text
+
+    if not args.greedy and args.temperature <= 0:
+        raise ValueError(f"--temperature {args.temperature} must be above 0 (or use --greedy).")
+    if not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-p {args.top_p} must be in (0, 1].")
+    model, tokenizer = load_model(args.dir)
+    generate_text(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                  top_p=args.top_p, top_k=args.top_k, greedy=args.greedy, seed=args.seed, stream=True)
+    return 0
+
+
+# ---- evaluate ----
+
+def add_evaluate(subparsers):
+    parser = subparsers.add_parser(
+        "evaluate", help="perplexity on held-out text at several lengths (JSON)",
+        description="Perplexity of the model in DIR on the validation text, in windows of each length "
+                    "(non-overlapping, or sliding with --stride), next to the unigram baseline; JSON to stdout or "
+                    "--output. Learned positions are not evaluated past their maximum: such lengths are listed "
+                    "as skipped, with the reason.", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("dir", help="a model folder written by `posattn train`")
+    parser.add_argument("--lengths", type=int_list, default=[128, 256, 512], help="evaluation lengths, in tokens")
+    parser.add_argument("--stride", type=positive_int, help="sliding windows: score only the last STRIDE tokens "
+                                                            "of each window (default: non-overlapping windows)")
+    parser.add_argument("--data", nargs="+", metavar="SOURCE", help="as for `train`: its validation split is "
+                                                                    "evaluated (default: the embedded corpus)")
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--batch-size", type=positive_int, help="windows per forward pass (default: 8192 tokens' "
+                                                                "worth)")
+    parser.add_argument("--output", metavar="FILE", help="write the JSON here instead of stdout")
+    parser.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args) -> int:
+    from .corpus import load_texts
+    from .evaluation import evaluate_lengths, token_stream, unigram_baseline
+
+    model, tokenizer = load_model(args.dir)
+    texts = load_texts(args.data, args.text_column)
+    validation = list(texts["validation"]["text"])
+    validation_ids = token_stream(tokenizer, validation)
+    report = {
+        "model": args.dir,
+        "position_embedding_type": model.config.position_embedding_type,
+        "data": " ".join(args.data) if args.data else "embedded corpus",
+        "tokens": len(validation_ids),
+        "unigram_baseline": unigram_baseline(token_stream(tokenizer, texts["train"]["text"]), validation_ids,
+                                             len(tokenizer)),
+        "results": evaluate_lengths(model, tokenizer, validation, args.lengths, args.stride, args.batch_size),
+    }
+    text = json.dumps(report, indent=2)
+    if args.output:
+        with open(args.output, "w") as file:
+            file.write(text + "\n")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+# ---- push ----
+
+def add_push(subparsers):
+    parser = subparsers.add_parser(
+        "push", help="push model, tokenizer, code and card to the Hugging Face Hub",
+        description="Upload the model folder DIR to the Hub repo REPO_ID in one commit (created if needed). "
+                    "Offline or without a token it fails with a clear message and changes nothing.",
+    )
+    parser.add_argument("dir", help="a model folder written by `posattn train`")
+    parser.add_argument("repo_id", help="user-or-org/name")
+    parser.add_argument("--private", action="store_true", help="create the repo as private")
+    parser.add_argument("--token", help="Hub token (default: the one from `hf auth login` or HF_TOKEN)")
+    parser.add_argument("--message", default="Upload hf_posattn model", help="commit message")
+    parser.set_defaults(run=run_push)
+
+
+def run_push(args) -> int:
+    from .hub import push
+
+    url = push(args.dir, args.repo_id, private=args.private, token=args.token, commit_message=args.message)
+    print(f"pushed {args.dir} to {url}")
+    return 0
+
+
+SUBCOMMANDS = [add_train, add_generate, add_evaluate, add_push]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="posattn",
+        description="Train, sample, evaluate and share hf_posattn language models (position scheme: one switch).",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .training import TrainingInterrupted
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except TrainingInterrupted as interrupted:
+        print(f"\nposattn {args.command}: {interrupted}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"\nposattn {args.command}: interrupted.", file=sys.stderr)
+        return 130
+    except ValueError as error:
+        print(f"posattn {args.command}: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,112 @@
+"""How well a model predicts held-out text: perplexity at several evaluation lengths, and the unigram baseline.
+
+Perplexity is exp(mean negative log-likelihood per token): a model that spreads its bets evenly over `k` tokens has
+perplexity `k`. It is compared with the unigram baseline (each token's frequency in the training text, context
+ignored), which any model that learned something from context beats.
+
+Two ways of cutting a long text into windows of `length` tokens:
+- **non-overlapping** (`stride=None`, as in Press et al. 2022): consecutive windows, each scored on all its tokens
+  but the first; early tokens of a window have little context, so the number is pessimistic;
+- **sliding** (`stride < length`): windows start every `stride` tokens and only their last `stride` tokens are
+  scored, each with at least `length - stride` tokens of context; closer to the model's best, and costlier.
+
+Learned positions have one trained vector per position up to `max_position_embeddings` and none beyond:
+`perplexity` raises a `ValueError` past that length, and `evaluate_lengths` records the length as skipped with the
+reason, so that a study over several lengths still runs for every scheme.
+"""
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .tokenization import encode_documents
+
+
+EVAL_BATCH_TOKENS = 8192  # windows per forward pass, by default: this many tokens' worth
+
+
+def length_limit(config) -> int | None:
+    """The longest input the model can take: `max_position_embeddings` for learned positions, else no limit."""
+    return config.max_position_embeddings if config.position_embedding_type == "learned" else None
+
+
+def token_stream(tokenizer, text: str | Sequence[str]) -> list[int]:
+    """One stream of ids: the documents joined with the end-of-text token, as in training."""
+    documents = [text] if isinstance(text, str) else list(text)
+    return [token for ids in encode_documents(tokenizer, documents) for token in ids]
+
+
+@torch.no_grad()
+def perplexity_of_ids(model, ids: Sequence[int], length: int, stride: int | None = None, batch_size: int | None = None) -> dict:
+    """Perplexity of `model` on the token stream `ids`, in windows of `length` tokens (see the module docstring).
+
+    Returns `{"length", "stride", "loss", "perplexity", "windows", "tokens"}`, `tokens` being the number of
+    tokens scored; the tail shorter than a window is left out. `batch_size`: windows per forward pass (default:
+    `EVAL_BATCH_TOKENS` tokens' worth).
+    """
+    stride = stride or length
+    if not 0 < stride <= length:
+        raise ValueError(f"stride={stride} must be between 1 and the evaluation length {length}.")
+    limit = length_limit(model.config)
+    if limit is not None and length > limit:
+        raise ValueError(
+            f"cannot evaluate at length {length}: learned positions have vectors for {limit} positions only "
+            f"(max_position_embeddings). Evaluate at lengths <= {limit}, or train a scheme that runs at any length "
+            f"(sinusoidal, rotary, alibi, none)."
+        )
+    if len(ids) < length:
+        raise ValueError(f"the text has {len(ids)} tokens, fewer than one window of {length}: give more text, "
+                         f"or evaluate at a shorter length.")
+    starts = range(0, len(ids) - length + 1, stride)
+    windows = torch.tensor([ids[start : start + length] for start in starts])
+    labels = windows.clone()
+    labels[1:, : length - stride] = -100  # sliding: earlier tokens are context only, scored by an earlier window
+
+    batch_size = batch_size or max(1, EVAL_BATCH_TOKENS // length)
+    model.eval()
+    device = model.device
+    total_loss, total_tokens = 0.0, 0
+    for batch in range(0, len(windows), batch_size):
+        batch_ids = windows[batch : batch + batch_size].to(device)
+        batch_labels = labels[batch : batch + batch_size].to(device)
+        scored = int((batch_labels[:, 1:] != -100).sum())  # the model shifts labels: position t predicts t + 1
+        loss = model(input_ids=batch_ids, labels=batch_labels, use_cache=False).loss
+        total_loss += loss.item() * scored
+        total_tokens += scored
+    mean = total_loss / total_tokens
+    return {"length": length, "stride": None if stride == length else stride, "loss": mean,
+            "perplexity": math.exp(mean), "windows": len(windows), "tokens": total_tokens}
+
+
+def perplexity(model, tokenizer, text: str | Sequence[str], length: int, stride: int | None = None,
+               batch_size: int | None = None) -> dict:
+    """Perplexity of `model` on `text` (a string, or documents joined with the end-of-text token) at `length`."""
+    return perplexity_of_ids(model, token_stream(tokenizer, text), length, stride, batch_size)
+
+
+def evaluate_lengths(model, tokenizer, text: str | Sequence[str], lengths: Sequence[int], stride: int | None = None,
+                     batch_size: int | None = None) -> list[dict]:
+    """`perplexity` at each length (the text tokenised once). A length the model cannot take (learned positions
+    past `max_position_embeddings`) gives `{"length": L, "skipped": reason}` instead of numbers."""
+    ids = token_stream(tokenizer, text)
+    results = []
+    for length in lengths:
+        limit = length_limit(model.config)
+        if limit is not None and length > limit:
+            results.append({"length": length, "skipped": f"learned positions: the model has vectors for {limit} "
+                                                         f"positions only (max_position_embeddings)"})
+            continue
+        results.append(perplexity_of_ids(model, ids, length, min(stride, length) if stride else None, batch_size))
+    return results
+
+
+def unigram_baseline(train_ids: Sequence[int] | np.ndarray, eval_ids: Sequence[int] | np.ndarray,
+                     vocab_size: int) -> dict:
+    """Loss and perplexity on `eval_ids` of the unigram model of `train_ids`: every token predicted with its
+    training frequency, whatever came before. Add-one smoothing gives unseen tokens a small probability."""
+    counts = np.bincount(np.asarray(train_ids).ravel(), minlength=vocab_size).astype(np.float64) + 1.0
+    log_probs = np.log(counts / counts.sum())
+    loss = float(-log_probs[np.asarray(eval_ids).ravel()].mean())
+    return {"loss": loss, "perplexity": math.exp(loss)}

@@ -1,0 +1,57 @@
+"""Share a trained model: push its folder (model, tokenizer, code, model card) to the Hugging Face Hub."""
+
+import fnmatch
+import os
+
+from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
+
+from .configuration_posattn import PosAttnConfig
+from .model_card import build_model_card
+from .training import RUN_FILE, read_run
+
+
+# What a model repo needs, from a folder written by `posattn train`: checkpoints, optimizer states and the
+# Trainer's arguments stay local.
+PUSHED_FILES = ("config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json",
+                "*.py", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", RUN_FILE)
+REQUIRED_FILES = ("config.json", "tokenizer.json", "configuration_posattn.py", "modeling_posattn.py", RUN_FILE)
+
+
+def files_to_push(folder: str) -> list[str]:
+    if not os.path.isdir(folder):
+        raise ValueError(f"{folder} is not a folder: give a model folder written by `posattn train`.")
+    names = sorted(name for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name))
+                   and any(fnmatch.fnmatch(name, pattern) for pattern in PUSHED_FILES))
+    missing = [name for name in REQUIRED_FILES if name not in names]
+    if not any(name.endswith(".safetensors") for name in names):
+        missing.append("model.safetensors")
+    if missing:
+        raise ValueError(f"{folder} lacks {', '.join(missing)}: give a model folder written by `posattn train` "
+                         f"(a finished run).")
+    return names
+
+
+def push(folder: str, repo_id: str, private: bool = False, token: str | None = None,
+         commit_message: str = "Upload hf_posattn model") -> str:
+    """Upload the model in `folder` to the Hub repo `repo_id` (created if needed) in one commit, with its model card
+    rendered for `repo_id`; returns the commit URL. Everything is checked before the first request, and nothing is
+    written locally: offline, without a token, or when the Hub refuses, it raises a `ValueError` saying why."""
+    names = files_to_push(folder)
+    card = build_model_card(PosAttnConfig.from_pretrained(folder), read_run(folder), model_id=repo_id)
+    if constants.is_offline_mode():
+        raise ValueError("cannot push: offline mode is on (HF_HUB_OFFLINE=1). Unset HF_HUB_OFFLINE and connect to "
+                         "the network, then push again.")
+    token = token or get_token()
+    if not token:
+        raise ValueError("cannot push: not logged in to the Hugging Face Hub. Run `hf auth login`, or set HF_TOKEN, "
+                         "or pass --token.")
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=os.path.join(folder, name)) for name in names]
+    operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode("utf-8")))
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        commit = api.create_commit(repo_id, operations, commit_message=commit_message)
+    except Exception as error:  # HTTP errors, no network, a refused token: whichever, nothing was uploaded
+        raise ValueError(f"cannot push to {repo_id}: {type(error).__name__}: {error}. Nothing was uploaded; check "
+                         f"the repo id, your token's write access (`hf auth whoami`) and the network.") from None
+    return commit.commit_url

@@ -1,0 +1,82 @@
+"""The model card of a trained model: the `README.md` of its folder, a Hub model card built with huggingface_hub's
+`ModelCard`/`ModelCardData` from the template in `model_cards/`."""
+
+import os
+import shlex
+from importlib.resources import files
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+
+TEMPLATE = files("hf_posattn") / "model_cards" / "posattn.md"
+
+POSITION_DESCRIPTIONS = {
+    "sinusoidal": "fixed sin/cos waves of the position, added to the token embeddings (Vaswani et al. 2017).",
+    "learned": "one trained vector per position, added to the token embeddings (BERT, GPT-2).",
+    "rotary": "queries and keys rotated by position-dependent angles (RoFormer, Llama).",
+    "alibi": "a per-head penalty linear in the query-key distance, added to the attention scores "
+             "(Press et al. 2022).",
+    "none": "no position information; only the causal mask tells order.",
+}
+
+CONFIG_FIELDS = ("position_embedding_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                 "intermediate_size", "max_position_embeddings", "type_vocab_size", "hidden_act",
+                 "hidden_dropout_prob", "attention_probs_dropout_prob")
+
+
+def training_command(options: dict) -> str:
+    """The `posattn train` command line that gives these options."""
+    words = ["posattn", "train"]
+    for name, value in options.items():
+        if value is None or isinstance(value, bool) or name in ("output_dir", "eval_steps", "save_steps"):
+            continue
+        flag = "--grad-accum" if name == "gradient_accumulation_steps" else "--" + name.replace("_", "-")
+        words += [flag, *map(str, value)] if isinstance(value, list) else [flag, str(value)]
+    return shlex.join(words)
+
+
+def build_model_card(config, run: dict, model_id: str) -> ModelCard:
+    """The card of a model trained by `hf_posattn.training.train` (`run`: the options and results it recorded in
+    `posattn_run.json`), with `model_id` (a folder or a Hub repo id) in the usage snippet."""
+    options, results = run["options"], run["results"]
+    name = os.path.basename(os.path.normpath(model_id))
+    card_data = ModelCardData(
+        language="en",
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        tags=["hf_posattn", "posattn", f"{config.position_embedding_type}-positions", "causal-lm", "custom_code"],
+        model_name=name,
+        eval_results=[EvalResult(task_type="text-generation", task_name="Causal language modeling",
+                                 dataset_type="text", dataset_name=results["data"], dataset_split="validation",
+                                 metric_type="perplexity", metric_name="Perplexity",
+                                 metric_value=round(results["perplexity"], 3))],
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        model_name=name,
+        model_id=model_id,
+        position=config.position_embedding_type,
+        position_description=POSITION_DESCRIPTIONS[config.position_embedding_type],
+        config_rows=[(field, getattr(config, field)) for field in CONFIG_FIELDS],
+        vocab_size=config.vocab_size,
+        max_positions=config.max_position_embeddings,
+        seq_len=options["seq_len"],
+        seed=options["seed"],
+        learning_rate=options["learning_rate"],
+        batch_tokens=f"{options['batch_size'] * options['gradient_accumulation_steps']} x {options['seq_len']}",
+        train_minutes=f"{results['train_seconds'] / 60:.1f}",
+        wall_minutes=f"{results['wall_seconds'] / 60:.1f}",
+        command=training_command(options),
+        **{key: results[key] for key in ("data", "parameters", "train_tokens", "validation_tokens", "steps",
+                                         "tokens_seen", "hardware", "eval_loss", "perplexity", "unigram_loss",
+                                         "unigram_perplexity", "sample", "prompt")},
+    )
+
+
+def write_model_card(folder: str, config, run: dict) -> ModelCard:
+    card = build_model_card(config, run, model_id=folder)
+    card.save(os.path.join(folder, "README.md"))
+    return card
+

@@ -1,0 +1,52 @@
+"""The tokenizer and the token stream: a byte-level BPE trained with `tokenizers` on the training text, saved as a
+`PreTrainedTokenizerFast` that `AutoTokenizer.from_pretrained(folder)` loads without remote code.
+
+Byte-level means every string is representable (no unknown token): the 256 byte symbols are the base alphabet, and
+BPE merges the most frequent pairs into longer tokens until the vocabulary is full. Documents are joined into one
+stream with the end-of-text token between them, as GPT-2 does, and the stream is cut into blocks of equal length.
+"""
+
+import os
+from collections.abc import Iterable
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+
+SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>"}
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE of at most `vocab_size` tokens (fewer when the text has fewer distinct merges)."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
+
+
+def has_tokenizer(folder: str) -> bool:
+    return os.path.isfile(os.path.join(folder, "tokenizer.json"))
+
+
+def load_or_train_tokenizer(folder: str, texts: Iterable[str], vocab_size: int) -> tuple[PreTrainedTokenizerFast, bool]:
+    """The tokenizer saved in `folder` if there is one (`True`: reused), else one trained on `texts` (`False`)."""
+    if has_tokenizer(folder):
+        return AutoTokenizer.from_pretrained(folder), True
+    return train_tokenizer(texts, vocab_size), False
+
+
+def encode_documents(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of each document followed by the end-of-text token, which marks where a document stops."""
+    return [ids + [tokenizer.eos_token_id] for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def split_blocks(ids: list[int], length: int) -> list[list[int]]:
+    """Consecutive, non-overlapping blocks of `length` tokens; the remainder shorter than a block is dropped."""
+    return [ids[start : start + length] for start in range(0, len(ids) - length + 1, length)]
