@@ -2,7 +2,7 @@
 
 Each subcommand is two functions: `add_<name>(subparsers)` declares its parser and sets `run=run_<name>`, and
 `run_<name>(args)` does the work and returns the exit status. A new subcommand is those two functions and one
-entry in `SUBCOMMANDS`. Heavy imports (datasets, the Trainer) happen inside `run_*`, so `posattn --help` is quick.
+entry in `SUBCOMMANDS`. What only one subcommand needs is imported inside its functions.
 
 Bad input raises `ValueError` with a message that names the problem and the fix; `main` prints it as
 `posattn <command>: error: ...` and exits with status 2, having changed nothing.

@@ -12,6 +12,7 @@ import json
 import lzma
 import os
 from importlib.resources import files
+from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
@@ -60,7 +61,7 @@ def looks_like_a_file(path: str) -> bool:
 
 
 def read_text_file(path: str) -> str:
-    raw = open(path, "rb").read()
+    raw = Path(path).read_bytes()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>"}
@@ -33,13 +33,6 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
 
 def has_tokenizer(folder: str) -> bool:
     return os.path.isfile(os.path.join(folder, "tokenizer.json"))
-
-
-def load_or_train_tokenizer(folder: str, texts: Iterable[str], vocab_size: int) -> tuple[PreTrainedTokenizerFast, bool]:
-    """The tokenizer saved in `folder` if there is one (`True`: reused), else one trained on `texts` (`False`)."""
-    if has_tokenizer(folder):
-        return AutoTokenizer.from_pretrained(folder), True
-    return train_tokenizer(texts, vocab_size), False
 
 
 def encode_documents(tokenizer, texts: list[str]) -> list[list[int]]:

@@ -45,7 +45,7 @@ from .corpus import CORPUS_NAME, load_texts
 from .evaluation import EVAL_BATCH_TOKENS, unigram_baseline
 from .generation import generate_text
 from .model_card import write_model_card
-from .tokenization import encode_documents, has_tokenizer, load_or_train_tokenizer, split_blocks
+from .tokenization import encode_documents, has_tokenizer, split_blocks, train_tokenizer
 
 
 RUN_FILE = "posattn_run.json"  # the options a run was started with (read by --resume), and its results
@@ -182,9 +182,9 @@ def resolve(options: TrainingOptions) -> TrainingOptions:
     steps = resolved.eval_steps or max(1, resolved.max_steps // 5)
     resolved = dataclasses.replace(resolved, eval_steps=steps, save_steps=resolved.save_steps or steps)
     for name in ("seq_len", "max_steps", "batch_size", "gradient_accumulation_steps", "vocab_size", "eval_steps",
-                 "save_steps"):
+                 "save_steps", "learning_rate"):
         if getattr(resolved, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(resolved, name)}.")
+            raise ValueError(f"{name} must be positive, got {getattr(resolved, name)}.")
     if resolved.position == "learned" and resolved.seq_len > preset.max_position_embeddings:
         raise ValueError(
             f"--seq-len {resolved.seq_len} is above the {preset.max_position_embeddings} positions that learned "
@@ -245,14 +245,32 @@ def prepare_output_dir(options: TrainingOptions) -> TrainingOptions:
     if holds_run and not options.overwrite:
         raise ValueError(f"{folder} already holds a model or a training run. Pass --overwrite to replace it, "
                          f"--resume to continue its training, or choose another --output-dir.")
-    if holds_run:  # --overwrite: what would be resumed or reused goes now; the rest is overwritten when saving
-        for name in os.listdir(folder):
-            path = os.path.join(folder, name)
-            if name.startswith("checkpoint-") and os.path.isdir(path):
-                shutil.rmtree(path)
-            elif name in (RUN_FILE, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-                os.remove(path)
     return resolve(options)
+
+
+def clear_run(folder: str) -> None:
+    """For --overwrite, once the new run's data and tokenizer are ready: remove what would otherwise be resumed or
+    reused (checkpoints, run file, tokenizer); the model files are overwritten when the new model is saved."""
+    if not os.path.isdir(folder):
+        return
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if name.startswith("checkpoint-") and os.path.isdir(path):
+            shutil.rmtree(path)
+        elif name in (RUN_FILE, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            os.remove(path)
+
+
+def tokenizer_for(options: TrainingOptions, train_texts):
+    """The tokenizer of `--tokenizer`, else the one already in the output folder (a resumed run keeps its tokens),
+    else a new one trained on the training text (always with --overwrite)."""
+    if options.tokenizer and not has_tokenizer(options.tokenizer):
+        raise ValueError(f"--tokenizer {options.tokenizer}: no tokenizer.json there; give a folder that holds a "
+                         f"tokenizer (e.g. another run's --output-dir).")
+    source = options.tokenizer or (None if options.overwrite else options.output_dir)
+    if source and has_tokenizer(source):
+        return AutoTokenizer.from_pretrained(source)
+    return train_tokenizer(train_texts, options.vocab_size)
 
 
 def pack(texts: DatasetDict, tokenizer, seq_len: int) -> DatasetDict:
@@ -264,9 +282,10 @@ def pack(texts: DatasetDict, tokenizer, seq_len: int) -> DatasetDict:
         blocks = split_blocks(stream, seq_len)
         return {"input_ids": blocks, "labels": [list(block) for block in blocks]}
 
-    # One batch per split: the whole split is one stream, so the blocks are those `evaluation` cuts.
+    # Up to 1000 documents per stream (all of the embedded corpus's splits: the blocks `evaluation` cuts); the tail
+    # of each stream shorter than a block is dropped.
     blocks = DatasetDict({
-        split: dataset.map(to_blocks, batched=True, batch_size=None, remove_columns=dataset.column_names)
+        split: dataset.map(to_blocks, batched=True, batch_size=1000, remove_columns=dataset.column_names)
         for split, dataset in texts.items()
     })
     for split, dataset in blocks.items():
@@ -367,6 +386,7 @@ def training_arguments(options: TrainingOptions) -> TrainingArguments:
         include_num_input_tokens_seen="all",
         seed=options.seed,
         report_to=[],
+        dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=options.quiet,
         log_level="error" if options.quiet else "passive",
         **mixed_precision(),
@@ -421,14 +441,11 @@ def train_run(options: TrainingOptions) -> TrainingResult:
     options = prepare_output_dir(options)
     texts = load_texts(options.data, options.text_column)
     folder = options.output_dir
-    if options.tokenizer:
-        if not has_tokenizer(options.tokenizer):
-            raise ValueError(f"--tokenizer {options.tokenizer}: no tokenizer.json there.")
-        tokenizer = AutoTokenizer.from_pretrained(options.tokenizer)
-    else:
-        tokenizer, _ = load_or_train_tokenizer(folder, texts["train"]["text"], options.vocab_size)
+    tokenizer = tokenizer_for(options, texts["train"]["text"])
     blocks = pack(texts, tokenizer, options.seq_len)
 
+    if options.overwrite:  # only now: bad input above leaves the old run as it was
+        clear_run(folder)
     os.makedirs(folder, exist_ok=True)
     tokenizer.save_pretrained(folder)  # now, so that --resume finds the tokenizer its checkpoints were made with
     write_run_file(folder, options, None)

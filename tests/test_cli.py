@@ -256,6 +256,9 @@ def test_an_output_dir_with_a_model_is_refused_unless_overwrite(trained, user_te
     before = snapshot(trained)
     assert posattn("train", *FAST, "--data", user_text, "--output-dir", trained) == 2
     assert "already holds a model" in capsys.readouterr().err
+    # --overwrite with bad data: the error comes before anything is removed.
+    assert posattn("train", *FAST, "--data", tmp_path / "missing.txt", "--output-dir", trained, "--overwrite") == 2
+    assert "no such file" in capsys.readouterr().err
     assert snapshot(trained) == before
 
     folder = tmp_path / "model"

@@ -2,9 +2,10 @@
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Trainer, TrainingArguments, logging, pipeline
+from transformers import Trainer, TrainingArguments, logging, pipeline
 from transformers.testing_utils import CaptureLogger
+
+from hf_posattn.tokenization import train_tokenizer
 
 from conftest import SCHEMES, random_ids, tiny_lm
 
@@ -16,23 +17,10 @@ TEXT = (
 ) * 20
 
 
-def train_tokenizer(text=TEXT, vocab_size=300) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer trained here, offline, with `tokenizers`."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<pad>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tokenizer.train_from_iterator([text], trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
-    return train_tokenizer()
+    """A byte-level BPE tokenizer trained here, offline, with `tokenizers`."""
+    return train_tokenizer([TEXT], vocab_size=300)
 
 
 def blocks(tokenizer, length=32):
