@@ -326,7 +326,8 @@ def hardware() -> str:
             model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"CPU: {model}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"CPU: {model}, {threads} thread{'s' if threads > 1 else ''}"
 
 
 class StopOnCtrlC(TrainerCallback):
