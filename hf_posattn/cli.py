@@ -16,6 +16,16 @@ import sys
 from .configuration_posattn import POSITION_EMBEDDING_TYPES
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default in its help when it has one to show (not None, not a flag's False) and the help
+    does not already say it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -58,7 +68,7 @@ def add_train(subparsers):
         description="Train a byte-level BPE tokenizer and an hf_posattn model with the Hugging Face Trainer, then "
                     "save model, tokenizer, code and model card in --output-dir and print the validation "
                     "perplexity, the unigram baseline and a sample. Options left out take the preset's value.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--position", choices=POSITION_EMBEDDING_TYPES, help="position scheme (default: sinusoidal)")
     parser.add_argument("--preset", choices=list(PRESETS),
@@ -67,24 +77,30 @@ def add_train(subparsers):
     parser.add_argument("--data", nargs="+", metavar="SOURCE",
                         help="text files (UTF-8), or one `datasets` dataset: a Hub name, a folder, or "
                              ".json/.jsonl/.csv/.parquet files (default: the embedded corpus)")
-    parser.add_argument("--text-column", help="the text column of a dataset (default: text)")
-    parser.add_argument("--seq-len", type=positive_int, help="tokens per training block")
-    parser.add_argument("--max-steps", type=positive_int, help="optimizer steps (may change on --resume)")
-    parser.add_argument("--batch-size", type=positive_int, help="blocks per step and device")
-    parser.add_argument("--grad-accum", type=positive_int, dest="gradient_accumulation_steps",
+    parser.add_argument("--text-column", metavar="NAME", help="the text column of a dataset (default: text)")
+    parser.add_argument("--seq-len", type=positive_int, metavar="N", help="tokens per training block (default: "
+                                                                           "the preset's)")
+    parser.add_argument("--max-steps", type=positive_int, metavar="N", help="optimizer steps; may change on --resume "
+                                                                            "(default: the preset's)")
+    parser.add_argument("--batch-size", type=positive_int, metavar="N", help="blocks per step and device (default: "
+                                                                             "the preset's)")
+    parser.add_argument("--grad-accum", type=positive_int, metavar="N", dest="gradient_accumulation_steps",
                         help="batches accumulated per optimizer step (default: 1)")
-    parser.add_argument("--learning-rate", type=float, help="peak learning rate")
-    parser.add_argument("--vocab-size", type=positive_int, help="tokens in the BPE vocabulary")
+    parser.add_argument("--learning-rate", type=float, metavar="LR", help="peak learning rate (default: the "
+                                                                          "preset's)")
+    parser.add_argument("--vocab-size", type=positive_int, metavar="N", help="tokens in the BPE vocabulary "
+                                                                             "(default: the preset's)")
     parser.add_argument("--tokenizer", metavar="DIR", help="reuse the tokenizer in DIR instead of training one")
-    parser.add_argument("--output-dir", help="where to save (default: runs/posattn-PRESET-POSITION)")
+    parser.add_argument("--output-dir", metavar="DIR", help="where to save (default: runs/posattn-PRESET-POSITION)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last "
                                                               "checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace the model or run in --output-dir")
-    parser.add_argument("--seed", type=int, help="random seed (default: 0)")
-    parser.add_argument("--eval-steps", type=positive_int, help="steps between evaluations (default: 1/5 of the "
-                                                                "steps)")
-    parser.add_argument("--save-steps", type=positive_int, help="steps between checkpoints (default: --eval-steps)")
-    parser.add_argument("--sample-prompt", help="prompt of the sample printed at the end (default: the first "
+    parser.add_argument("--seed", type=int, metavar="N", help="random seed (default: 0)")
+    parser.add_argument("--eval-steps", type=positive_int, metavar="N", help="steps between evaluations (default: "
+                                                                             "1/5 of the steps)")
+    parser.add_argument("--save-steps", type=positive_int, metavar="N", help="steps between checkpoints (default: "
+                                                                             "--eval-steps)")
+    parser.add_argument("--sample-prompt", metavar="TEXT", help="prompt of the sample printed at the end (default: the first "
                                                 "speaker's cue, or first line, of the validation text)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or training logs")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -114,17 +130,18 @@ def add_generate(subparsers):
     parser = subparsers.add_parser(
         "generate", help="continue a prompt with a trained model, streaming the text",
         description="Continue PROMPT with the model in DIR (the text-generation pipeline), printing tokens as they "
-                    "come.", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                    "come.", formatter_class=HelpFormatter,
     )
     parser.add_argument("dir", help="a model folder written by `posattn train`")
     parser.add_argument("prompt", help="the text to continue")
-    parser.add_argument("--max-new-tokens", type=positive_int, default=200)
-    parser.add_argument("--temperature", type=float, default=0.8, help="below 1 sharper, above 1 more random")
-    parser.add_argument("--top-p", type=float, default=0.95, help="sample from the smallest set of tokens whose "
-                                                                  "probabilities add up to this")
-    parser.add_argument("--top-k", type=positive_int, help="sample from the k most likely tokens only")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=200, metavar="N", help="tokens to generate")
+    parser.add_argument("--temperature", type=float, default=0.8, metavar="T",
+                        help="below 1 sharper, above 1 more random")
+    parser.add_argument("--top-p", type=float, default=0.95, metavar="P",
+                        help="sample from the smallest set of tokens whose probabilities add up to P")
+    parser.add_argument("--top-k", type=positive_int, metavar="K", help="sample from the K most likely tokens only")
     parser.add_argument("--greedy", action="store_true", help="always take the most likely token (no sampling)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="random seed of the sampling")
     parser.set_defaults(run=run_generate)
 
 
@@ -149,16 +166,17 @@ def add_evaluate(subparsers):
         description="Perplexity of the model in DIR on the validation text, in windows of each length "
                     "(non-overlapping, or sliding with --stride), next to the unigram baseline; JSON to stdout or "
                     "--output. Learned positions are not evaluated past their maximum: such lengths are listed "
-                    "as skipped, with the reason.", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                    "as skipped, with the reason.", formatter_class=HelpFormatter,
     )
     parser.add_argument("dir", help="a model folder written by `posattn train`")
-    parser.add_argument("--lengths", type=int_list, default=[128, 256, 512], help="evaluation lengths, in tokens")
-    parser.add_argument("--stride", type=positive_int, help="sliding windows: score only the last STRIDE tokens "
+    parser.add_argument("--lengths", type=int_list, default="128,256,512", metavar="L1,L2,...",
+                        help="evaluation lengths, in tokens")
+    parser.add_argument("--stride", type=positive_int, metavar="N", help="sliding windows: score only the last N tokens "
                                                             "of each window (default: non-overlapping windows)")
     parser.add_argument("--data", nargs="+", metavar="SOURCE", help="as for `train`: its validation split is "
                                                                     "evaluated (default: the embedded corpus)")
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--batch-size", type=positive_int, help="windows per forward pass (default: 8192 tokens' "
+    parser.add_argument("--text-column", metavar="NAME", default="text", help="the text column of a dataset")
+    parser.add_argument("--batch-size", type=positive_int, metavar="N", help="windows per forward pass (default: 8192 tokens' "
                                                                 "worth)")
     parser.add_argument("--output", metavar="FILE", help="write the JSON here instead of stdout")
     parser.set_defaults(run=run_evaluate)
