@@ -1,6 +1,5 @@
 """Text from a trained model, through transformers' `text-generation` pipeline (optionally streamed as it comes)."""
 
-import torch
 from transformers import TextStreamer, pipeline, set_seed
 
 
@@ -12,13 +11,12 @@ def generate_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, temp
     if not prompt:
         raise ValueError("the prompt is empty: give some text for the model to continue, e.g. 'ROMEO:'.")
     set_seed(seed)
-    device = model.device if isinstance(model, torch.nn.Module) else (0 if torch.cuda.is_available() else -1)
-    generator = pipeline("text-generation", model=model, tokenizer=tokenizer, device=device)
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer, device=model.device)
     options = {"max_new_tokens": max_new_tokens, "do_sample": not greedy}
-    if not greedy:
-        options.update(temperature=temperature, top_p=top_p, top_k=top_k or 0)
-    else:
+    if greedy:  # unset the sampling settings of the model's generation config, which greedy search would ignore
         options.update(temperature=None, top_p=None, top_k=None)
+    else:
+        options.update(temperature=temperature, top_p=top_p, top_k=top_k or 0)
     if stream:
         options["streamer"] = TextStreamer(generator.tokenizer, skip_special_tokens=True)
     return generator(prompt, **options)[0]["generated_text"]

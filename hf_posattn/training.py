@@ -138,7 +138,7 @@ class TrainingResult:
     unigram_perplexity: float
     steps: int
     tokens_seen: int
-    train_seconds: float  # the Trainer's training loop
+    train_seconds: float  # the Trainer's training loop (of this call only, when it resumed a run)
     wall_seconds: float  # the whole call: data, tokenizer, training, evaluation, saving, sample
     hardware: str
     parameters: int
@@ -491,13 +491,12 @@ def train_run(options: TrainingOptions) -> TrainingResult:
         steps=trainer.state.global_step,
         tokens_seen=int(trainer.state.num_input_tokens_seen),
         train_seconds=train_output.metrics["train_runtime"],
-        wall_seconds=0.0,
+        wall_seconds=time.perf_counter() - start,
         hardware=hardware(),
         parameters=model.num_parameters(),
         sample=sample,
         options=dataclasses.asdict(options),
     )
-    result.wall_seconds = time.perf_counter() - start
     results = result.to_dict()
     del results["options"]  # stored next to the results in the run file
     results.update(prompt=prompt, data=CORPUS_NAME if not options.data else ", ".join(options.data),
