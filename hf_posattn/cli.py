@@ -11,6 +11,7 @@ Bad input raises `ValueError` with a message that names the problem and the fix;
 import argparse
 import json
 import os
+import shlex
 import sys
 
 from .configuration_posattn import POSITION_EMBEDDING_TYPES
@@ -233,7 +234,172 @@ def run_push(args) -> int:
     return 0
 
 
-SUBCOMMANDS = [add_train, add_generate, add_evaluate, add_push]
+# ---- plot-positions ----
+
+def add_plot_positions(subparsers):
+    parser = subparsers.add_parser(
+        "plot-positions", help="draw the sinusoidal encoding, and what a trained model's position scheme holds (PNG)",
+        description="Draw the sinusoidal position encoding: a heat map of position x dimension, a few of its waves, "
+                    "and the dot product between positions. Given a model folder, also its learned table (or its "
+                    "sinusoidal amplitude, rotary frequencies, ALiBi slopes) next to the closed form.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("dir", nargs="?", help="a model folder written by `posattn train` (optional)")
+    parser.add_argument("--output", default="positions.png", metavar="FILE", help="the PNG to write")
+    parser.add_argument("--positions", type=positive_int, default=128, metavar="N", help="positions to draw")
+    parser.add_argument("--dim", type=positive_int, metavar="D", help="dimensions of the closed form (default: the "
+                                                                      "model's hidden size, else 128)")
+    parser.set_defaults(run=run_plot_positions)
+
+
+def run_plot_positions(args) -> int:
+    from .plots import plot_positions, pyplot
+
+    pyplot()  # fails now, before loading a model, if matplotlib is missing
+    model = load_model(args.dir)[0] if args.dir else None
+    print(f"wrote {plot_positions(args.output, model, args.positions, args.dim)}")
+    return 0
+
+
+# ---- plot-attention ----
+
+def add_plot_attention(subparsers):
+    from .plots import MAX_ATTENTION_TOKENS
+
+    parser = subparsers.add_parser(
+        "plot-attention", help="draw the attention weights of a model on a text (PNG; HTML with bertviz)",
+        description="Run the model in DIR on TEXT with output_attentions=True and draw its attention weights as "
+                    "heat maps, one per layer (rows) and head (columns), with the tokens on both axes.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("dir", help="a model folder written by `posattn train`")
+    parser.add_argument("text", help="the text to look at")
+    parser.add_argument("--output", default="attention.png", metavar="FILE", help="the PNG to write")
+    parser.add_argument("--layer", type=int, metavar="N", help="only this layer (from 0)")
+    parser.add_argument("--head", type=int, metavar="N", help="only this head of each layer (from 0)")
+    parser.add_argument("--max-tokens", type=positive_int, default=MAX_ATTENTION_TOKENS, metavar="N",
+                        help="longest text, in tokens")
+    parser.add_argument("--html", metavar="FILE", help="also write bertviz's interactive head view to FILE "
+                                                       "(needs bertviz: pip install \"hf-posattn[html]\")")
+    parser.set_defaults(run=run_plot_attention)
+
+
+def run_plot_attention(args) -> int:
+    from .plots import attention_weights, import_head_view, plot_attention, pyplot, write_head_view
+
+    pyplot()  # missing optional dependencies fail now, before any work
+    if args.html:
+        import_head_view()
+    model, tokenizer = load_model(args.dir, attn_implementation="eager")
+    weights, labels = attention_weights(model, tokenizer, args.text, args.max_tokens)
+    print(f"wrote {plot_attention(args.output, weights, labels, args.layer, args.head)}")
+    if args.html:
+        print(f"wrote {write_head_view(args.html, weights, labels)}")
+    return 0
+
+
+# ---- demo ----
+
+def add_demo(subparsers):
+    parser = subparsers.add_parser(
+        "demo", help="the seed lesson's two ideas, runnable: `lookup` and `context`",
+        description="lookup: attention as a dictionary lookup (one-hot vectors, softmax temperature, blends). "
+                    "context: a tiny model learns that 'not like' says 'hate' and 'do like' says 'like', and looks "
+                    "at the deciding word. Each prints what it shows and writes a figure.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("name", choices=["lookup", "context"], help="which demo")
+    parser.add_argument("--output", metavar="FILE", help="the PNG to write (default: NAME.png)")
+    parser.add_argument("--output-dir", metavar="DIR", help="context: keep the trained model in DIR (default: a "
+                                                            "temporary folder)")
+    parser.add_argument("--position", choices=POSITION_EMBEDDING_TYPES, default="sinusoidal",
+                        help="context: the model's position scheme")
+    parser.add_argument("--steps", type=positive_int, default=200, metavar="N", help="context: training steps")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="context: random seed")
+    parser.set_defaults(run=run_demo)
+
+
+def run_demo(args) -> int:
+    from .demos import context_demo, lookup_demo
+    from .plots import pyplot
+
+    pyplot()
+    output = args.output or f"{args.name}.png"
+    if args.name == "lookup":
+        lookup_demo(output)
+        return 0
+    result = context_demo(output, args.output_dir, args.position, args.steps, args.seed)
+    return 0 if not result["wrong"] else 1
+
+
+# ---- compare ----
+
+def seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected seeds (integers >= 0) separated by commas, e.g. 0,1,2; got {text!r}")
+    return seeds
+
+
+def add_compare(subparsers):
+    from .training import PRESETS
+
+    parser = subparsers.add_parser(
+        "compare", help="length extrapolation: one model per position scheme, perplexity at L, 2L, 4L, 8L",
+        description="Train one model per position scheme (and seed) with the same budget, data, tokenizer and seed "
+                    "at length L, evaluate each at L, 2L, 4L, 8L in non-overlapping windows on the same validation "
+                    "tokens, and write compare.csv, compare.json, compare.md and compare.png in --output-dir. "
+                    "Default: L = 128, 800 steps of 16 blocks (about 25 minutes on 2 CPU cores); --quick: L = 64, "
+                    "250 steps, 32,768 evaluation tokens (under 5 minutes). Finished runs with the same options "
+                    "are reused; their checkpoints are removed (the models stay).",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="the small study (under 5 minutes on 2 CPU cores)")
+    parser.add_argument("--positions", nargs="+", choices=POSITION_EMBEDDING_TYPES, metavar="SCHEME",
+                        help="schemes to compare (default: all five)")
+    parser.add_argument("--seeds", type=seed_list, metavar="S1,S2,...", help="one run per scheme and seed; the "
+                                                                             "table shows mean and std (default: 0)")
+    parser.add_argument("--seq-len", type=positive_int, metavar="L", help="training length (default: 128; --quick 64)")
+    parser.add_argument("--factors", type=int_list, metavar="F1,F2,...", help="evaluation lengths as multiples of L "
+                                                                              "(default: 1,2,4,8)")
+    parser.add_argument("--max-steps", type=positive_int, metavar="N", help="training steps of every run (default: "
+                                                                            "800; --quick 250)")
+    parser.add_argument("--batch-size", type=positive_int, metavar="N", help="blocks per step (default: 16)")
+    parser.add_argument("--learning-rate", type=float, metavar="LR", help="peak learning rate (default: the preset's)")
+    parser.add_argument("--vocab-size", type=positive_int, metavar="N", help="BPE vocabulary (default: the preset's)")
+    parser.add_argument("--preset", choices=list(PRESETS), help="model size (default: tiny)")
+    parser.add_argument("--data", nargs="+", metavar="SOURCE", help="as for `train` (default: the embedded corpus)")
+    parser.add_argument("--text-column", metavar="NAME", help="the text column of a dataset (default: text)")
+    parser.add_argument("--eval-tokens", type=positive_int, metavar="N", help="validation tokens scored at every "
+                                                                              "length (default: all; --quick 32768)")
+    parser.add_argument("--output-dir", metavar="DIR", help="where the runs and tables go (default: runs/compare; "
+                                                            "--quick: runs/compare-quick)")
+    parser.add_argument("--overwrite", action="store_true", help="train every run again, replacing what is there")
+    parser.add_argument("--json", action="store_true", help="print the study as JSON instead of the table")
+    parser.set_defaults(run=run_compare)
+
+
+def run_compare(args) -> int:
+    from .compare import CompareOptions, compare, markdown_table
+    from .plots import pyplot
+
+    pyplot()
+    options = CompareOptions(**{name: getattr(args, name) for name in CompareOptions.__dataclass_fields__})
+    study = compare(options, command=args.command_line)
+    if args.json:
+        print(json.dumps(study, indent=2))
+        return 0
+    print(f"\n{markdown_table(study)}\n")
+    print(f"{study['wall_seconds'] / 60:.1f} min on {study['hardware']}; wrote compare.csv, compare.json, compare.md "
+          f"and compare.png in {study['settings']['output_dir']}")
+    return 0
+
+
+SUBCOMMANDS = [add_train, add_generate, add_evaluate, add_push, add_plot_positions, add_plot_attention, add_demo,
+               add_compare]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     from .training import TrainingInterrupted
 
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["posattn", *(sys.argv[1:] if argv is None else argv)])  # for the records
     try:
         return args.run(args)
     except TrainingInterrupted as interrupted:

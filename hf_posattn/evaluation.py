@@ -90,7 +90,13 @@ def evaluate_lengths(model, tokenizer, text: str | Sequence[str], lengths: Seque
                      batch_size: int | None = None) -> list[dict]:
     """`perplexity` at each length (the text tokenised once). A length the model cannot take (learned positions
     past `max_position_embeddings`) gives `{"length": L, "skipped": reason}` instead of numbers."""
-    ids = token_stream(tokenizer, text)
+    return evaluate_lengths_of_ids(model, token_stream(tokenizer, text), lengths, stride, batch_size)
+
+
+def evaluate_lengths_of_ids(model, ids: Sequence[int], lengths: Sequence[int], stride: int | None = None,
+                            batch_size: int | None = None) -> list[dict]:
+    """`evaluate_lengths` on a token stream: the same ids at every length (e.g. a stream cut to a multiple of the
+    longest length, so that every length scores the same tokens)."""
     results = []
     for length in lengths:
         limit = length_limit(model.config)

@@ -97,3 +97,14 @@ def skip_flex_on_cpu_if(condition: bool, what: str):
 def no_grad():
     with torch.no_grad():
         yield
+
+
+def assert_png(path, size: tuple[int, int]):
+    """`path` is a PNG of `size` (width, height) pixels with something drawn on it (its pixels vary)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size == size, (image.format, image.size, size)
+        pixels = np.asarray(image.convert("L"), dtype=np.float64)
+    assert pixels.std() > 20, f"{path} looks blank (pixel std {pixels.std():.1f})"

@@ -1,0 +1,283 @@
+"""`posattn compare`: train short, test long. How well does each position scheme extrapolate past the length it
+was trained at?
+
+One model per position scheme (and per seed), each with the same preset, data, tokenizer, steps, batch, learning
+rate and seed, trained at length `L` with `training.train`; then the perplexity of each on the same validation
+tokens in non-overlapping windows of `L`, `2L`, `4L`, `8L` (as Press et al. 2022 evaluate), and a table (CSV,
+JSON, Markdown on stdout) and a plot of perplexity against evaluation length, one line per scheme.
+
+    from hf_posattn.compare import CompareOptions, compare
+    study = compare(CompareOptions(quick=True))
+    print(study["table"])
+
+Learned positions have no vector past `max_position_embeddings` (1,024 in the presets): longer lengths are listed
+as skipped, with the reason. Their vectors past `L` exist but were never trained (no training window reaches
+them): they keep their random initialisation, shrunk by weight decay.
+"""
+
+import csv
+import dataclasses
+import glob
+import json
+import os
+import shutil
+import statistics
+import time
+from dataclasses import dataclass
+
+from .configuration_posattn import POSITION_EMBEDDING_TYPES
+from .corpus import load_texts
+from .evaluation import evaluate_lengths_of_ids, token_stream, unigram_baseline
+from .tokenization import has_tokenizer, train_tokenizer
+from .training import RUN_FILE, RUN_IDENTITY, TrainingOptions, hardware, read_run, resolve, train
+
+
+# The two budgets. `default`: about 25 minutes on 2 CPU cores; `quick`: under 5. Options given explicitly win.
+STUDIES = {
+    "default": {"seq_len": 128, "max_steps": 800, "batch_size": 16, "eval_tokens": None,
+                "output_dir": os.path.join("runs", "compare")},
+    "quick": {"seq_len": 64, "max_steps": 250, "batch_size": 16, "eval_tokens": 32768,
+              "output_dir": os.path.join("runs", "compare-quick")},
+}
+TOKENIZER_DIR = "tokenizer"  # in the study's folder: one tokenizer for every run, so that all see the same tokens
+
+
+# What every training run of a study shares.
+SHARED = ("preset", "data", "text_column", "seq_len", "max_steps", "batch_size", "learning_rate", "vocab_size")
+
+
+@dataclass
+class CompareOptions:
+    """What to compare. `None` means the study's value (`STUDIES`), else the training preset's."""
+
+    output_dir: str | None = None
+    positions: list[str] | None = None  # all five schemes
+    factors: list[int] | None = None  # evaluation lengths as multiples of seq_len: 1, 2, 4, 8
+    seeds: list[int] | None = None  # [0]
+    eval_tokens: int | None = None  # validation tokens scored at every length (default: all)
+    quick: bool = False
+    overwrite: bool = False
+    # Passed to every training run:
+    preset: str | None = None
+    data: list[str] | None = None
+    text_column: str | None = None
+    seq_len: int | None = None
+    max_steps: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    vocab_size: int | None = None
+
+
+def resolve_study(options: CompareOptions) -> CompareOptions:
+    study = STUDIES["quick" if options.quick else "default"]
+    options = dataclasses.replace(
+        options,
+        positions=list(options.positions or POSITION_EMBEDDING_TYPES),
+        factors=sorted(set(options.factors or (1, 2, 4, 8))),
+        seeds=list(dict.fromkeys(options.seeds if options.seeds is not None else [0])),
+        **{name: getattr(options, name) or value for name, value in study.items()},
+    )
+    # The preset's values for what neither the options nor the study set (and their checks).
+    run = resolve(TrainingOptions(**{name: getattr(options, name) for name in SHARED}))
+    options = dataclasses.replace(options, **{name: getattr(run, name) for name in SHARED})
+    unknown = [name for name in options.positions if name not in POSITION_EMBEDDING_TYPES]
+    if unknown:
+        raise ValueError(f"unknown position scheme {', '.join(unknown)}: choose from "
+                         f"{', '.join(POSITION_EMBEDDING_TYPES)}.")
+    if not options.seeds:
+        raise ValueError("--seeds: give at least one seed, e.g. 0 or 0,1,2.")
+    if min(options.factors) < 1:
+        raise ValueError(f"--factors {options.factors}: evaluation lengths are multiples of --seq-len, 1 or more.")
+    return options
+
+
+def training_options(options: CompareOptions, position: str, seed: int) -> TrainingOptions:
+    """The same run for every scheme but its position scheme and seed. One evaluation and one checkpoint, at the
+    end: the study evaluates at every length itself."""
+    return resolve(TrainingOptions(
+        output_dir=os.path.join(options.output_dir, f"{position}-seed{seed}"), position=position, seed=seed,
+        tokenizer=os.path.join(options.output_dir, TOKENIZER_DIR), eval_steps=options.max_steps, quiet=True,
+        overwrite=options.overwrite, **{name: getattr(options, name) for name in SHARED},
+    ))
+
+
+def finished_run(run: TrainingOptions) -> dict | None:
+    """The results of a finished run with the same options in `run.output_dir` (an interrupted study continues
+    where it stopped), else None."""
+    if not os.path.isfile(os.path.join(run.output_dir, RUN_FILE)) or run.overwrite:
+        return None
+    try:
+        recorded = read_run(run.output_dir)
+    except ValueError:  # started, not finished: train it again (train() refuses without --overwrite)
+        return None
+    same = all(recorded["options"].get(name) == getattr(run, name) for name in (*RUN_IDENTITY, "max_steps"))
+    return recorded["results"] if same else None
+
+
+def study_tokens(options: CompareOptions):
+    """The shared tokenizer (trained once, saved in the study's folder) and the validation ids every model is
+    scored on: cut to a multiple of the longest evaluation length, so that every length scores the same tokens."""
+    from transformers import AutoTokenizer
+
+    texts = load_texts(options.data, options.text_column)
+    folder = os.path.join(options.output_dir, TOKENIZER_DIR)
+    if has_tokenizer(folder) and not options.overwrite:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    else:
+        tokenizer = train_tokenizer(texts["train"]["text"], options.vocab_size)
+    ids = token_stream(tokenizer, texts["validation"]["text"])
+    longest = options.seq_len * max(options.factors)
+    usable = min(len(ids), options.eval_tokens or len(ids)) // longest * longest
+    if usable == 0:
+        raise ValueError(f"the validation text has {len(ids)} tokens (--eval-tokens {options.eval_tokens}), fewer "
+                         f"than one window of the longest evaluation length {longest} (--seq-len {options.seq_len} x "
+                         f"{max(options.factors)}): give more text, or a smaller --seq-len or --factors.")
+    baseline = unigram_baseline(token_stream(tokenizer, texts["train"]["text"]), ids[:usable], len(tokenizer))
+    return tokenizer, folder, ids[:usable], baseline
+
+
+def compare(options: CompareOptions, command: str | None = None) -> dict:
+    """Train and evaluate every scheme and seed, write `compare.csv`, `compare.json` and `compare.png` in the
+    study's folder and return the study (the JSON's content). Bad input raises `ValueError` before any training."""
+    from .cli import load_model
+
+    start = time.perf_counter()
+    options = resolve_study(options)
+    runs = {(p, s): training_options(options, p, s) for p in options.positions for s in options.seeds}
+    tokenizer, tokenizer_dir, ids, baseline = study_tokens(options)
+    os.makedirs(options.output_dir, exist_ok=True)
+    tokenizer.save_pretrained(tokenizer_dir)
+    lengths = [options.seq_len * factor for factor in options.factors]
+    print(f"comparing {', '.join(options.positions)} (seeds {', '.join(map(str, options.seeds))}): trained at "
+          f"L = {options.seq_len} tokens for {options.max_steps} steps of {options.batch_size} blocks, evaluated on "
+          f"{len(ids):,} validation tokens at {', '.join(map(str, lengths))}; unigram baseline "
+          f"{baseline['perplexity']:.1f}", flush=True)
+
+    records = []
+    for number, ((position, seed), run) in enumerate(runs.items(), 1):
+        label = f"[{number}/{len(runs)}] {position}, seed {seed}"
+        results = finished_run(run)
+        if results is None:
+            print(f"{label}: training ...", flush=True)
+            results = train(run).to_dict()
+            for checkpoint in glob.glob(os.path.join(run.output_dir, "checkpoint-*")):
+                shutil.rmtree(checkpoint)  # optimizer state for --resume; the study keeps only the final model
+        else:
+            print(f"{label}: reusing the finished run in {run.output_dir}", flush=True)
+        evaluation_start = time.perf_counter()
+        model, _ = load_model(run.output_dir)
+        evaluation = evaluate_lengths_of_ids(model, ids, lengths)
+        del model
+        record = {"position": position, "seed": seed, "output_dir": run.output_dir,
+                  "parameters": results["parameters"], "train_seconds": results["train_seconds"],
+                  "wall_seconds": results["wall_seconds"],
+                  "evaluation_seconds": time.perf_counter() - evaluation_start, "results": evaluation}
+        records.append(record)
+        print(f"{label}: perplexity " + ", ".join(
+            f"{r['length']}: {r['perplexity']:.2f}" if "perplexity" in r else f"{r['length']}: skipped"
+            for r in evaluation) + f" ({results['train_seconds'] / 60:.1f} min of training)", flush=True)
+
+    table = summarize(records, options, lengths)
+    study = {
+        "command": command,
+        "settings": {**dataclasses.asdict(options), "lengths": lengths, "eval_tokens": len(ids),
+                     "tokenizer": tokenizer_dir},
+        "hardware": hardware(),
+        "unigram_baseline": baseline,
+        "wall_seconds": time.perf_counter() - start,
+        "table": table,
+        "runs": records,
+    }
+    write_outputs(study, options.output_dir)
+    return study
+
+
+def summarize(records: list[dict], options: CompareOptions, lengths: list[int]) -> list[dict]:
+    """One row per scheme: the perplexity at every length (the mean over seeds, with its standard deviation when
+    there are several), or why a length was skipped."""
+    rows = []
+    for position in options.positions:
+        runs = [r for r in records if r["position"] == position]
+        row = {"position": position, "parameters": runs[0]["parameters"], "seeds": len(runs),
+               "train_minutes": statistics.mean(r["train_seconds"] for r in runs) / 60, "perplexity": {},
+               "std": {}, "skipped": {}}
+        for index, length in enumerate(lengths):
+            results = [r["results"][index] for r in runs]
+            if "skipped" in results[0]:
+                row["skipped"][length] = results[0]["skipped"]
+                continue
+            values = [r["perplexity"] for r in results]
+            row["perplexity"][length] = statistics.mean(values)
+            row["std"][length] = statistics.stdev(values) if len(values) > 1 else None
+        rows.append(row)
+    return rows
+
+
+def markdown_table(study: dict) -> str:
+    lengths = study["settings"]["lengths"]
+    seq_len = study["settings"]["seq_len"]
+    header = ["scheme", "parameters"] + [f"{length} ({length // seq_len}L)" if length != seq_len else f"{length} (L)"
+                                         for length in lengths]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in study["table"]:
+        cells = [row["position"], f"{row['parameters'] / 1e6:.2f}M"]
+        for length in lengths:
+            if length in row["skipped"]:
+                cells.append("skipped")
+            else:
+                std = row["std"][length]
+                cells.append(f"{row['perplexity'][length]:.2f}" + (f" ± {std:.2f}" if std is not None else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    unigram = f"{study['unigram_baseline']['perplexity']:.2f}"
+    lines.append("| " + " | ".join(["unigram baseline (no context)", ""] + [unigram] * len(lengths)) + " |")
+    return "\n".join(lines)
+
+
+def write_outputs(study: dict, folder: str) -> None:
+    lengths = study["settings"]["lengths"]
+    with open(os.path.join(folder, "compare.json"), "w") as file:
+        json.dump(study, file, indent=2)
+    with open(os.path.join(folder, "compare.csv"), "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["position", "parameters", "seeds", "train_minutes"]
+                        + [f"ppl_{length}" for length in lengths] + [f"std_{length}" for length in lengths]
+                        + ["notes"])
+        for row in study["table"]:
+            writer.writerow(
+                [row["position"], row["parameters"], row["seeds"], f"{row['train_minutes']:.2f}"]
+                + [f"{row['perplexity'][n]:.4f}" if n in row["perplexity"] else "" for n in lengths]
+                + [f"{row['std'][n]:.4f}" if row["std"].get(n) is not None else "" for n in lengths]
+                + ["; ".join(f"{n}: {reason}" for n, reason in row["skipped"].items())])
+    plot_study(study, os.path.join(folder, "compare.png"))
+    with open(os.path.join(folder, "compare.md"), "w") as file:
+        file.write(markdown_table(study) + "\n")
+
+
+def plot_study(study: dict, output: str) -> str:
+    from .plots import pyplot, save
+
+    plt = pyplot()
+    from matplotlib.ticker import NullLocator
+
+    settings = study["settings"]
+    lengths, seq_len = settings["lengths"], settings["seq_len"]
+    figure, axes = plt.subplots(figsize=(9, 6), layout="constrained")
+    for row in study["table"]:
+        shown = [n for n in lengths if n in row["perplexity"]]
+        errors = [row["std"][n] or 0 for n in shown] if row["seeds"] > 1 else None
+        axes.errorbar(shown, [row["perplexity"][n] for n in shown], yerr=errors, marker="o", capsize=3,
+                      label=row["position"] + (" (not evaluated past its last position)" if row["skipped"] else ""))
+    axes.axhline(study["unigram_baseline"]["perplexity"], color="gray", linestyle="--", label="unigram baseline")
+    axes.axvline(seq_len, color="black", linestyle=":", linewidth=1, label=f"training length L = {seq_len}")
+    axes.set_xscale("log", base=2)
+    axes.set_yscale("log")
+    axes.set_xticks(lengths, [f"{n}\n({n // seq_len}L)" for n in lengths])
+    axes.xaxis.set_minor_locator(NullLocator())
+    seeds = settings["seeds"]
+    axes.set(xlabel="evaluation length (tokens; non-overlapping windows)", ylabel="validation perplexity (log scale)",
+             title=f"train short, test long: {settings['preset']} preset, {settings['max_steps']} steps at L = "
+                   f"{seq_len}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+                   + (" (mean ± std)" if len(seeds) > 1 else ""))
+    axes.legend(fontsize=9)
+    axes.grid(True, which="major", alpha=0.3)
+    return save(figure, output)

@@ -1,0 +1,292 @@
+"""Pictures of where tokens are and what they look at: position encodings and attention weights, as PNG files.
+
+- `plot_positions`: the sinusoidal encoding of Vaswani et al. as a heat map (position x dimension), a few of its
+  waves, and the dot product between positions; given a trained model, also what its scheme learned or uses
+  (a learned table, the sinusoidal amplitude, the rotary frequencies, the ALiBi slopes), next to the closed form.
+- `plot_attention`: the attention weights of every layer and head for a text, token labels on both axes.
+
+matplotlib is an optional dependency (`pip install "hf-posattn[plot]"`), drawn with its Agg backend: files only,
+no screen needed. Figures have fixed sizes (`DPI` pixels per inch), so the same command gives the same picture.
+"""
+
+import math
+import os
+
+import torch
+
+from .positional import alibi_slopes, sinusoidal_table
+
+
+DPI = 100
+ROW_HEIGHT = 4.5  # inches per row of panels in the positions figure
+POSITIONS_WIDTH = 16.0  # inches
+ATTENTION_CELL = 2.5  # inches per attention heat map in the grid, at least
+ATTENTION_CELL_PER_TOKEN = 0.18  # ... and this much per token, so that labels stay readable
+ZOOM_SIZE = 8.0  # inches: one head
+MAX_ATTENTION_TOKENS = 64
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (writes files; needs no screen), or a clear error without it."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ValueError('drawing figures needs matplotlib, which is not installed: pip install "hf-posattn[plot]"'
+                         ) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(figure, path: str) -> str:
+    """Write `figure` as a PNG at `DPI` (its size in inches times DPI, exactly) and free it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    figure.savefig(path, dpi=DPI, format="png")
+    pyplot().close(figure)
+    return path
+
+
+def heat_map(axes, values, title: str, xlabel: str, ylabel: str, cmap: str = "RdBu_r", symmetric: bool = True,
+             **kwargs):
+    values = values.detach().float().cpu().numpy() if isinstance(values, torch.Tensor) else values
+    if symmetric:
+        bound = float(abs(values).max()) or 1.0
+        kwargs.setdefault("vmin", -bound)
+        kwargs.setdefault("vmax", bound)
+    image = axes.imshow(values, aspect="auto", cmap=cmap, interpolation="nearest", **kwargs)
+    axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    axes.figure.colorbar(image, ax=axes, fraction=0.046, pad=0.02)
+    return image
+
+
+# ---- positions ----
+
+def wavelength(i: int, dim: int) -> float:
+    """Tokens per turn of the wave of dimension pair `i`: 2π · 10000^(2i/dim)."""
+    return 2 * math.pi * 10000 ** (2 * i / dim)
+
+
+def plot_closed_form(axes, positions: int, dim: int) -> None:
+    """Row of three panels: the table, some of its waves, and the dot product between positions."""
+    table = sinusoidal_table(torch.arange(positions), dim)
+    heat_map(axes[0], table, f"sinusoidal encoding PE(pos, dim), d = {dim}", "dimension", "position")
+
+    pos = torch.arange(positions)
+    for i in sorted({0, dim // 16, dim // 8, dim // 4}):
+        axes[1].plot(pos, table[:, 2 * i], label=f"i = {i}: wavelength {wavelength(i, dim):,.0f} tokens")
+    axes[1].set(title="waves sin(pos / 10000^(2i/d)): i sets the frequency", xlabel="position pos",
+                ylabel="PE(pos, 2i)", ylim=(-1.15, 1.7))
+    axes[1].legend(fontsize=8, loc="upper right", ncols=2)
+
+    heat_map(axes[2], table @ table.T, "PE(p) · PE(q): a function of p − q", "position q", "position p",
+             cmap="viridis", symmetric=False)
+
+
+def similarity(vectors: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity between every pair of rows."""
+    unit = torch.nn.functional.normalize(vectors.float(), dim=-1)
+    return unit @ unit.T
+
+
+def plot_learned(axes, model, positions: int) -> None:
+    table = model.model.positions.weight[:positions].detach()
+    heat_map(axes[0], table, f"learned table (first {positions} of {model.config.max_position_embeddings})",
+             "dimension", "position")
+    heat_map(axes[1], similarity(table), "learned: cosine similarity between positions", "position q",
+             "position p", cmap="viridis", symmetric=False)
+    closed = sinusoidal_table(torch.arange(positions), table.shape[1])
+    axes[2].plot(similarity(table)[0], label="learned: position 0 vs p")
+    axes[2].plot(similarity(closed)[0], label="sinusoidal: position 0 vs p", linestyle="--")
+    axes[2].set(title="how alike position 0 and position p are", xlabel="position p", ylabel="cosine similarity")
+    axes[2].legend(fontsize=8)
+
+
+def plot_sinusoidal(axes, model, positions: int) -> None:
+    scheme = model.model.positions
+    amplitude = float(scheme.scale)
+    table = sinusoidal_table(torch.arange(positions), scheme.dim) * amplitude
+    heat_map(axes[0], table, f"the model adds a · PE, learned amplitude a = {amplitude:.4f}", "dimension",
+             "position")
+    # The balance between what a token is and where it is: the norms of the two terms of the embedding sum.
+    tokens = model.get_input_embeddings().weight.detach().norm(dim=-1)
+    position_norm = amplitude * math.sqrt(scheme.dim / 2)  # every sin/cos pair has norm 1
+    axes[1].hist(tokens.float().numpy(), bins=40, color="tab:blue", alpha=0.8, label="token embeddings")
+    axes[1].axvline(position_norm, color="tab:red", label=f"position term a·PE: {position_norm:.3f}")
+    axes[1].set(title="norms of the two summed terms", xlabel="L2 norm", ylabel="tokens")
+    axes[1].legend(fontsize=8)
+    heat_map(axes[2], similarity(table), "cosine similarity between positions (the closed form's)",
+             "position q", "position p", cmap="viridis", symmetric=False)
+
+
+def plot_rotary(axes, model, positions: int) -> None:
+    scheme = model.model.positions
+    inv_freq = scheme.inv_freq.detach().float()
+    pairs = torch.arange(len(inv_freq))
+    axes[0].semilogy(pairs, inv_freq, "o-", label=f"rotary: θ^(−2j/{scheme.head_dim}), θ = {scheme.rope_theta:g}")
+    closed = 1 / 10000 ** (2 * pairs / scheme.head_dim)
+    axes[0].semilogy(pairs, closed, "x--", label=f"sinusoidal: 10000^(−2i/{scheme.head_dim})")
+    axes[0].set(title="radians turned per position, per feature pair", xlabel="feature pair j",
+                ylabel="frequency (rad / token)")
+    axes[0].legend(fontsize=8)
+    # q·k after rotating q by m and k by n depends on m − n only: for q = k = all ones, Σ_j cos((m − n)·ω_j).
+    distance = torch.arange(positions)
+    score = torch.cos(distance[:, None] * inv_freq[None, :]).mean(-1)
+    axes[1].plot(distance, score)
+    axes[1].set(title="score of equal q and k, rotated m − n apart (mean cos)", xlabel="distance m − n",
+                ylabel="relative score")
+    angles = (distance[:, None] * inv_freq[None, :]) % (2 * math.pi)
+    heat_map(axes[2], angles, "rotation angle (mod 2π) per position and pair", "feature pair j", "position",
+             cmap="twilight", symmetric=False)
+
+
+def plot_alibi(axes, model, positions: int) -> None:
+    slopes = model.model.positions.slopes.detach().float()
+    heads = torch.arange(len(slopes))
+    axes[0].bar(heads, slopes, color="tab:green")
+    axes[0].set(title=f"ALiBi slopes (2^(−8(h+1)/{len(slopes)}) for {len(slopes)} heads)", xlabel="head",
+                ylabel="slope m")
+    distance = torch.arange(positions)
+    for head in heads.tolist():
+        axes[1].plot(distance, -slopes[head] * distance, label=f"head {head}: m = {slopes[head]:.4f}")
+    axes[1].set(title="bias added to the score: −m · distance", xlabel="distance to the key", ylabel="bias")
+    axes[1].legend(fontsize=7)
+    query, key = distance[:, None], distance[None, :]
+    bias = torch.where(key <= query, -slopes[0] * (query - key), torch.tensor(float("nan")))
+    heat_map(axes[2], bias, f"head 0 (steepest): bias of query p for key q ≤ p", "key position q",
+             "query position p", cmap="magma", symmetric=False)
+
+
+def plot_no_positions(axes, model, positions: int) -> None:
+    for axes_ in axes:
+        axes_.axis("off")
+    axes[1].text(0.5, 0.5, "position_embedding_type = 'none':\nno position signal; only the causal mask\n"
+                           "tells the model which tokens came before", ha="center", va="center", fontsize=12)
+
+
+MODEL_PANELS = {
+    "learned": plot_learned,
+    "sinusoidal": plot_sinusoidal,
+    "rotary": plot_rotary,
+    "alibi": plot_alibi,
+    "none": plot_no_positions,
+}
+
+
+def plot_positions(output: str, model=None, positions: int = 128, dim: int | None = None) -> str:
+    """Write the positions figure to `output` (PNG): the closed form of the sinusoidal encoding for `positions`
+    positions and `dim` dimensions (default: the model's hidden size, else 128), and, given a `PosAttnForCausalLM`,
+    a second row with what its position scheme holds. Size: `POSITIONS_WIDTH` x `ROW_HEIGHT` inches per row."""
+    if positions < 2:
+        raise ValueError(f"--positions {positions}: draw at least 2 positions.")
+    if model is not None and getattr(model.config, "model_type", None) != "posattn":
+        raise ValueError(f"the model is a {model.config.model_type!r} model, not an hf_posattn one: give a folder "
+                         f"written by `posattn train`.")
+    if model is not None and model.config.position_embedding_type == "learned":
+        positions = min(positions, model.config.max_position_embeddings)
+    dim = dim or (model.config.hidden_size if model is not None else 128)
+    if dim < 2 or dim % 2:
+        raise ValueError(f"--dim {dim}: the encoding pairs sines with cosines; give an even number of dimensions.")
+    plt = pyplot()
+    rows = 1 if model is None else 2
+    figure, axes = plt.subplots(rows, 3, figsize=(POSITIONS_WIDTH, ROW_HEIGHT * rows), squeeze=False,
+                                layout="constrained")
+    plot_closed_form(axes[0], positions, dim)
+    if model is not None:
+        scheme = model.config.position_embedding_type
+        with torch.no_grad():
+            MODEL_PANELS[scheme](axes[1], model, positions)
+    return save(figure, output)
+
+
+# ---- attention ----
+
+def token_labels(tokenizer, ids: list[int]) -> list[str]:
+    """What each token reads as (byte-level BPE shows a space as 'Ġ'; decoding one token at a time undoes that)."""
+    return [tokenizer.decode([token]).replace("\n", "\\n") or repr(token) for token in ids]
+
+
+@torch.no_grad()
+def attention_weights(model, tokenizer, text: str, max_tokens: int = MAX_ATTENTION_TOKENS):
+    """`(weights [layers, heads, tokens, tokens], labels)` for `text`, from `output_attentions=True`. The model must
+    run the eager kernel (`attn_implementation="eager"`), the only one that returns the weights."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ValueError("the text is empty: give some text to look at, e.g. 'ROMEO: But soft'.")
+    if len(ids) > max_tokens:
+        raise ValueError(f"the text is {len(ids)} tokens long; heat maps with labels stay readable up to "
+                         f"{max_tokens}: give shorter text, or raise --max-tokens.")
+    if model.config._attn_implementation != "eager":
+        raise ValueError(f"attention weights come only from the eager kernel, and the model runs "
+                         f"{model.config._attn_implementation!r}: load it with attn_implementation='eager'.")
+    output = model(input_ids=torch.tensor([ids], device=model.device), output_attentions=True, use_cache=False)
+    return torch.stack([layer[0] for layer in output.attentions]).float().cpu(), token_labels(tokenizer, ids)
+
+
+def select_heads(weights: torch.Tensor, layer: int | None, head: int | None) -> tuple[list[int], list[int]]:
+    layers, heads = weights.shape[:2]
+    for name, value, count in (("layer", layer, layers), ("head", head, heads)):
+        if value is not None and not 0 <= value < count:
+            raise ValueError(f"--{name} {value}: the model has {count} {name}s (per layer for heads), numbered 0 to "
+                             f"{count - 1}.")
+    return ([layer] if layer is not None else list(range(layers)), [head] if head is not None else list(range(heads)))
+
+
+def attention_figure_size(rows: int, columns: int, tokens: int) -> tuple[float, float]:
+    """Inches: one heat map per layer (row) and head (column), or `ZOOM_SIZE` square for one head."""
+    if rows == columns == 1:
+        return ZOOM_SIZE, ZOOM_SIZE
+    cell = max(ATTENTION_CELL, ATTENTION_CELL_PER_TOKEN * tokens)
+    return columns * cell, rows * cell
+
+
+def plot_attention(output: str, weights: torch.Tensor, labels: list[str], layer: int | None = None,
+                   head: int | None = None, title: str = "") -> str:
+    """Heat maps of `weights` (`attention_weights`), rows = layers and columns = heads, each with the tokens on
+    both axes (query: rows, key: columns); `layer`/`head` keep one of each. One head alone gets the weights written
+    in its cells when the text is short."""
+    layers, heads = select_heads(weights, layer, head)
+    plt = pyplot()
+    size = attention_figure_size(len(layers), len(heads), len(labels))
+    figure, axes = plt.subplots(len(layers), len(heads), figsize=size, squeeze=False, layout="constrained")
+    font = 7 if len(labels) > 16 else 9
+    for row, layer_index in enumerate(layers):
+        for column, head_index in enumerate(heads):
+            ax = axes[row][column]
+            values = weights[layer_index, head_index].numpy()
+            ax.imshow(values, vmin=0, vmax=1, cmap="Blues", interpolation="nearest")
+            ax.set_title(f"layer {layer_index}, head {head_index}", fontsize=9)
+            if row == len(layers) - 1 and column == 0:
+                ax.set(xlabel="key (looked at)", ylabel="query (looking)")
+            ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=font)
+            ax.set_yticks(range(len(labels)), labels, fontsize=font)
+            if len(layers) == len(heads) == 1 and len(labels) <= 16:
+                for (query, key), value in zip(((q, k) for q in range(len(labels)) for k in range(len(labels))),
+                                               values.ravel()):
+                    if key <= query:
+                        ax.text(key, query, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                                color="white" if value > 0.5 else "black")
+    figure.suptitle(title or "attention weights: row = query token, column = key token (causal: keys up to the "
+                             "query)", fontsize=10)
+    return save(figure, output)
+
+
+def write_head_view(output: str, weights: torch.Tensor, labels: list[str]) -> str:
+    """An interactive HTML page of the weights: bertviz's head view (optional: `pip install bertviz`)."""
+    head_view = import_head_view()
+    html = head_view([layer[None] for layer in weights], labels, prettify_tokens=False, html_action="return")
+    folder = os.path.dirname(os.path.abspath(output))
+    os.makedirs(folder, exist_ok=True)
+    with open(output, "w", encoding="utf-8") as file:
+        file.write(html.data)
+    return output
+
+
+def import_head_view():
+    try:
+        from bertviz import head_view
+    except ImportError:
+        raise ValueError('--html writes a bertviz head view, and bertviz is not installed: pip install '
+                         '"hf-posattn[html]" (or pip install bertviz).') from None
+    return head_view

@@ -1,0 +1,106 @@
+"""`posattn compare`, the length-extrapolation study, at tiny settings: a 150 kB text, 2 training steps per scheme,
+evaluation at L, 2L, 4L and 16L (past the 1,024 positions of learned embeddings)."""
+
+import csv
+import json
+import math
+import os
+
+import pytest
+
+from hf_posattn.cli import main
+from hf_posattn.corpus import load_shakespeare
+
+from conftest import SCHEMES, assert_png
+
+
+TINY = ["--seq-len", "128", "--factors", "1,2,4,16", "--max-steps", "2", "--batch-size", "2", "--vocab-size", "300"]
+LENGTHS = [128, 256, 512, 2048]
+
+
+def posattn(*args) -> int:
+    return main([str(arg) for arg in args])
+
+
+@pytest.fixture(scope="module")
+def text(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "play.txt"
+    path.write_text(load_shakespeare()["train"][0]["text"][:150_000], encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def study(text, tmp_path_factory):
+    """The study, run once; returns its folder."""
+    folder = tmp_path_factory.mktemp("compare") / "study"
+    assert posattn("compare", *TINY, "--data", text, "--output-dir", folder) == 0
+    return folder
+
+
+def read_table(folder):
+    with open(folder / "compare.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_one_row_per_scheme_with_finite_perplexities(study):
+    rows = read_table(study)
+    assert [row["position"] for row in rows] == SCHEMES
+    for row in rows:
+        for length in LENGTHS:
+            if row["position"] == "learned" and length > 1024:
+                # Learned positions evaluate up to their maximum, and say why they stop.
+                assert row[f"ppl_{length}"] == ""
+                assert "2048: learned positions: the model has vectors for 1024 positions only" in row["notes"]
+            else:
+                assert math.isfinite(float(row[f"ppl_{length}"])) and float(row[f"ppl_{length}"]) > 1
+    assert_png(study / "compare.png", (900, 600))
+    markdown = (study / "compare.md").read_text()
+    assert "| 2048 (16L) |" in markdown and "| learned |" in markdown and "skipped" in markdown
+
+
+def test_every_scheme_trains_with_the_same_budget_seed_and_tokens(study):
+    recorded = json.loads((study / "compare.json").read_text())
+    assert recorded["settings"]["lengths"] == LENGTHS
+    assert recorded["command"].startswith("posattn compare --seq-len 128")
+    assert len(recorded["runs"]) == len(SCHEMES)
+    options = []
+    for run in recorded["runs"]:
+        assert not [name for name in os.listdir(run["output_dir"]) if name.startswith("checkpoint-")]
+        with open(os.path.join(run["output_dir"], "posattn_run.json")) as file:
+            options.append(json.load(file)["options"])
+        # Every length scores the same validation tokens (the stream is cut to a multiple of the longest).
+        scored = [r for r in run["results"] if "tokens" in r]
+        assert all(r["tokens"] + r["windows"] == recorded["settings"]["eval_tokens"] for r in scored)
+    differing = {name for name in options[0] if len({json.dumps(o[name]) for o in options}) > 1}
+    assert differing == {"position", "output_dir"}
+    assert options[0]["tokenizer"] == str(study / "tokenizer") and options[0]["max_steps"] == 2
+
+
+def test_a_second_call_reuses_finished_runs_and_adds_seeds(study, text, capsys):
+    before = read_table(study)
+    assert posattn("compare", *TINY, "--data", text, "--output-dir", study) == 0
+    out = capsys.readouterr().out
+    assert out.count("reusing the finished run") == len(SCHEMES) and "training ..." not in out
+    assert read_table(study) == before  # the same models on the same tokens: the same numbers
+
+    # Two seeds of two schemes: seed 0 is reused, seed 1 trained; the table gives mean and std.
+    assert posattn("compare", *TINY, "--data", text, "--output-dir", study, "--positions", "alibi", "none",
+                   "--seeds", "0,1") == 0
+    out = capsys.readouterr().out
+    assert out.count("reusing the finished run") == 2 and out.count("training ...") == 2
+    rows = read_table(study)
+    assert [row["position"] for row in rows] == ["alibi", "none"]
+    assert all(row["seeds"] == "2" and float(row["std_128"]) >= 0 for row in rows)
+    assert "±" in (study / "compare.md").read_text()
+
+
+def test_bad_input_is_refused_before_any_work(text, tmp_path, capsys):
+    folder = tmp_path / "study"
+    assert posattn("compare", "--seq-len", "2048", "--max-steps", "2", "--data", text, "--output-dir", folder) == 2
+    assert "above the 1024 positions that learned position embeddings have" in capsys.readouterr().err
+    assert posattn("compare", *TINY, "--eval-tokens", "1000", "--data", text, "--output-dir", folder) == 2
+    assert "fewer than one window of the longest evaluation length 2048" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # argparse: usage and exit status 2
+        posattn("compare", "--seeds", "0,-1", "--output-dir", folder)
+    assert exited.value.code == 2 and "expected seeds (integers >= 0)" in capsys.readouterr().err
+    assert not folder.exists()
