@@ -71,9 +71,7 @@ class PosAttnConfig(PreTrainedConfig):
     keys_to_ignore_at_inference = ["cache"]
     # Tensor-parallel plan, in the format of transformers' own models.
     base_model_tp_plan = {
-        "layers.*.self_attn.q_proj": "colwise",
-        "layers.*.self_attn.k_proj": "colwise",
-        "layers.*.self_attn.v_proj": "colwise",
+        "layers.*.self_attn.qkv_proj": "colwise",  # its output is grouped by head: each device gets whole heads
         "layers.*.self_attn.o_proj": "rowwise",
         "layers.*.mlp.up_proj": "colwise",
         "layers.*.mlp.down_proj": "rowwise",

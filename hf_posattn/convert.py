@@ -2,7 +2,8 @@
 
 GPT-2 is the special case "learned positions, no segments, no embedding LayerNorm, gelu_new" of this model. The
 only differences are in how the weights are stored: GPT-2's `Conv1D` keeps `[in, out]` matrices (ours are
-`nn.Linear`, `[out, in]`), and its query, key and value projections are one fused matrix.
+`nn.Linear`, `[out, in]`), and its fused query/key/value projection lists all queries, then all keys, then all
+values, where ours lists each head's query, key and value together.
 
     from hf_posattn.convert import from_gpt2
     model = from_gpt2("path/to/gpt2")          # or a GPT2LMHeadModel instance
@@ -54,8 +55,15 @@ def config_from_gpt2(gpt2_config) -> PosAttnConfig:
     )
 
 
-def state_dict_from_gpt2(gpt2_state: dict, num_layers: int) -> dict:
-    """Rename GPT-2 weights to ours; transpose Conv1D matrices and split the fused q/k/v projection."""
+def heads_side_by_side(qkv: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """GPT-2's fused projection outputs all queries, then all keys, then all values; ours outputs each head's query,
+    key and value together. Reorder the output features (dim 0) from [3, heads, head_dim] to [heads, 3, head_dim]."""
+    rest = qkv.shape[1:]
+    return qkv.reshape(3, num_heads, -1, *rest).transpose(0, 1).reshape(-1, *rest)
+
+
+def state_dict_from_gpt2(gpt2_state: dict, num_layers: int, num_heads: int) -> dict:
+    """Rename GPT-2 weights to ours; transpose Conv1D matrices and reorder the fused q/k/v projection per head."""
     sd = {
         "model.embeddings.word_embeddings.weight": gpt2_state["transformer.wte.weight"],
         "model.positions.weight": gpt2_state["transformer.wpe.weight"],
@@ -68,11 +76,9 @@ def state_dict_from_gpt2(gpt2_state: dict, num_layers: int) -> dict:
         for ours, theirs in (("attn_norm", "ln_1"), ("mlp_norm", "ln_2")):
             sd[f"{dst}{ours}.weight"] = gpt2_state[f"{src}{theirs}.weight"]
             sd[f"{dst}{ours}.bias"] = gpt2_state[f"{src}{theirs}.bias"]
-        q, k, v = gpt2_state[f"{src}attn.c_attn.weight"].chunk(3, dim=1)
-        qb, kb, vb = gpt2_state[f"{src}attn.c_attn.bias"].chunk(3, dim=0)
-        for name, weight, bias in (("q_proj", q, qb), ("k_proj", k, kb), ("v_proj", v, vb)):
-            sd[f"{dst}self_attn.{name}.weight"] = weight.t()
-            sd[f"{dst}self_attn.{name}.bias"] = bias
+        for kind, tensor in (("weight", gpt2_state[f"{src}attn.c_attn.weight"].t()),
+                             ("bias", gpt2_state[f"{src}attn.c_attn.bias"])):
+            sd[f"{dst}self_attn.qkv_proj.{kind}"] = heads_side_by_side(tensor, num_heads)
         for ours, theirs in (("self_attn.o_proj", "attn.c_proj"), ("mlp.up_proj", "mlp.c_fc"),
                              ("mlp.down_proj", "mlp.c_proj")):
             sd[f"{dst}{ours}.weight"] = gpt2_state[f"{src}{theirs}.weight"].t()
@@ -87,7 +93,8 @@ def from_gpt2(gpt2_model_or_path) -> PosAttnForCausalLM:
         gpt2 = GPT2LMHeadModel.from_pretrained(gpt2_model_or_path)
     config = config_from_gpt2(gpt2.config)
     model = PosAttnForCausalLM(config).to(device=gpt2.device, dtype=gpt2.dtype)
-    model.load_state_dict(state_dict_from_gpt2(gpt2.state_dict(), config.num_hidden_layers), strict=True)
+    state = state_dict_from_gpt2(gpt2.state_dict(), config.num_hidden_layers, config.num_attention_heads)
+    model.load_state_dict(state, strict=True)
     model.train(gpt2.training)
     return model
 

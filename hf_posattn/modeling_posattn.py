@@ -141,9 +141,10 @@ class PosAttnAttention(nn.Module):
         self.scaling = self.head_dim**-0.5
         self.attention_dropout = config.attention_probs_dropout_prob
         self.is_causal = True
-        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
-        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size)
-        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        # The three projections are one matrix product (as GPT-2's c_attn): one call instead of three, which is what
+        # decoding a few tokens at a time pays for. Its output holds, for each head in turn, that head's query, key
+        # and value, so that splitting the output features across devices (tensor parallelism) gives whole heads.
+        self.qkv_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
 
     def forward(
@@ -156,11 +157,9 @@ class PosAttnAttention(nn.Module):
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         input_shape = hidden_states.shape[:-1]
-        heads_shape = (*input_shape, -1, self.head_dim)
-        # [batch, seq, hidden] -> [batch, heads, seq, head_dim]
-        query = self.q_proj(hidden_states).view(heads_shape).transpose(1, 2)
-        key = self.k_proj(hidden_states).view(heads_shape).transpose(1, 2)
-        value = self.v_proj(hidden_states).view(heads_shape).transpose(1, 2)
+        # [batch, seq, hidden] -> [batch, seq, heads, 3, head_dim] -> query, key, value: [batch, heads, seq, head_dim]
+        qkv = self.qkv_proj(hidden_states).view(*input_shape, -1, 3, self.head_dim).transpose(1, 2)
+        query, key, value = qkv.unbind(dim=3)
 
         if rotation is not None:
             query, key = apply_rotary_pos_emb(query, key, *rotation)
@@ -185,13 +184,19 @@ class PosAttnAttention(nn.Module):
         return self.o_proj(attn_output), attn_weights
 
 
+# Activation names of ACT2FN whose function torch computes in one fused kernel under another name. GPT-2's
+# "gelu_new" is the tanh approximation of GELU spelled out in Python (six elementwise operations forward, more
+# backward); "gelu_pytorch_tanh" is the same function in one kernel.
+FUSED_ACTIVATIONS = {"gelu_new": "gelu_pytorch_tanh"}
+
+
 class PosAttnMLP(nn.Module):
     """The position-wise feed-forward network: widen, activate, project back."""
 
     def __init__(self, config: PosAttnConfig):
         super().__init__()
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act_fn = ACT2FN[config.hidden_act]
+        self.act_fn = ACT2FN[FUSED_ACTIVATIONS.get(config.hidden_act, config.hidden_act)]
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
