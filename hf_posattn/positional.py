@@ -26,10 +26,15 @@ from transformers import initialization as init
 class PositionScheme(nn.Module):
     """Base class: a scheme that says nothing. Subclasses override the questions they answer.
 
+    `adds_attention_bias` says, without building anything, whether `attention_bias` answers: the model refuses the
+    attention kernels that cannot take a bias (flash-attention) for such a scheme.
+
     Tables a scheme computes (a sin/cos table, rotary frequencies, ALiBi slopes) are non-persistent buffers:
     not stored in checkpoints, and rebuilt by `initialize`, which the model's `_init_weights` calls, so that a
     model loaded with `from_pretrained` gets them back exactly.
     """
+
+    adds_attention_bias = False
 
     def embed(self, position_ids: torch.LongTensor) -> torch.Tensor | None:
         """A `[batch, seq, hidden]` tensor to add to the token embeddings, or None."""

@@ -117,6 +117,16 @@ def test_flash_attention_refuses_alibi_with_a_clear_error():
         model.set_attn_implementation("flash_attention_2")
 
 
+@pytest.mark.parametrize("scheme", [s for s in SCHEMES if s != "alibi"])
+def test_flash_attention_is_refused_only_for_a_bias(scheme):
+    """Schemes without a score bias reach transformers' own checks (flash-attn installed, a GPU)."""
+    model = tiny_lm(scheme, "eager")
+    try:
+        model.set_attn_implementation("flash_attention_2")
+    except ImportError as error:  # flash-attn not installed here
+        assert "FlashAttention2" in str(error)
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_output_attentions_and_hidden_states(scheme):
     model = tiny_lm(scheme, "eager")
