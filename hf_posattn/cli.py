@@ -312,6 +312,7 @@ def add_demo(subparsers):
     parser.add_argument("--output", metavar="FILE", help="the PNG to write (default: NAME.png)")
     parser.add_argument("--output-dir", metavar="DIR", help="context: keep the trained model in DIR (default: a "
                                                             "temporary folder)")
+    parser.add_argument("--overwrite", action="store_true", help="context: replace the model in --output-dir")
     parser.add_argument("--position", choices=POSITION_EMBEDDING_TYPES, default="sinusoidal",
                         help="context: the model's position scheme")
     parser.add_argument("--steps", type=positive_int, default=200, metavar="N", help="context: training steps")
@@ -328,7 +329,7 @@ def run_demo(args) -> int:
     if args.name == "lookup":
         lookup_demo(output)
         return 0
-    result = context_demo(output, args.output_dir, args.position, args.steps, args.seed)
+    result = context_demo(output, args.output_dir, args.position, args.steps, args.seed, args.overwrite)
     return 0 if not result["wrong"] else 1
 
 

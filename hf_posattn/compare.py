@@ -257,7 +257,7 @@ def plot_study(study: dict, output: str) -> str:
     from .plots import pyplot, save
 
     plt = pyplot()
-    from matplotlib.ticker import NullLocator
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
     settings = study["settings"]
     lengths, seq_len = settings["lengths"], settings["seq_len"]
@@ -273,6 +273,9 @@ def plot_study(study: dict, output: str) -> str:
     axes.set_yscale("log")
     axes.set_xticks(lengths, [f"{n}\n({n // seq_len}L)" for n in lengths])
     axes.xaxis.set_minor_locator(NullLocator())
+    axes.yaxis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))  # plain numbers, not 10^k
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes.yaxis.set_minor_locator(NullLocator())
     seeds = settings["seeds"]
     axes.set(xlabel="evaluation length (tokens; non-overlapping windows)", ylabel="validation perplexity (log scale)",
              title=f"train short, test long: {settings['preset']} preset, {settings['max_steps']} steps at L = "

@@ -115,7 +115,7 @@ def draw_lookup(output, french, keys, weight_on_match, blend_weights, blended) -
     axes[2].set(title=f"query '{BLEND_QUERY}' (not a key): weights, T = {BLEND_TEMPERATURE}", ylabel="softmax weight",
                 ylim=(0, 1))
     axes[3].bar(ENGLISH, blended.numpy(), color="tab:green")
-    axes[3].set(title="retrieved value: a blend of 'cat' and 'dog'", ylabel="weight in the value", ylim=(0, 1))
+    axes[3].set(title="retrieved value: cat and dog, blended", ylabel="weight in the value", ylim=(0, 1))
     return save(figure, output)
 
 
@@ -157,9 +157,10 @@ def next_word(model, tokenizer, text: str) -> tuple[str, float, dict]:
 
 
 def context_demo(output: str = "context.png", output_dir: str | None = None, position: str = "sinusoidal",
-                 steps: int = 200, seed: int = 0) -> dict:
-    """Train the tiny model on the toy language (in `output_dir`, else a temporary folder), print its predictions
-    and the last token's attention, and draw them. Returns the numbers (for tests and notebooks)."""
+                 steps: int = 200, seed: int = 0, overwrite: bool = False) -> dict:
+    """Train the tiny model on the toy language (in `output_dir`, replacing the model there if `overwrite`; else in
+    a temporary folder), print its predictions and the last token's attention, and draw them. Returns the numbers
+    (for tests and notebooks)."""
     from .cli import load_model
     from .training import TrainingOptions, train
 
@@ -174,7 +175,7 @@ def context_demo(output: str = "context.png", output_dir: str | None = None, pos
         start = time.perf_counter()
         result = train(TrainingOptions(output_dir=folder, position=position, data=[corpus], seq_len=32,
                                        batch_size=16, max_steps=steps, vocab_size=512, seed=seed, eval_steps=steps,
-                                       sample_prompt=prompt(*SHOWN[1]), quiet=True))
+                                       sample_prompt=prompt(*SHOWN[1]), quiet=True, overwrite=overwrite))
         seconds = time.perf_counter() - start
         model, tokenizer = load_model(folder, attn_implementation="eager")
         for word in {*SUBJECTS, *MEANING.keys(), *MEANING.values(), *OBJECTS}:  # one token, one label per word
