@@ -128,6 +128,7 @@ OBJECTS = ("tea", "rain", "cats", "music", "books", "snow")
 MEANING = {"do": "like", "not": "hate", "really": "like", "never": "hate"}
 DECIDING_WORD = 1  # its index in a prompt: subject, deciding word, "like", object, ",", subject
 REPETITIONS = 30  # of every sentence in the training text, shuffled
+BLOCK, BATCH = 32, 16  # tokens per training block (about 2.5 sentences), blocks per step
 CASES = list(itertools.product(SUBJECTS, MEANING, OBJECTS))
 SHOWN = [("i", context, "tea") for context in MEANING]
 
@@ -173,8 +174,8 @@ def context_demo(output: str = "context.png", output_dir: str | None = None, pos
             file.write(toy_corpus(seed))
         folder = output_dir or os.path.join(scratch, "model")
         start = time.perf_counter()
-        result = train(TrainingOptions(output_dir=folder, position=position, data=[corpus], seq_len=32,
-                                       batch_size=16, max_steps=steps, vocab_size=512, seed=seed, eval_steps=steps,
+        result = train(TrainingOptions(output_dir=folder, position=position, data=[corpus], seq_len=BLOCK,
+                                       batch_size=BATCH, max_steps=steps, vocab_size=512, seed=seed, eval_steps=steps,
                                        sample_prompt=prompt(*SHOWN[1]), quiet=True, overwrite=overwrite))
         seconds = time.perf_counter() - start
         model, tokenizer = load_model(folder, attn_implementation="eager")
@@ -182,7 +183,7 @@ def context_demo(output: str = "context.png", output_dir: str | None = None, pos
             assert len(tokenizer(f" {word}", add_special_tokens=False)["input_ids"]) == 1, word
         print(f"\nTrained a {position} hf_posattn model ({model.config.num_hidden_layers} layers x "
               f"{model.config.num_attention_heads} heads, {model.num_parameters() / 1e6:.1f}M parameters) with the "
-              f"Trainer: {result.steps} steps of {16 * 32} tokens in {seconds:.1f} s (validation perplexity "
+              f"Trainer: {result.steps} steps of {BATCH * BLOCK} tokens in {seconds:.1f} s (validation perplexity "
               f"{result.perplexity:.2f}).")
         predictions = {case: next_word(model, tokenizer, prompt(*case)) for case in CASES}
         wrong = [prompt(*case) for case in CASES if predictions[case][0] != MEANING[case[1]]]

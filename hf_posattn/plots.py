@@ -83,7 +83,7 @@ def plot_closed_form(axes, positions: int, dim: int) -> None:
     for i in sorted({0, dim // 16, dim // 8, dim // 4}):
         axes[1].plot(pos, table[:, 2 * i], label=f"i = {i}: wavelength {wavelength(i, dim):,.0f} tokens")
     axes[1].set(title="waves sin(pos / 10000^(2i/d)): i sets the frequency", xlabel="position pos",
-                ylabel="PE(pos, 2i)", ylim=(-1.15, 1.7))
+                ylabel="PE(pos, 2i)", ylim=(-1.15, 2.0))
     axes[1].legend(fontsize=8, loc="upper right", ncols=2)
 
     heat_map(axes[2], table @ table.T, "PE(p) · PE(q): a function of p − q", "position q", "position p",
@@ -102,10 +102,11 @@ def plot_learned(axes, model, positions: int) -> None:
              "dimension", "position")
     heat_map(axes[1], similarity(table), "learned: cosine similarity between positions", "position q",
              "position p", cmap="viridis", symmetric=False)
+    # Training pulls neighbouring positions together where it reaches them; rows it never reached stay random.
     closed = sinusoidal_table(torch.arange(positions), table.shape[1])
-    axes[2].plot(similarity(table)[0], label="learned: position 0 vs p")
-    axes[2].plot(similarity(closed)[0], label="sinusoidal: position 0 vs p", linestyle="--")
-    axes[2].set(title="how alike position 0 and position p are", xlabel="position p", ylabel="cosine similarity")
+    axes[2].plot(similarity(table).diagonal(1), label="learned")
+    axes[2].plot(similarity(closed).diagonal(1), label="sinusoidal (closed form)", linestyle="--")
+    axes[2].set(title="how alike neighbours p and p + 1 are", xlabel="position p", ylabel="cosine similarity")
     axes[2].legend(fontsize=8)
 
 
