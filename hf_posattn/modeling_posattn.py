@@ -185,8 +185,8 @@ class PosAttnAttention(nn.Module):
 
 
 # Activation names of ACT2FN whose function torch computes in one fused kernel under another name. GPT-2's
-# "gelu_new" is the tanh approximation of GELU spelled out in Python (six elementwise operations forward, more
-# backward); "gelu_pytorch_tanh" is the same function in one kernel.
+# "gelu_new" is the tanh approximation of GELU spelled out in Python (eight elementwise operations forward, each
+# keeping its input for the backward); "gelu_pytorch_tanh" is the same function in one kernel.
 FUSED_ACTIVATIONS = {"gelu_new": "gelu_pytorch_tanh"}
 
 
