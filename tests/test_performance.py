@@ -26,7 +26,7 @@ def fresh_dynamo():
 
 def test_training_step_compiles_as_one_graph():
     """Forward and backward under `fullgraph=True` (a graph break raises), with the gradients of eager mode.
-    Rotary: the scheme with the most work inside attention. About 15 s on 2 CPU cores."""
+    Rotary: the scheme with the most work inside attention. 6-20 s on 2 CPU cores (warm or cold compile cache)."""
     ids = random_ids(2, 16)
     eager, compiled = tiny_lm("rotary").train(), tiny_lm("rotary").train()
     eager(ids, labels=ids).loss.backward()
@@ -40,7 +40,7 @@ def test_training_step_compiles_as_one_graph():
 @torch.no_grad()
 def test_static_cache_decode_step_compiles_once():
     """The decode step with a StaticCache compiles to one graph, and later steps reuse it (no recompilation: the
-    cache length is a tensor). ALiBi: its bias depends on the step. About 15 s on 2 CPU cores."""
+    cache length is a tensor). ALiBi: its bias depends on the step. 1-10 s on 2 CPU cores (warm or cold cache)."""
     model = tiny_lm("alibi")
     ids = random_ids(1, 12)
     expected = model(ids).logits
