@@ -12,8 +12,8 @@ means hf_posattn is faster (or, for memory, that it uses more).
 
 Rows: training step (forward + backward + AdamW), prefill, decode with `generate` (DynamicCache at batch 1 and 8,
 StaticCache at batch 1, and static + `torch.compile` with `--compile`), peak memory (RSS growth on CPU, measured in
-a fresh process per model; `max_memory_allocated` on GPU), and the prefill's peak memory at T and 4T (it grows
-linearly when no T x T score tensor is built). On a GPU, training rows also give MFU (nanoGPT's formula).
+a fresh process; `max_memory_allocated` on GPU), and the prefill's peak memory at T and 4T (it grows linearly when
+no T x T score tensor is built). On a GPU, training rows also give MFU (nanoGPT's formula).
 
     python scripts/benchmark.py                                       # the CPU table of benchmarks/RESULTS.md
     python scripts/benchmark.py --quick                               # a smoke test: seconds, tiny model
