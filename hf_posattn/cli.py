@@ -354,7 +354,7 @@ def add_compare(subparsers):
                     "at length L, evaluate each at L, 2L, 4L, 8L in non-overlapping windows on the same validation "
                     "tokens, and write compare.csv, compare.json, compare.md and compare.png in --output-dir. "
                     "Default: L = 128, 800 steps of 16 blocks (about 25 minutes on 2 CPU cores); --quick: L = 64, "
-                    "250 steps, 32,768 evaluation tokens (under 5 minutes). Finished runs with the same options "
+                    "200 steps, 32,768 evaluation tokens (under 5 minutes). Finished runs with the same options "
                     "are reused; their checkpoints are removed (the models stay).",
         formatter_class=HelpFormatter,
     )
@@ -367,7 +367,7 @@ def add_compare(subparsers):
     parser.add_argument("--factors", type=int_list, metavar="F1,F2,...", help="evaluation lengths as multiples of L "
                                                                               "(default: 1,2,4,8)")
     parser.add_argument("--max-steps", type=positive_int, metavar="N", help="training steps of every run (default: "
-                                                                            "800; --quick 250)")
+                                                                            "800; --quick 200)")
     parser.add_argument("--batch-size", type=positive_int, metavar="N", help="blocks per step (default: 16)")
     parser.add_argument("--learning-rate", type=float, metavar="LR", help="peak learning rate (default: the preset's)")
     parser.add_argument("--vocab-size", type=positive_int, metavar="N", help="BPE vocabulary (default: the preset's)")

@@ -36,7 +36,7 @@ from .training import RUN_FILE, RUN_IDENTITY, TrainingOptions, hardware, read_ru
 STUDIES = {
     "default": {"seq_len": 128, "max_steps": 800, "batch_size": 16, "eval_tokens": None,
                 "output_dir": os.path.join("runs", "compare")},
-    "quick": {"seq_len": 64, "max_steps": 250, "batch_size": 16, "eval_tokens": 32768,
+    "quick": {"seq_len": 64, "max_steps": 200, "batch_size": 16, "eval_tokens": 32768,
               "output_dir": os.path.join("runs", "compare-quick")},
 }
 TOKENIZER_DIR = "tokenizer"  # in the study's folder: one tokenizer for every run, so that all see the same tokens
