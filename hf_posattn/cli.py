@@ -109,10 +109,14 @@ def add_train(subparsers):
 
 
 def run_train(args) -> int:
+    from accelerate import PartialState
+
     from .training import TrainingOptions, train
 
     options = TrainingOptions(**{name: getattr(args, name) for name in TrainingOptions.__dataclass_fields__})
     result = train(options)
+    if not PartialState().is_main_process:  # under torchrun or accelerate launch: the main process reports
+        return 0
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0

@@ -36,7 +36,8 @@ from transformers import (
     default_data_collator,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_callback import TrainerState
+from transformers.trainer_utils import get_last_checkpoint, sort_checkpoints
 from transformers.utils import logging as transformers_logging
 
 from . import PosAttnConfig, PosAttnForCausalLM
@@ -261,6 +262,19 @@ def clear_run(folder: str) -> None:
             os.remove(path)
 
 
+def last_complete_checkpoint(folder: str) -> str | None:
+    """The last checkpoint the Trainer finished writing. It writes `trainer_state.json` last, so a run killed while
+    saving leaves a checkpoint without it (or with a truncated one), whose weights or optimizer state may be missing
+    or truncated: `get_last_checkpoint` would pick it, and resuming would fail or silently restart the optimizer."""
+    for checkpoint in reversed(sort_checkpoints(folder)):
+        try:
+            TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
+            return checkpoint
+        except (OSError, ValueError):
+            print(f"skipping {checkpoint}: it has no readable trainer_state.json (the run stopped while saving it)")
+    return None
+
+
 def tokenizer_for(options: TrainingOptions, train_texts):
     """The tokenizer of `--tokenizer`, else the one already in the output folder (a resumed run keeps its tokens),
     else a new one trained on the training text (always with --overwrite)."""
@@ -317,9 +331,11 @@ def mixed_precision() -> dict:
     return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
 
 
-def hardware() -> str:
+def hardware(processes: int = 1) -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    if processes > 1:
+        return f"{processes} processes, each on {hardware()}"
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as cpuinfo:
@@ -387,6 +403,11 @@ def training_arguments(options: TrainingOptions) -> TrainingArguments:
         include_num_input_tokens_seen="all",
         seed=options.seed,
         report_to=[],
+        # Without an accelerator the Trainer must be told that it runs on the CPU: otherwise the processes started by
+        # torchrun or accelerate launch do not form a process group (each would train alone, on the same data).
+        use_cpu=not torch.accelerator.is_available(),
+        # Every parameter takes part in every step, so DDP need not search the graph for unused ones.
+        ddp_find_unused_parameters=False,
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=options.quiet,
         log_level="error" if options.quiet else "passive",
@@ -442,26 +463,35 @@ def train_run(options: TrainingOptions) -> TrainingResult:
     options = prepare_output_dir(options)
     texts = load_texts(options.data, options.text_column)
     folder = options.output_dir
-    tokenizer = tokenizer_for(options, texts["train"]["text"])
-    blocks = pack(texts, tokenizer, options.seq_len)
-
-    if options.overwrite:  # only now: bad input above leaves the old run as it was
-        clear_run(folder)
-    os.makedirs(folder, exist_ok=True)
-    tokenizer.save_pretrained(folder)  # now, so that --resume finds the tokenizer its checkpoints were made with
-    write_run_file(folder, options, None)
+    # Under torchrun or accelerate launch this joins the run's other processes (one per device). Only the main process
+    # writes to the output folder, as the Trainer decides it (`should_save`); it does so once every process has
+    # checked the folder, and the others then read the tokenizer it trained or reused.
+    args = training_arguments(options)
+    args.distributed_state.wait_for_everyone()
+    with args.main_process_first(local=args.save_on_each_node, desc="tokenizer"):
+        if args.should_save:
+            tokenizer = tokenizer_for(options, texts["train"]["text"])
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+        blocks = pack(texts, tokenizer, options.seq_len)
+        if args.should_save:
+            if options.overwrite:  # only now: bad input above leaves the old run as it was
+                clear_run(folder)
+            os.makedirs(folder, exist_ok=True)
+            tokenizer.save_pretrained(folder)  # now, so that --resume finds the tokenizer its checkpoints were made with
+            write_run_file(folder, options, None)
 
     set_seed(options.seed)
     model = PosAttnForCausalLM(model_config(options, tokenizer))
     trainer = Trainer(
         model=model,
-        args=training_arguments(options),
+        args=args,
         train_dataset=blocks["train"],
         eval_dataset=evenly_spaced(blocks["validation"], PERIODIC_EVAL_BLOCKS),
         data_collator=default_data_collator,
         processing_class=tokenizer,
     )
-    checkpoint = get_last_checkpoint(folder) if options.resume else None
+    checkpoint = last_complete_checkpoint(folder) if options.resume else None
     if options.resume:
         print(f"resuming from {checkpoint}" if checkpoint else f"{folder} has no checkpoint yet: starting at step 0")
     if options.quiet:  # without progress bars, the Trainer prints its logs instead
@@ -470,7 +500,7 @@ def train_run(options: TrainingOptions) -> TrainingResult:
         trainer.add_callback(stop)
         train_output = trainer.train(resume_from_checkpoint=checkpoint)
     if stop.interrupted:
-        raise TrainingInterrupted(folder, get_last_checkpoint(folder))
+        raise TrainingInterrupted(folder, last_complete_checkpoint(folder))
 
     eval_loss = trainer.evaluate(blocks["validation"])["eval_loss"]
     validation_ids = np.array(blocks["validation"]["input_ids"])
@@ -492,7 +522,7 @@ def train_run(options: TrainingOptions) -> TrainingResult:
         tokens_seen=int(trainer.state.num_input_tokens_seen),
         train_seconds=train_output.metrics["train_runtime"],
         wall_seconds=time.perf_counter() - start,
-        hardware=hardware(),
+        hardware=hardware(args.world_size),
         parameters=model.num_parameters(),
         sample=sample,
         options=dataclasses.asdict(options),
@@ -502,5 +532,6 @@ def train_run(options: TrainingOptions) -> TrainingResult:
     results.update(prompt=prompt, data=CORPUS_NAME if not options.data else ", ".join(options.data),
                    train_tokens=int(len(blocks["train"]) * options.seq_len),
                    validation_tokens=int(validation_ids[:, 1:].size))
-    write_model_card(folder, model.config, write_run_file(folder, options, results))
+    if args.should_save:
+        write_model_card(folder, model.config, write_run_file(folder, options, results))
     return result

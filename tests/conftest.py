@@ -17,6 +17,8 @@ from hf_posattn import POSITION_EMBEDDING_TYPES, PosAttnConfig
 SCHEMES = list(POSITION_EMBEDDING_TYPES)
 BACKENDS = ["eager", "sdpa", "flex_attention"]
 VOCAB = 97
+# The module names README.md gives for LoRA's target_modules: every projection.
+LORA_TARGETS = ["qkv_proj", "o_proj", "up_proj", "down_proj"]
 
 
 def tiny_config(scheme="sinusoidal", **overrides) -> PosAttnConfig:
@@ -91,6 +93,16 @@ def skip_flex_on_cpu_if(condition: bool, what: str):
     cases are skipped with this reason; they are checked on a GPU when one is lent."""
     if condition and not torch.cuda.is_available():
         pytest.skip(f"flex_attention on CPU (torch {torch.__version__}) cannot run {what}")
+
+
+@pytest.fixture
+def user_text(tmp_path):
+    """A user's text file: the opening of a play from the corpus, about 30 kB."""
+    from hf_posattn.corpus import load_shakespeare
+
+    path = tmp_path / "play.txt"
+    path.write_text(load_shakespeare()["train"][0]["text"][:30_000], encoding="utf-8")
+    return path
 
 
 @pytest.fixture

@@ -48,14 +48,6 @@ def trained(tmp_path_factory):
     return folder
 
 
-@pytest.fixture
-def user_text(tmp_path):
-    """A user's text file: the opening of a play from the corpus, about 30 kB."""
-    path = tmp_path / "play.txt"
-    path.write_text(load_shakespeare()["train"][0]["text"][:30_000], encoding="utf-8")
-    return path
-
-
 def test_train_on_the_embedded_corpus(trained):
     names = set(os.listdir(trained))
     expected = {"config.json", "generation_config.json", "model.safetensors", "configuration_posattn.py",

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import StaticCache
 
-from conftest import random_ids, tiny_lm
+from conftest import LORA_TARGETS, random_ids, tiny_lm
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,10 +92,9 @@ def test_lora_takes_the_module_names_the_readme_gives():
     """README.md: LoRA `target_modules=["qkv_proj", "o_proj", "up_proj", "down_proj"]` reaches every projection."""
     from peft import LoraConfig, get_peft_model
 
-    model = get_peft_model(tiny_lm("rotary").train(), LoraConfig(
-        r=4, target_modules=["qkv_proj", "o_proj", "up_proj", "down_proj"], task_type="CAUSAL_LM"))
+    model = get_peft_model(tiny_lm("rotary").train(), LoraConfig(r=4, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
     adapted = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if hasattr(module, "lora_A")}
-    assert adapted == {"qkv_proj", "o_proj", "up_proj", "down_proj"}
+    assert adapted == set(LORA_TARGETS)
     ids = random_ids(2, 8)
     model(input_ids=ids, labels=ids).loss.backward()
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
