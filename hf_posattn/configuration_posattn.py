@@ -4,6 +4,8 @@ This file travels with every saved model as remote code, so it imports only `tra
 library), never the rest of the `hf_posattn` package.
 """
 
+import os
+
 from transformers.activations import ACT2FN
 from transformers.configuration_utils import PreTrainedConfig
 
@@ -19,6 +21,16 @@ AUTO_MAP = {
     "AutoModelForCausalLM": "modeling_posattn.PosAttnForCausalLM",
     "AutoModelForSequenceClassification": "modeling_posattn.PosAttnForSequenceClassification",
 }
+
+# The fields that decide the shapes of the weights and what the model computes. `save_pretrained` writes every field,
+# so a config.json without one of these was edited or written by other code, and loading it with the default in its
+# place would silently give another model (e.g. sinusoidal positions for a rotary model's weights): it is refused.
+# A field added later must come with a default that gives the models saved before it, and stay out of this list.
+ARCHITECTURE_FIELDS = (
+    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+    "max_position_embeddings", "position_embedding_type", "rope_theta", "type_vocab_size", "embedding_layer_norm",
+    "layer_norm_eps", "tie_word_embeddings",
+)
 
 
 class PosAttnConfig(PreTrainedConfig):
@@ -103,6 +115,25 @@ class PosAttnConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         self.validate()
 
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """The config of a saved model (what `from_pretrained` and the Auto classes build from `config.json`). A file
+        that lacks an architecture field (`ARCHITECTURE_FIELDS`) or holds an invalid value is refused with a
+        `ValueError` that names the file (its folder too when the Auto classes pass it as `name_or_path`) and the
+        field."""
+        source = os.path.join(kwargs.get("name_or_path") or "", "config.json")
+        missing = [name for name in ARCHITECTURE_FIELDS if name not in config_dict]
+        if missing:
+            raise ValueError(
+                f"{source} has no {', '.join(missing)}: a model built with the default in its place would not be "
+                f"the model whose weights are there. save_pretrained writes every field, so the file was edited or "
+                f"written by other code: add what is missing, with the values the model was trained with."
+            )
+        try:
+            return super().from_dict(config_dict, **kwargs)
+        except ValueError as error:
+            raise ValueError(f"{source}: {error} Correct it in the file.") from error
+
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
@@ -146,4 +177,4 @@ class PosAttnConfig(PreTrainedConfig):
                                "e.g. 'gelu', 'gelu_new', 'relu', 'silu'")
 
 
-__all__ = ["PosAttnConfig", "POSITION_EMBEDDING_TYPES"]
+__all__ = ["PosAttnConfig", "POSITION_EMBEDDING_TYPES", "ARCHITECTURE_FIELDS"]

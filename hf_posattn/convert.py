@@ -90,7 +90,9 @@ def from_gpt2(gpt2_model_or_path) -> PosAttnForCausalLM:
     """A `PosAttnForCausalLM` computing the same function as a GPT-2 LM (instance, local folder or Hub id)."""
     gpt2 = gpt2_model_or_path
     if not isinstance(gpt2, GPT2LMHeadModel):
-        gpt2 = GPT2LMHeadModel.from_pretrained(gpt2_model_or_path)
+        # Safetensors only, as for hf_posattn's own models: a pytorch_model.bin is a pickle, which can run code when
+        # loaded. To convert one you trust, load it yourself (`use_safetensors=False`) and pass the model.
+        gpt2 = GPT2LMHeadModel.from_pretrained(gpt2_model_or_path, use_safetensors=True)
     config = config_from_gpt2(gpt2.config)
     model = PosAttnForCausalLM(config).to(device=gpt2.device, dtype=gpt2.dtype)
     state = state_dict_from_gpt2(gpt2.state_dict(), config.num_hidden_layers, config.num_attention_heads)

@@ -19,6 +19,7 @@ This file travels with saved models as remote code: it imports only torch, trans
 """
 
 import math
+import os
 from collections.abc import Callable
 
 import torch
@@ -34,7 +35,8 @@ from transformers.modeling_outputs import (
     CausalLMOutputWithPast,
     SequenceClassifierOutputWithPast,
 )
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, load_state_dict, slice_logits_to_keep
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, can_return_tuple, logging
 from transformers.utils.deprecation import deprecate_kwarg
@@ -60,6 +62,63 @@ def check_ids(name: str, ids: torch.Tensor, limit: int, fix: str) -> None:
     if bad.any():
         value = int(ids[bad][0])
         raise ValueError(f"{name} contains {value}, outside the allowed range [0, {limit}): {fix}")
+
+
+def check_per_token(name: str, values: torch.Tensor | None, batch_size: int, query_length: int) -> None:
+    """Raise a ValueError unless `values` (token_type_ids, position_ids) holds one value per token of the input.
+    Another shape would fail deep inside with a broadcasting error, or be broadcast silently."""
+    if values is None or torch.compiler.is_compiling():
+        return
+    if values.ndim != 2 or values.shape[0] not in (1, batch_size) or values.shape[1] != query_length:
+        raise ValueError(
+            f"{name} has shape {tuple(values.shape)}, expected ({batch_size}, {query_length}): one value per token "
+            f"of the input."
+        )
+
+
+def check_mask_shape(attention_mask, batch_size: int, query_length: int, past_length: int, key_length: int) -> None:
+    """Raise a ValueError unless `attention_mask` has one row per sequence and one column per key: the cached tokens
+    and the new ones. A mask of another width does not always fail: positions counted over it would be silently
+    wrong, and a score bias can broadcast over it. A static cache's mask may span all of its slots (`key_length`)."""
+    if attention_mask is None or torch.compiler.is_compiling():
+        return
+    shape = tuple(attention_mask.shape)
+    rows_fit = (len(shape) == 2 and shape[0] == batch_size) or (
+        len(shape) == 4 and shape[0] in (1, batch_size) and shape[2] == query_length
+    )
+    if not rows_fit or not past_length + query_length <= shape[-1] <= key_length:
+        raise ValueError(
+            f"attention_mask has shape {shape}, expected ({batch_size}, {past_length + query_length}): one row per "
+            f"sequence and one column per token, the {past_length} cached ones and the {query_length} new ones (1 "
+            f"for a token, 0 for padding); or a 4-D mask of shape ({batch_size}, 1, {query_length}, "
+            f"{past_length + query_length})."
+        )
+
+
+def weights_problem(folder: str, use_safetensors: bool | None) -> str | None:
+    """What is wrong with the weights files of a local model folder, as far as reading their headers tells: a
+    safetensors file that cannot be read, or pickled weights only where safetensors were asked for. None if nothing."""
+    if not os.path.isdir(folder):
+        return None
+    names = sorted(os.listdir(folder))
+    for name in names:
+        if name.endswith(".safetensors"):
+            try:
+                load_state_dict(os.path.join(folder, name), map_location="meta")  # the header only
+            except Exception as error:
+                return (
+                    f"{os.path.join(folder, name)} cannot be read ({error}): the file is truncated or corrupted, e.g. "
+                    f"by an interrupted download, copy or save. Save or download the model again."
+                )
+    if use_safetensors and not any(name.endswith(".safetensors") for name in names) and any(
+        name.startswith("pytorch_model") for name in names
+    ):
+        return (
+            f"{folder} holds pickled weights (pytorch_model*.bin) but no model.safetensors. Loading a pickle can run "
+            f"code, so hf_posattn reads weights from safetensors only, unless you pass use_safetensors=False for a "
+            f"file you trust; or convert it once with `save_pretrained`."
+        )
+    return None
 
 
 class PosAttnEmbeddings(nn.Module):
@@ -252,6 +311,21 @@ class PosAttnPreTrainedModel(PreTrainedModel):
         config.validate()  # the config may have been edited since it was built
         super().__init__(config, *args, **kwargs)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, with weights read from safetensors only unless the caller passes
+        `use_safetensors=False` (a `.bin` file is a pickle, which can run code when loaded), and an error that names
+        the weights file when one cannot be read: safetensors' own message does not say which file it was."""
+        kwargs.setdefault("use_safetensors", True)
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except Exception as error:
+            folder = os.path.normpath(os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or ""))
+            problem = weights_problem(folder, kwargs["use_safetensors"])
+            if problem is None:
+                raise
+            raise OSError(problem) from error
+
     def _init_weights(self, module):
         super()._init_weights(module)  # normal(0, initializer_range) for Linear/Embedding, (1, 0) for LayerNorm
         if isinstance(module, PositionScheme):
@@ -320,10 +394,15 @@ class PosAttnModel(PosAttnPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1]
-        if len(shape) != 2 or shape[1] == 0:
+        if len(shape) != 2 or 0 in shape:
             raise ValueError(
-                f"Expected input of shape [batch, seq] with seq >= 1, got {tuple(shape)}: pass at least one token "
-                f"per row (e.g. a BOS token), batched as a 2-D tensor."
+                f"Expected input of shape [batch, seq] with batch >= 1 and seq >= 1, got {tuple(shape)}: pass at "
+                f"least one row of at least one token (e.g. a BOS token), batched as a 2-D tensor."
+            )
+        if inputs_embeds is not None and inputs_embeds.shape[-1] != self.config.hidden_size:
+            raise ValueError(
+                f"inputs_embeds has {inputs_embeds.shape[-1]} features per token, expected hidden_size="
+                f"{self.config.hidden_size}."
             )
         if input_ids is not None:
             check_ids("input_ids", input_ids, self.config.vocab_size, "every id must come from the model's tokenizer")
@@ -344,6 +423,10 @@ class PosAttnModel(PosAttnPreTrainedModel):
             cache = DynamicCache(config=self.config)
         past_length = cache.get_seq_length() if cache is not None else 0
         query_length = shape[1]
+        key_length = cache.get_mask_sizes(query_length, 0)[0] if cache is not None else query_length
+        check_mask_shape(attention_mask, shape[0], query_length, past_length, key_length)
+        check_per_token("token_type_ids", token_type_ids, shape[0], query_length)
+        check_per_token("position_ids", position_ids, shape[0], query_length)
         device = input_ids.device if input_ids is not None else inputs_embeds.device
 
         if position_ids is None:
@@ -371,7 +454,6 @@ class PosAttnModel(PosAttnPreTrainedModel):
         # A bias depends on the distance between a query and a key only. Within a row, the distance between two
         # cache slots is the distance between their positions (padding is masked, and packed documents cannot see
         # each other), so slot indices serve as positions, and one bias serves the whole batch.
-        key_length = cache.get_mask_sizes(query_length, 0)[0] if cache is not None else query_length
         position_bias = self.positions.attention_bias(
             torch.arange(query_length, device=device) + past_length, torch.arange(key_length, device=device)
         )
@@ -461,6 +543,13 @@ class PosAttnForCausalLM(PosAttnPreTrainedModel, GenerationMixin):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
+
+
+# The Trainer reads this table of transformers' causal LMs, by class name, to decide whether the logits at position t
+# are scored against the label at t + 1 when it computes the loss itself (label smoothing: `label_smoothing_factor`).
+# `AutoModelForCausalLM.register` does not add to it, so without this line label smoothing would score each position
+# against its own token. Here rather than in the package's registration, so that remote code gets it too.
+MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.setdefault(PosAttnConfig.model_type, PosAttnForCausalLM.__name__)
 
 
 class PosAttnForSequenceClassification(PosAttnPreTrainedModel):

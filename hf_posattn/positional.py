@@ -63,6 +63,12 @@ class NoPositions(PositionScheme):
         super().__init__()
 
 
+def position_range(position_ids: torch.Tensor) -> tuple[int, int]:
+    """The smallest and the largest position, read from the device in one go (one synchronisation on a GPU)."""
+    smallest, largest = torch.stack(position_ids.aminmax()).tolist()
+    return smallest, largest
+
+
 def sinusoidal_table(positions: torch.Tensor, dim: int) -> torch.Tensor:
     """The closed form of Vaswani et al. (2017), for any positions:
 
@@ -103,13 +109,15 @@ class SinusoidalPositions(PositionScheme):
         init.constant_(self.scale, initializer_range)
 
     def embed(self, position_ids):
-        # Looking a position up costs one gather; the closed form is only needed past the table. The check reads
-        # the largest position, which `torch.compile` cannot branch on: compiled graphs use the table.
-        if not torch.compiler.is_compiling() and int(position_ids.max()) >= self.table.shape[0]:
-            table = sinusoidal_table(position_ids, self.dim).to(self.table.device, self.table.dtype)
-        else:
-            table = F.embedding(position_ids, self.table)
-        return table * self.scale
+        # Looking a position up costs one gather; the closed form is only needed outside the table (past its end, or
+        # negative positions a caller passed). The check reads the position range, which `torch.compile` cannot
+        # branch on: compiled graphs use the table.
+        if not torch.compiler.is_compiling():
+            smallest, largest = position_range(position_ids)
+            if smallest < 0 or largest >= self.table.shape[0]:
+                table = sinusoidal_table(position_ids, self.dim).to(self.table.device, self.table.dtype)
+                return table * self.scale
+        return F.embedding(position_ids, self.table) * self.scale
 
 
 class LearnedPositions(PositionScheme):
@@ -128,7 +136,9 @@ class LearnedPositions(PositionScheme):
 
     def embed(self, position_ids):
         if not torch.compiler.is_compiling():
-            largest = int(position_ids.max())
+            smallest, largest = position_range(position_ids)
+            if smallest < 0:
+                raise ValueError(f"position_ids contains {smallest}: positions count from 0, the first token's.")
             if largest >= self.weight.shape[0]:
                 raise ValueError(
                     f"position {largest} is past max_position_embeddings={self.weight.shape[0]}: learned "
