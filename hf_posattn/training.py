@@ -237,8 +237,10 @@ def prepare_output_dir(options: TrainingOptions) -> TrainingOptions:
             was = ", ".join(f"{name}={started.get(name)!r} (now {getattr(options, name)!r})" for name in changed)
             raise ValueError(f"--resume continues the run in {folder} with the options it was started with, but "
                              f"{was}. Drop those options, or start a new run in another --output-dir.")
-        return resolve(dataclasses.replace(options, output_dir=folder,
-                                           **{name: started.get(name) for name in RUN_IDENTITY}))
+        # What is not given now is what the run was started with (its steps too), not the preset's default.
+        recorded = {name: value for name, value in started.items() if name != "output_dir" and (
+            name in RUN_IDENTITY or getattr(options, name, False) is None)}
+        return resolve(dataclasses.replace(options, output_dir=folder, **recorded))
     holds_run = os.path.isdir(folder) and (
         any(os.path.exists(os.path.join(folder, name)) for name in (RUN_FILE, "config.json", "model.safetensors"))
         or get_last_checkpoint(folder) is not None

@@ -1,0 +1,101 @@
+"""Checkpoints and resume: a training run killed with SIGKILL (no chance to clean up) resumes from its last complete
+checkpoint and ends where an uninterrupted run ends; the weights are only ever written as safetensors."""
+
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from transformers.trainer_pt_utils import safe_globals
+
+from hf_posattn.training import RUN_FILE
+
+
+# The tiny preset on short blocks: about 3 s of training for 200 steps on one thread, a checkpoint every 10 steps.
+OPTIONS = ["--seq-len", "16", "--batch-size", "2", "--vocab-size", "300", "--max-steps", "200", "--save-steps", "10",
+           "--eval-steps", "100", "--quiet"]
+ENV = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+
+
+def posattn_train(*args) -> list[str]:
+    return [sys.executable, "-m", "hf_posattn", "train", *map(str, args)]
+
+
+def complete_checkpoints(folder) -> list[int]:
+    """Steps of the checkpoints the Trainer finished writing (trainer_state.json comes last)."""
+    return sorted(int(path.parent.name.split("-")[1]) for path in folder.glob("checkpoint-*/trainer_state.json"))
+
+
+def logged_losses(folder) -> dict:
+    history = json.loads((folder / "checkpoint-200" / "trainer_state.json").read_text())["log_history"]
+    return {(entry["step"], kind): entry[kind] for entry in history for kind in ("loss", "eval_loss") if kind in entry}
+
+
+def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(user_text, tmp_path):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    process = subprocess.Popen(posattn_train("--data", user_text, "--output-dir", killed, *OPTIONS), env=ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not complete_checkpoints(killed):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    last = complete_checkpoints(killed)[-1]
+    assert last < 200 and not (killed / "model.safetensors").exists()
+    assert json.loads((killed / RUN_FILE).read_text())["results"] is None
+    uninterrupted = subprocess.run(posattn_train("--data", user_text, "--output-dir", full, *OPTIONS), env=ENV,
+                                   capture_output=True, text=True, timeout=300)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+
+    # What a kill in the middle of a save leaves: a newer checkpoint folder with truncated weights and no
+    # trainer_state.json (written last). Resuming from it would fail, or restart the optimizer without a word.
+    partial = killed / f"checkpoint-{last + 1}"
+    shutil.copytree(killed / f"checkpoint-{last}", partial, dirs_exist_ok=True)
+    (partial / "trainer_state.json").unlink()
+    (partial / "model.safetensors").write_bytes((partial / "model.safetensors").read_bytes()[:1000])
+
+    resumed = subprocess.run(posattn_train("--output-dir", killed, "--resume", "--quiet"), env=ENV,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"skipping {partial}: it has no readable trainer_state.json" in resumed.stdout
+    assert f"resuming from {killed / f'checkpoint-{last}'}" in resumed.stdout
+
+    ours, theirs = (json.loads((folder / RUN_FILE).read_text())["results"] for folder in (killed, full))
+    assert ours["steps"] == theirs["steps"] == 200 and ours["tokens_seen"] == theirs["tokens_seen"]
+    assert ours["eval_loss"] == pytest.approx(theirs["eval_loss"], rel=1e-5)
+    # Training losses are logged as means over the steps since the last log; the first log after resuming averages
+    # only the steps since the resume, so it is left out.
+    expected, got = logged_losses(full), logged_losses(killed)
+    first_after = min(step for step, kind in expected if kind == "loss" and step > last)
+    del expected[first_after, "loss"], got[first_after, "loss"]
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert any(step > first_after for step, _ in expected)
+
+
+def test_weights_are_written_as_safetensors_only(user_text, tmp_path):
+    """What transformers 5.24's Trainer writes: the weights as safetensors, in the model folder and in every
+    checkpoint; beside them in a checkpoint, its own state as torch pickles, which resuming reads back with
+    `torch.load(weights_only=True)` (tensors, plain containers and, for the random state, numpy arrays: no code
+    runs); and `training_args.bin`, a full pickle of the TrainingArguments that it never reads back."""
+    folder = tmp_path / "model"
+    result = subprocess.run(posattn_train("--data", user_text, "--output-dir", folder, *OPTIONS[:6], "--max-steps", "10",
+                                          "--save-steps", "10", "--quiet"), env=ENV, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    binary = {".safetensors", ".pt", ".pth", ".bin"}
+    final = {path.name for path in folder.iterdir() if path.suffix in binary}
+    checkpoint = {path.name for path in (folder / "checkpoint-10").iterdir() if path.suffix in binary}
+    assert final == {"model.safetensors", "training_args.bin"}
+    assert checkpoint == {"model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin"}
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        with safe_globals():  # the Trainer's allowlist: numpy arrays and dtypes, for the numpy random state
+            torch.load(folder / "checkpoint-10" / name, weights_only=True)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        torch.load(folder / "training_args.bin", weights_only=True)
