@@ -99,8 +99,8 @@ def test_ddp_matches_one_process_and_only_rank_0_writes(user_text, tmp_path):
     assert sorted(two["loss"]) == list(range(1, 7))
     for kind in ("loss", "grad_norm"):
         assert two[kind] == pytest.approx(one[kind], rel=1e-5), kind
-    # Evaluation splits the validation blocks between the processes; accelerate's even batches count up to one
-    # block twice here (an odd number of blocks), which moves the mean a little.
+    # Evaluation splits the validation blocks between the processes, and accelerate completes each process's
+    # batches with repeated blocks (even_batches), which the Trainer's per-batch mean counts: a little off.
     assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=2e-3)
     run = json.loads((ddp / RUN_FILE).read_text())["results"]
     assert run["tokens_seen"] == 6 * 8 * 16 and run["hardware"].startswith("2 processes")
