@@ -320,7 +320,7 @@ class PosAttnPreTrainedModel(PreTrainedModel):
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         except Exception as error:
-            folder = os.path.normpath(os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or ""))
+            folder = os.path.normpath(os.path.join(str(pretrained_model_name_or_path), kwargs.get("subfolder") or ""))
             problem = weights_problem(folder, kwargs["use_safetensors"])
             if problem is None:
                 raise

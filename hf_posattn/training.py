@@ -480,7 +480,7 @@ def train_run(options: TrainingOptions) -> TrainingResult:
             if options.overwrite:  # only now: bad input above leaves the old run as it was
                 clear_run(folder)
             os.makedirs(folder, exist_ok=True)
-            tokenizer.save_pretrained(folder)  # now, so that --resume finds the tokenizer its checkpoints were made with
+            tokenizer.save_pretrained(folder)  # now: --resume finds the tokenizer its checkpoints were made with
             write_run_file(folder, options, None)
 
     set_seed(options.seed)

@@ -86,8 +86,9 @@ def test_weights_are_written_as_safetensors_only(user_text, tmp_path):
     `torch.load(weights_only=True)` (tensors, plain containers and, for the random state, numpy arrays: no code
     runs); and `training_args.bin`, a full pickle of the TrainingArguments that it never reads back."""
     folder = tmp_path / "model"
-    result = subprocess.run(posattn_train("--data", user_text, "--output-dir", folder, *OPTIONS[:6], "--max-steps", "10",
-                                          "--save-steps", "10", "--quiet"), env=ENV, capture_output=True, text=True)
+    command = posattn_train("--data", user_text, "--output-dir", folder, *OPTIONS[:6], "--max-steps", "10",
+                            "--save-steps", "10", "--quiet")
+    result = subprocess.run(command, env=ENV, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     binary = {".safetensors", ".pt", ".pth", ".bin"}
     final = {path.name for path in folder.iterdir() if path.suffix in binary}

@@ -105,8 +105,8 @@ def test_ddp_matches_one_process_and_only_rank_0_writes(user_text, tmp_path):
     run = json.loads((ddp / RUN_FILE).read_text())["results"]
     assert run["tokens_seen"] == 6 * 8 * 16 and run["hardware"].startswith("2 processes")
 
-    writes = {rank: {os.path.relpath(path, ddp) for _, path in json.loads((tmp_path / f"writes-{rank}.json").read_text())}
-              for rank in (0, 1)}
+    records = {rank: json.loads((tmp_path / f"writes-{rank}.json").read_text()) for rank in (0, 1)}
+    writes = {rank: {os.path.relpath(path, ddp) for _, path in record} for rank, record in records.items()}
     # The Trainer has every process keep its own random state in each checkpoint, to resume its random stream.
     assert writes[1] == {"checkpoint-3", "checkpoint-3/rng_state_1.pth", "checkpoint-6", "checkpoint-6/rng_state_1.pth"}
     assert {RUN_FILE, "README.md", "config.json", "model.safetensors", "tokenizer_config.json", "training_args.bin",
@@ -170,9 +170,9 @@ FSDP_SCRIPT = textwrap.dedent(
         loaded = AutoModelForCausalLM.from_pretrained(sys.argv[2]).eval()
         with torch.no_grad():
             difference = (loaded(ids).logits - reference.eval()(ids).logits).abs().max().item()
-        json.dump({"wrapped": wrapped, "fsdp_modules": [n for n, m in model.named_modules() if isinstance(m, FSDPModule)],
-                   "sharded": sharded, "losses": losses, "reference_losses": reference_losses,
-                   "difference": difference}, open(sys.argv[3], "w"))
+        fsdp_modules = [name for name, module in model.named_modules() if isinstance(module, FSDPModule)]
+        json.dump({"wrapped": wrapped, "fsdp_modules": fsdp_modules, "sharded": sharded, "losses": losses,
+                   "reference_losses": reference_losses, "difference": difference}, open(sys.argv[3], "w"))
     dist.destroy_process_group()
     """
 )

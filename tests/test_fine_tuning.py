@@ -23,7 +23,8 @@ def training_args(tmp_path, **overrides) -> TrainingArguments:
 
 
 def test_lora_trains_saves_reloads_and_merges(tmp_path):
-    model = get_peft_model(tiny_lm("alibi").train(), LoraConfig(r=4, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
+    lora = LoraConfig(r=4, target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+    model = get_peft_model(tiny_lm("alibi").train(), lora)
     trainer = Trainer(model=model, args=training_args(tmp_path / "run", max_steps=20, learning_rate=5e-2),
                       train_dataset=easy_blocks())
     trainer.train()
