@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from .positional import alibi_slopes, sinusoidal_table
+from .positional import sinusoidal_table
 
 
 DPI = 100
