@@ -245,7 +245,8 @@ def add_plot_positions(subparsers):
         "plot-positions", help="draw the sinusoidal encoding, and what a trained model's position scheme holds (PNG)",
         description="Draw the sinusoidal position encoding: a heat map of position x dimension, a few of its waves, "
                     "and the dot product between positions. Given a model folder, also its learned table (or its "
-                    "sinusoidal amplitude, rotary frequencies, ALiBi slopes) next to the closed form.",
+                    "sinusoidal waves against its token embeddings, rotary frequencies, ALiBi slopes) next to the "
+                    "closed form.",
         formatter_class=HelpFormatter,
     )
     parser.add_argument("dir", nargs="?", help="a model folder written by `posattn train` (optional)")

@@ -1,8 +1,9 @@
 """Pictures of where tokens are and what they look at: position encodings and attention weights, as PNG files.
 
 - `plot_positions`: the sinusoidal encoding of Vaswani et al. as a heat map (position x dimension), a few of its
-  waves, and the dot product between positions; given a trained model, also what its scheme learned or uses
-  (a learned table, the sinusoidal amplitude, the rotary frequencies, the ALiBi slopes), next to the closed form.
+  waves, and the dot product between positions; given a trained model, also what its scheme learned or uses (a
+  learned table, the size of the sinusoidal waves next to the token embeddings, the rotary frequencies, the ALiBi
+  slopes), next to the closed form.
 - `plot_attention`: the attention weights of every layer and head for a text, token labels on both axes.
 
 matplotlib is an optional dependency (`pip install "hf-posattn[plot]"`), drawn with its Agg backend: files only,
@@ -112,10 +113,9 @@ def plot_learned(axes, model, positions: int) -> None:
 
 def plot_sinusoidal(axes, model, positions: int) -> None:
     scheme = model.model.positions
-    amplitude = float(scheme.scale)
-    table = sinusoidal_table(torch.arange(positions), scheme.dim) * amplitude
-    heat_map(axes[0], table, f"the model adds a · PE, learned amplitude a = {amplitude:.4f}", "dimension",
-             "position")
+    amplitude = scheme.amplitude
+    table = scheme.waves(torch.arange(positions))
+    heat_map(axes[0], table, f"the model adds a · PE, fixed amplitude a = {amplitude:g}", "dimension", "position")
     # The balance between what a token is and where it is: the norms of the two terms of the embedding sum.
     tokens = model.get_input_embeddings().weight.detach().norm(dim=-1)
     position_norm = amplitude * math.sqrt(scheme.dim / 2)  # every sin/cos pair has norm 1

@@ -86,27 +86,31 @@ def sinusoidal_table(positions: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class SinusoidalPositions(PositionScheme):
-    """Fixed sin/cos waves added to the token embeddings (Vaswani et al. 2017): the waves are not learned.
+    """Fixed sin/cos waves added to the token embeddings (Vaswani et al. 2017): nothing here is learned.
 
     A table of the first `max_position_embeddings` positions is kept as a buffer; positions past it are computed
     from the same closed form, so the scheme runs at any length.
 
     The waves have amplitude 1 while token embeddings start at std `initializer_range` (0.02): added as they are,
     where a token is drowns out what it is, and the model barely learns. Vaswani et al. balance the two by scaling
-    embeddings of std 1/sqrt(d) up by sqrt(d); here the table is scaled down instead, by one learned scalar that
-    starts at `initializer_range` (as x-transformers' ScaledSinusoidalEmbedding does), so that the balance can
-    follow the token embeddings as they grow.
+    token embeddings up by sqrt(d); here the waves are scaled down instead, to `amplitude = initializer_range`, and
+    stay there. Not a learned amplitude: trained with Adam, a single scalar moves by about the learning rate at every
+    step, and in our runs it went to zero within the first hundred steps (the position signal is noise before the
+    model has learned its unigrams), leaving a model that had no positions at all; see the README's study.
     """
 
     def __init__(self, config):
         super().__init__()
         self.dim = config.hidden_size
+        self.amplitude = config.initializer_range
         self.table = nn.Buffer(torch.empty(config.max_position_embeddings, self.dim), persistent=False)
-        self.scale = nn.Parameter(torch.empty(()))
 
     def initialize(self, initializer_range):
-        init.copy_(self.table, sinusoidal_table(torch.arange(self.table.shape[0]), self.dim))
-        init.constant_(self.scale, initializer_range)
+        init.copy_(self.table, self.waves(torch.arange(self.table.shape[0])))
+
+    def waves(self, position_ids: torch.Tensor) -> torch.Tensor:
+        """What this scheme adds at `position_ids`, from the closed form: `amplitude · PE(pos)`."""
+        return sinusoidal_table(position_ids, self.dim) * self.amplitude
 
     def embed(self, position_ids):
         # Looking a position up costs one gather; the closed form is only needed outside the table (past its end, or
@@ -115,9 +119,8 @@ class SinusoidalPositions(PositionScheme):
         if not torch.compiler.is_compiling():
             smallest, largest = position_range(position_ids)
             if smallest < 0 or largest >= self.table.shape[0]:
-                table = sinusoidal_table(position_ids, self.dim).to(self.table.device, self.table.dtype)
-                return table * self.scale
-        return F.embedding(position_ids, self.table) * self.scale
+                return self.waves(position_ids).to(self.table.device, self.table.dtype)
+        return F.embedding(position_ids, self.table)
 
 
 class LearnedPositions(PositionScheme):

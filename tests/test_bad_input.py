@@ -68,7 +68,7 @@ def test_negative_positions():
         tiny_lm("learned")(IDS[:1], position_ids=negative)
     model = tiny_lm("sinusoidal")
     positions = model.model.positions
-    torch.testing.assert_close(positions.embed(negative), sinusoidal_table(negative, 32) * positions.scale)
+    torch.testing.assert_close(positions.embed(negative), sinusoidal_table(negative, 32) * positions.amplitude)
     assert torch.isfinite(model(IDS[:1], position_ids=negative).logits).all()
 
 
