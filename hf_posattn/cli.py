@@ -358,12 +358,12 @@ def add_compare(subparsers):
         description="Train one model per position scheme (and seed) with the same budget, data, tokenizer and seed "
                     "at length L, evaluate each at L, 2L, 4L, 8L in non-overlapping windows on the same validation "
                     "tokens, and write compare.csv, compare.json, compare.md and compare.png in --output-dir. "
-                    "Default: L = 128, 800 steps of 16 blocks (about 25 minutes on 2 CPU cores); --quick: L = 64, "
-                    "200 steps, 32,768 evaluation tokens (under 5 minutes). Finished runs with the same options "
+                    "Default: L = 128, 800 steps of 16 blocks (27.5 minutes on 2 CPU cores); --quick: L = 64, "
+                    "200 steps, 32,768 evaluation tokens (4 minutes). Finished runs with the same options "
                     "are reused; their checkpoints are removed (the models stay).",
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="the small study (under 5 minutes on 2 CPU cores)")
+    parser.add_argument("--quick", action="store_true", help="the small study (4 minutes on 2 CPU cores)")
     parser.add_argument("--positions", nargs="+", choices=POSITION_EMBEDDING_TYPES, metavar="SCHEME",
                         help="schemes to compare (default: all five)")
     parser.add_argument("--seeds", type=seed_list, metavar="S1,S2,...", help="one run per scheme and seed; the "
