@@ -74,7 +74,7 @@ def test_remote_code_loads_where_the_package_is_not_installed(tmp_path):
                 generated = model.generate(ids, max_new_tokens=6, do_sample=False)
             torch.save({{"logits": logits, "generated": generated}}, path + "/remote.pt")
             if scheme == "sinusoidal":
-                torch.save(model.model.positions.table, path + "/table.pt")
+                torch.save(model.model.positions.table / model.config.initializer_range, path + "/table.pt")
         print("loaded", len({SCHEMES!r}))
         """,
         cwd=tmp_path,
@@ -84,7 +84,8 @@ def test_remote_code_loads_where_the_package_is_not_installed(tmp_path):
         remote = torch.load(tmp_path / scheme / "remote.pt")
         torch.testing.assert_close(remote["logits"], logits, rtol=0, atol=1e-6, msg=scheme)
         assert remote["generated"].tolist() == generated.tolist(), scheme
-    # Non-persistent buffers are rebuilt on load, in a fresh process: the table is the closed form, not memory.
+    # Non-persistent buffers are rebuilt on load, in a fresh process: the table is the closed form (times the fixed
+    # amplitude, initializer_range), not memory.
     table = torch.load(tmp_path / "sinusoidal" / "table.pt")
     torch.testing.assert_close(table, sinusoidal_table(torch.arange(table.shape[0]), table.shape[1]))
 
@@ -97,7 +98,7 @@ def test_sinusoidal_table_after_from_pretrained_in_a_fresh_process(tmp_path):
         from transformers import AutoModelForCausalLM
         import hf_posattn
         model = AutoModelForCausalLM.from_pretrained({str(tmp_path)!r})
-        table = model.model.positions.table
+        table = model.model.positions.table / model.config.initializer_range
         d = table.shape[1]
         for pos in range(table.shape[0]):
             for i in range(d // 2):
