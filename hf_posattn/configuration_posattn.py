@@ -29,7 +29,7 @@ AUTO_MAP = {
 ARCHITECTURE_FIELDS = (
     "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
     "max_position_embeddings", "position_embedding_type", "rope_theta", "type_vocab_size", "embedding_layer_norm",
-    "layer_norm_eps", "tie_word_embeddings",
+    "layer_norm_eps", "tie_word_embeddings", "initializer_range",
 )
 
 
@@ -49,7 +49,8 @@ class PosAttnConfig(PreTrainedConfig):
         max_position_embeddings (`int`): Positions the model is built for. A hard limit only for `"learned"`
             positions (one trained vector per position); the other schemes run past it.
         position_embedding_type (`str`): How the model knows where a token is:
-            - `"sinusoidal"`: the fixed sin/cos table of Vaswani et al., added to the token embeddings;
+            - `"sinusoidal"`: the fixed sin/cos table of Vaswani et al., added to the token embeddings (times
+              `initializer_range`);
             - `"learned"`: a trained vector per position, added to the token embeddings (BERT, GPT-2);
             - `"rotary"`: queries and keys rotated by an angle proportional to the position (RoFormer, Llama);
             - `"alibi"`: a per-head penalty, linear in the query-key distance, added to the attention scores
@@ -62,7 +63,8 @@ class PosAttnConfig(PreTrainedConfig):
         layer_norm_eps (`float`): Epsilon of every LayerNorm.
         hidden_dropout_prob (`float`): Dropout on the embeddings and on each residual branch.
         attention_probs_dropout_prob (`float`): Dropout on the attention weights.
-        initializer_range (`float`): Standard deviation of the normal weight initialisation.
+        initializer_range (`float`): Standard deviation of the normal weight initialisation; also the fixed
+            amplitude of `"sinusoidal"` positions, which are scaled to the size token embeddings start at.
         tie_word_embeddings (`bool`): Share the LM head's weight with the token embedding.
         use_cache (`bool`): Return the key/value cache, for fast generation.
         pad_token_id, bos_token_id, eos_token_id (`int`, *optional*): Special token ids.
