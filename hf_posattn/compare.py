@@ -75,7 +75,8 @@ def resolve_study(options: CompareOptions) -> CompareOptions:
         positions=list(options.positions or POSITION_EMBEDDING_TYPES),
         factors=sorted(set(options.factors or (1, 2, 4, 8))),
         seeds=list(dict.fromkeys(options.seeds if options.seeds is not None else [0])),
-        **{name: getattr(options, name) or value for name, value in study.items()},
+        **{name: value if getattr(options, name) is None else getattr(options, name)
+           for name, value in study.items()},
     )
     # The preset's values for what neither the options nor the study set (and their checks).
     run = resolve(TrainingOptions(**{name: getattr(options, name) for name in SHARED}))
@@ -103,12 +104,12 @@ def training_options(options: CompareOptions, position: str, seed: int) -> Train
 
 def finished_run(run: TrainingOptions) -> dict | None:
     """The results of a finished run with the same options in `run.output_dir` (an interrupted study continues
-    where it stopped), else None."""
+    where it stopped), else None: the run is to be trained, from the start."""
     if not os.path.isfile(os.path.join(run.output_dir, RUN_FILE)) or run.overwrite:
         return None
     try:
         recorded = read_run(run.output_dir)
-    except ValueError:  # started, not finished: train it again (train() refuses without --overwrite)
+    except ValueError:  # started, not finished
         return None
     same = all(recorded["options"].get(name) == getattr(run, name) for name in (*RUN_IDENTITY, "max_steps"))
     return recorded["results"] if same else None
@@ -140,7 +141,9 @@ def compare(options: CompareOptions, command: str | None = None) -> dict:
     """Train and evaluate every scheme and seed, write `compare.csv`, `compare.json` and `compare.png` in the
     study's folder and return the study (the JSON's content). Bad input raises `ValueError` before any training."""
     from .cli import load_model
+    from .plots import pyplot
 
+    pyplot()  # without matplotlib, fail now rather than after training every model
     start = time.perf_counter()
     options = resolve_study(options)
     runs = {(p, s): training_options(options, p, s) for p in options.positions for s in options.seeds}
@@ -158,8 +161,10 @@ def compare(options: CompareOptions, command: str | None = None) -> dict:
         label = f"[{number}/{len(runs)}] {position}, seed {seed}"
         results = finished_run(run)
         if results is None:
+            # What the folder holds, if anything, is an interrupted run or one with other options: trained again from
+            # the start (a study's run saves its only checkpoint at its end, so there is nothing to resume).
             print(f"{label}: training ...", flush=True)
-            results = train(run).to_dict()
+            results = train(dataclasses.replace(run, overwrite=True)).to_dict()
             for checkpoint in glob.glob(os.path.join(run.output_dir, "checkpoint-*")):
                 shutil.rmtree(checkpoint)  # optimizer state for --resume; the study keeps only the final model
         else:

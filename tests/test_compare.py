@@ -83,6 +83,14 @@ def test_a_second_call_reuses_finished_runs_and_adds_seeds(study, text, capsys):
     assert out.count("reusing the finished run") == len(SCHEMES) and "training ..." not in out
     assert read_table(study) == before  # the same models on the same tokens: the same numbers
 
+    # An interrupted run (its run file written at the start, no results yet) is trained again; the others are reused.
+    run_file = study / "rotary-seed0" / "posattn_run.json"
+    run_file.write_text(json.dumps({**json.loads(run_file.read_text()), "results": None}))
+    assert posattn("compare", *TINY, "--data", text, "--output-dir", study) == 0
+    out = capsys.readouterr().out
+    assert "rotary, seed 0: training ..." in out and out.count("reusing the finished run") == len(SCHEMES) - 1
+    assert read_table(study) == before  # same seed, same options: the same model again
+
     # Two seeds of two schemes: seed 0 is reused, seed 1 trained; the table gives mean and std.
     assert posattn("compare", *TINY, "--data", text, "--output-dir", study, "--positions", "alibi", "none",
                    "--seeds", "0,1") == 0
