@@ -47,7 +47,8 @@ def load_texts(sources: list[str] | None = None, text_column: str = "text") -> D
         raise ValueError(f"--data: no such file: {', '.join(missing)}. Give existing text files, or a dataset.")
     if all(os.path.isfile(p) and os.path.splitext(p)[1].lower() not in TABLE_BUILDERS for p in paths):
         return split_documents([read_text_file(p) for p in paths])
-    if len(paths) == 1 or all(os.path.isfile(p) for p in paths):
+    kinds = {TABLE_BUILDERS.get(os.path.splitext(p)[1].lower()) for p in paths}
+    if len(paths) == 1 or (all(os.path.isfile(p) for p in paths) and len(kinds) == 1 and None not in kinds):
         return non_empty(load_table(paths, text_column), "--data " + " ".join(sources))
     raise ValueError(
         f"--data {' '.join(sources)}: mixes kinds of data. Give text files, or one dataset (a Hub name or a "
@@ -120,7 +121,9 @@ def load_table(paths: list[str], text_column: str) -> DatasetDict:
 
     def text_only(dataset: Dataset) -> Dataset:
         dataset = dataset.select_columns([text_column])
-        return dataset if text_column == "text" else dataset.rename_column(text_column, "text")
+        dataset = dataset if text_column == "text" else dataset.rename_column(text_column, "text")
+        # Rows without text (empty cells, nulls) hold nothing to learn, and the tokenizer takes strings only.
+        return dataset.filter(lambda text: isinstance(text, str) and bool(text.strip()), input_columns="text")
 
     return DatasetDict({"train": text_only(data["train"]), "validation": text_only(data[held_out])})
 

@@ -79,3 +79,19 @@ def test_datasets_sources(tmp_path):
     DatasetDict({"train": Dataset.from_dict({"text": ["a b c"] * 3}),
                  "validation": Dataset.from_dict({"text": ["held out"]})}).save_to_disk(saved)
     assert load_texts([str(saved)])["validation"]["text"] == ["held out"]
+
+
+def test_rows_without_text_are_dropped_and_mixed_kinds_refused(tmp_path):
+    rows = [{"text": text} for text in ["first document", None, "", "   ", *[f"document {i}" for i in range(16)]]]
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    texts = load_texts([str(path)])
+    assert all(isinstance(text, str) and text.strip() for split in texts.values() for text in split["text"])
+    assert texts["train"]["text"][0] == "first document" and len(texts["train"]) + len(texts["validation"]) == 17
+
+    text_file, table = tmp_path / "a.txt", tmp_path / "b.csv"
+    text_file.write_text("some text\n")
+    table.write_text("text\nsome text\n")
+    for mixed in ([text_file, path], [path, table]):
+        with pytest.raises(ValueError, match="mixes kinds of data"):
+            load_texts([str(p) for p in mixed])
