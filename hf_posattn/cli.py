@@ -34,6 +34,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed(text: str) -> int:
+    """A random seed, checked before any work: transformers' `set_seed` takes 0 to 2**32 - 1."""
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 2**32 - 1, got {text}")
+    return value
+
+
 def int_list(text: str) -> list[int]:
     try:
         values = [positive_int(part) for part in text.split(",") if part.strip()]
@@ -96,7 +104,7 @@ def add_train(subparsers):
     parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last "
                                                               "checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace the model or run in --output-dir")
-    parser.add_argument("--seed", type=int, metavar="N", help="random seed (default: 0)")
+    parser.add_argument("--seed", type=seed, metavar="N", help="random seed (default: 0)")
     parser.add_argument("--eval-steps", type=positive_int, metavar="N", help="steps between evaluations (default: "
                                                                              "1/5 of the steps)")
     parser.add_argument("--save-steps", type=positive_int, metavar="N", help="steps between checkpoints (default: "
@@ -146,7 +154,7 @@ def add_generate(subparsers):
                         help="sample from the smallest set of tokens whose probabilities add up to P")
     parser.add_argument("--top-k", type=positive_int, metavar="K", help="sample from the K most likely tokens only")
     parser.add_argument("--greedy", action="store_true", help="always take the most likely token (no sampling)")
-    parser.add_argument("--seed", type=int, default=0, metavar="N", help="random seed of the sampling")
+    parser.add_argument("--seed", type=seed, default=0, metavar="N", help="random seed of the sampling")
     parser.set_defaults(run=run_generate)
 
 
@@ -189,8 +197,10 @@ def add_evaluate(subparsers):
 
 def run_evaluate(args) -> int:
     from .corpus import load_texts
-    from .evaluation import evaluate_lengths, token_stream, unigram_baseline
+    from .evaluation import evaluate_lengths_of_ids, token_stream, unigram_baseline
 
+    if args.output:  # where the results go, made before the work rather than found missing after it
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     model, tokenizer = load_model(args.dir)
     texts = load_texts(args.data, args.text_column)
     validation = list(texts["validation"]["text"])
@@ -202,7 +212,7 @@ def run_evaluate(args) -> int:
         "tokens": len(validation_ids),
         "unigram_baseline": unigram_baseline(token_stream(tokenizer, texts["train"]["text"]), validation_ids,
                                              len(tokenizer)),
-        "results": evaluate_lengths(model, tokenizer, validation, args.lengths, args.stride, args.batch_size),
+        "results": evaluate_lengths_of_ids(model, validation_ids, args.lengths, args.stride, args.batch_size),
     }
     text = json.dumps(report, indent=2)
     if args.output:
@@ -321,7 +331,7 @@ def add_demo(subparsers):
     parser.add_argument("--position", choices=POSITION_EMBEDDING_TYPES, default="sinusoidal",
                         help="context: the model's position scheme")
     parser.add_argument("--steps", type=positive_int, default=200, metavar="N", help="context: training steps")
-    parser.add_argument("--seed", type=int, default=0, metavar="N", help="context: random seed")
+    parser.add_argument("--seed", type=seed, default=0, metavar="N", help="context: random seed")
     parser.set_defaults(run=run_demo)
 
 
@@ -342,8 +352,8 @@ def run_demo(args) -> int:
 
 def seed_list(text: str) -> list[int]:
     try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
+        seeds = [seed(part) for part in text.split(",") if part.strip()]
+    except (ValueError, argparse.ArgumentTypeError):
         seeds = []
     if not seeds or min(seeds) < 0:
         raise argparse.ArgumentTypeError(f"expected seeds (integers >= 0) separated by commas, e.g. 0,1,2; got {text!r}")
@@ -390,9 +400,7 @@ def add_compare(subparsers):
 
 def run_compare(args) -> int:
     from .compare import CompareOptions, compare, markdown_table
-    from .plots import pyplot
 
-    pyplot()
     options = CompareOptions(**{name: getattr(args, name) for name in CompareOptions.__dataclass_fields__})
     study = compare(options, command=args.command_line)
     if args.json:

@@ -46,6 +46,9 @@ def perplexity_of_ids(model, ids: Sequence[int], length: int, stride: int | None
     tokens scored; the tail shorter than a window is left out. `batch_size`: windows per forward pass (default:
     `EVAL_BATCH_TOKENS` tokens' worth).
     """
+    if length < 2:
+        raise ValueError(f"cannot evaluate at length {length}: a window scores each token after its first, so it "
+                         f"needs at least 2 tokens.")
     stride = stride or length
     if not 0 < stride <= length:
         raise ValueError(f"stride={stride} must be between 1 and the evaluation length {length}.")

@@ -174,18 +174,18 @@ def resolve(options: TrainingOptions) -> TrainingOptions:
         options,
         output_dir=options.output_dir or os.path.join("runs", f"posattn-{options.preset}-{options.position}"),
         data=list(options.data) if options.data else None,
-        seq_len=options.seq_len or preset.seq_len,
-        max_steps=options.max_steps or preset.max_steps,
-        batch_size=options.batch_size or preset.batch_size,
-        learning_rate=options.learning_rate or preset.learning_rate,
-        vocab_size=options.vocab_size or preset.vocab_size,
+        **{name: getattr(preset, name) if getattr(options, name) is None else getattr(options, name)
+           for name in ("seq_len", "max_steps", "batch_size", "learning_rate", "vocab_size")},
     )
-    steps = resolved.eval_steps or max(1, resolved.max_steps // 5)
-    resolved = dataclasses.replace(resolved, eval_steps=steps, save_steps=resolved.save_steps or steps)
+    steps = max(1, resolved.max_steps // 5) if resolved.eval_steps is None else resolved.eval_steps
+    resolved = dataclasses.replace(resolved, eval_steps=steps,
+                                   save_steps=steps if resolved.save_steps is None else resolved.save_steps)
     for name in ("seq_len", "max_steps", "batch_size", "gradient_accumulation_steps", "vocab_size", "eval_steps",
                  "save_steps", "learning_rate"):
         if getattr(resolved, name) <= 0:
             raise ValueError(f"{name} must be positive, got {getattr(resolved, name)}.")
+    if not 0 <= resolved.seed < 2**32:  # before anything is written: set_seed would refuse it only after
+        raise ValueError(f"seed must be an integer from 0 to 2**32 - 1, got {resolved.seed}.")
     if resolved.position == "learned" and resolved.seq_len > preset.max_position_embeddings:
         raise ValueError(
             f"--seq-len {resolved.seq_len} is above the {preset.max_position_embeddings} positions that learned "
@@ -252,15 +252,17 @@ def prepare_output_dir(options: TrainingOptions) -> TrainingOptions:
 
 
 def clear_run(folder: str) -> None:
-    """For --overwrite, once the new run's data and tokenizer are ready: remove what would otherwise be resumed or
-    reused (checkpoints, run file, tokenizer); the model files are overwritten when the new model is saved."""
+    """For --overwrite, once the new run's data and tokenizer are ready: remove the old run (checkpoints, run file,
+    tokenizer, model and card), so that a new run stopped before it saves a model leaves no old weights to be
+    loaded with its new tokenizer."""
     if not os.path.isdir(folder):
         return
     for name in os.listdir(folder):
         path = os.path.join(folder, name)
         if name.startswith("checkpoint-") and os.path.isdir(path):
             shutil.rmtree(path)
-        elif name in (RUN_FILE, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        elif name in (RUN_FILE, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json",
+                      "generation_config.json", "model.safetensors", "README.md"):
             os.remove(path)
 
 

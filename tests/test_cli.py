@@ -101,7 +101,7 @@ def test_generate_streams_the_continuation(trained, capsys):
 
 
 def test_evaluate_writes_json_at_several_lengths(trained, user_text, tmp_path, capsys):
-    output = tmp_path / "eval.json"
+    output = tmp_path / "results" / "eval.json"  # a folder that does not exist yet is made
     assert posattn("evaluate", trained, "--lengths", "32", "--output", output) == 0
     report = json.loads(output.read_text())
     assert report["unigram_baseline"]["perplexity"] > 1
@@ -251,6 +251,10 @@ def test_an_output_dir_with_a_model_is_refused_unless_overwrite(trained, user_te
     # --overwrite with bad data: the error comes before anything is removed.
     assert posattn("train", *FAST, "--data", tmp_path / "missing.txt", "--output-dir", trained, "--overwrite") == 2
     assert "no such file" in capsys.readouterr().err
+    # A seed transformers cannot take is refused by the command line, before anything is removed.
+    with pytest.raises(SystemExit) as exited:
+        posattn("train", *FAST, "--data", user_text, "--output-dir", trained, "--overwrite", "--seed", "-1")
+    assert exited.value.code == 2 and "expected a seed from 0 to 2**32 - 1" in capsys.readouterr().err
     assert snapshot(trained) == before
 
     folder = tmp_path / "model"
