@@ -14,7 +14,8 @@ from .training import RUN_FILE, read_run
 # Trainer's arguments stay local.
 PUSHED_FILES = ("config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json",
                 "*.py", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", RUN_FILE)
-REQUIRED_FILES = ("config.json", "tokenizer.json", "configuration_posattn.py", "modeling_posattn.py", RUN_FILE)
+REQUIRED_FILES = ("config.json", "tokenizer.json", "configuration_posattn.py", "modeling_posattn.py", "positional.py",
+                  RUN_FILE)
 
 
 def files_to_push(folder: str) -> list[str]:

@@ -152,8 +152,9 @@ def plot_alibi(axes, model, positions: int) -> None:
     slopes = model.model.positions.slopes.detach().float()
     heads = torch.arange(len(slopes))
     axes[0].bar(heads, slopes, color="tab:green")
-    axes[0].set(title=f"ALiBi slopes (2^(−8(h+1)/{len(slopes)}) for {len(slopes)} heads)", xlabel="head",
-                ylabel="slope m")
+    # 2^(-8(h+1)/n) for a power-of-two head count n; other counts interleave two such sequences (alibi_slopes).
+    formula = f"2^(−8(h+1)/{len(slopes)}), " if len(slopes) & (len(slopes) - 1) == 0 else ""
+    axes[0].set(title=f"ALiBi slopes ({formula}Press et al.) for {len(slopes)} heads", xlabel="head", ylabel="slope m")
     distance = torch.arange(positions)
     for head in heads.tolist():
         axes[1].plot(distance, -slopes[head] * distance, label=f"head {head}: m = {slopes[head]:.4f}")

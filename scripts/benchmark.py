@@ -283,6 +283,9 @@ def benchmark(args, sizes: Sizes, device, dtype):
     gpt2 = build_gpt2(sizes, device)
     twin = from_gpt2(gpt2)
     correctness = check_converted_pair(gpt2, twin, sizes, device)
+    if not (correctness["losses_equal"] and correctness["greedy_tokens_identical"]):
+        # Timing two models that compute different functions would compare nothing.
+        sys.exit(f"the converted pair differs, nothing timed: {correctness}")
     gpt2.to(dtype)
     ids, prompt = inputs(sizes, device), inputs(sizes, device, seq=sizes.prompt)
     flops_gpt2 = 6 * params_without_positions(gpt2) + 12 * sizes.layers * sizes.hidden * sizes.seq
