@@ -108,14 +108,19 @@ def main(argv=None):
     )
     parser.add_argument("src", help="folder (or Hub id) of a GPT2LMHeadModel")
     parser.add_argument("dst", help="output folder for the hf_posattn model")
+    parser.add_argument("--overwrite", action="store_true", help="replace what DST holds")
     args = parser.parse_args(argv)
-    model = from_gpt2(args.src)
+    if os.path.isdir(args.dst) and os.listdir(args.dst) and not args.overwrite:
+        parser.error(f"{args.dst} is not empty: choose another folder, or pass --overwrite to replace its files.")
+    try:
+        model = from_gpt2(args.src)
+    except (OSError, ValueError) as error:  # no such model, not a GPT-2, a GPT-2 this model cannot express
+        parser.error(f"cannot convert {args.src}: {error}")
     model.save_pretrained(args.dst)
-    if os.path.isdir(args.src):
-        try:
-            AutoTokenizer.from_pretrained(args.src).save_pretrained(args.dst)
-        except (OSError, ValueError):
-            print(f"no tokenizer found in {args.src}; saved the model only")
+    try:
+        AutoTokenizer.from_pretrained(args.src).save_pretrained(args.dst)
+    except (OSError, ValueError):
+        print(f"no tokenizer found in {args.src}; saved the model only")
     print(f"saved hf_posattn model to {args.dst}")
 
 

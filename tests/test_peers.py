@@ -56,6 +56,13 @@ def test_convert_script(tmp_path):
                    check=True, capture_output=True)
     loaded = PosAttnForCausalLM.from_pretrained(tmp_path / "ours").eval()
     torch.testing.assert_close(loaded(ids).logits, expected, rtol=0, atol=1e-5)
+    # A second conversion into the same folder, or from a folder that holds no model: a message, no traceback.
+    again = subprocess.run([sys.executable, "-m", "hf_posattn.convert", str(tmp_path / "gpt2"), str(tmp_path / "ours")],
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and "is not empty: choose another folder, or pass --overwrite" in again.stderr
+    missing = subprocess.run([sys.executable, "-m", "hf_posattn.convert", str(tmp_path / "nothing"),
+                              str(tmp_path / "other")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "error: cannot convert" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_embeddings_equal_bert_embeddings():
