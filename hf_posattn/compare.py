@@ -40,6 +40,7 @@ STUDIES = {
               "output_dir": os.path.join("runs", "compare-quick")},
 }
 TOKENIZER_DIR = "tokenizer"  # in the study's folder: one tokenizer for every run, so that all see the same tokens
+TOKENIZER_SOURCE = "source.json"  # beside it: the data and vocabulary size it was trained with
 
 
 # What every training run of a study shares.
@@ -123,6 +124,13 @@ def study_tokens(options: CompareOptions):
     texts = load_texts(options.data, options.text_column)
     folder = os.path.join(options.output_dir, TOKENIZER_DIR)
     if has_tokenizer(folder) and not options.overwrite:
+        # Runs added to a study (more seeds or schemes) train on its tokenizer: it must be the one these options
+        # would give, or their numbers would not compare with the others'.
+        recorded = tokenizer_source(folder)
+        if recorded is not None and recorded != tokenizer_source(None, options):
+            raise ValueError(f"{options.output_dir} holds a study made with other data or vocabulary ({recorded}), "
+                             f"whose runs share its tokenizer. Give the same --data, --text-column and --vocab-size, "
+                             f"--overwrite to start the study again, or another --output-dir.")
         tokenizer = AutoTokenizer.from_pretrained(folder)
     else:
         tokenizer = train_tokenizer(texts["train"]["text"], options.vocab_size)
@@ -135,6 +143,17 @@ def study_tokens(options: CompareOptions):
                          f"{max(options.factors)}): give more text, or a smaller --seq-len or --factors.")
     baseline = unigram_baseline(token_stream(tokenizer, texts["train"]["text"]), ids[:usable], len(tokenizer))
     return tokenizer, folder, ids[:usable], baseline
+
+
+def tokenizer_source(folder: str | None, options: CompareOptions | None = None) -> dict | None:
+    """What the study's tokenizer is trained on: recorded in `folder` (None if not recorded), or given by `options`."""
+    if options is not None:
+        return {"data": options.data, "text_column": options.text_column, "vocab_size": options.vocab_size}
+    path = os.path.join(folder, TOKENIZER_SOURCE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as file:
+        return json.load(file)
 
 
 def compare(options: CompareOptions, command: str | None = None) -> dict:
@@ -150,6 +169,8 @@ def compare(options: CompareOptions, command: str | None = None) -> dict:
     tokenizer, tokenizer_dir, ids, baseline = study_tokens(options)
     os.makedirs(options.output_dir, exist_ok=True)
     tokenizer.save_pretrained(tokenizer_dir)
+    with open(os.path.join(tokenizer_dir, TOKENIZER_SOURCE), "w") as file:
+        json.dump(tokenizer_source(None, options), file)
     lengths = [options.seq_len * factor for factor in options.factors]
     print(f"comparing {', '.join(options.positions)} (seeds {', '.join(map(str, options.seeds))}): trained at "
           f"L = {options.seq_len} tokens for {options.max_steps} steps of {options.batch_size} blocks, evaluated on "

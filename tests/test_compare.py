@@ -101,6 +101,10 @@ def test_a_second_call_reuses_finished_runs_and_adds_seeds(study, text, capsys):
     assert all(row["seeds"] == "2" and float(row["std_128"]) >= 0 for row in rows)
     assert "±" in (study / "compare.md").read_text()
 
+    # Another vocabulary would give new runs other tokens than the study's: refused, before any work.
+    assert posattn("compare", *TINY[:-1], "320", "--data", text, "--output-dir", study) == 2
+    assert "holds a study made with other data or vocabulary" in capsys.readouterr().err
+
 
 def test_bad_input_is_refused_before_any_work(text, tmp_path, capsys):
     folder = tmp_path / "study"
