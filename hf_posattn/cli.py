@@ -148,11 +148,13 @@ def add_generate(subparsers):
     parser.add_argument("dir", help="a model folder written by `posattn train`")
     parser.add_argument("prompt", help="the text to continue")
     parser.add_argument("--max-new-tokens", type=positive_int, default=200, metavar="N", help="tokens to generate")
-    parser.add_argument("--temperature", type=float, default=0.8, metavar="T",
-                        help="below 1 sharper, above 1 more random")
-    parser.add_argument("--top-p", type=float, default=0.95, metavar="P",
-                        help="sample from the smallest set of tokens whose probabilities add up to P")
-    parser.add_argument("--top-k", type=positive_int, metavar="K", help="sample from the K most likely tokens only")
+    parser.add_argument("--temperature", type=float, metavar="T",
+                        help="below 1 sharper, above 1 more random (default: the model's generation config)")
+    parser.add_argument("--top-p", type=float, metavar="P",
+                        help="sample from the smallest set of tokens whose probabilities add up to P (default: the "
+                             "model's generation config)")
+    parser.add_argument("--top-k", type=positive_int, metavar="K", help="sample from the K most likely tokens only "
+                                                                        "(default: the model's generation config)")
     parser.add_argument("--greedy", action="store_true", help="always take the most likely token (no sampling)")
     parser.add_argument("--seed", type=seed, default=0, metavar="N", help="random seed of the sampling")
     parser.set_defaults(run=run_generate)
@@ -161,9 +163,9 @@ def add_generate(subparsers):
 def run_generate(args) -> int:
     from .generation import generate_text
 
-    if not args.greedy and args.temperature <= 0:
+    if not args.greedy and args.temperature is not None and args.temperature <= 0:
         raise ValueError(f"--temperature {args.temperature} must be above 0 (or use --greedy).")
-    if not 0 < args.top_p <= 1:
+    if args.top_p is not None and not 0 < args.top_p <= 1:
         raise ValueError(f"--top-p {args.top_p} must be in (0, 1].")
     model, tokenizer = load_model(args.dir)
     generate_text(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,

@@ -509,7 +509,9 @@ def train_run(options: TrainingOptions) -> TrainingResult:
     eval_loss = trainer.evaluate(blocks["validation"])["eval_loss"]
     validation_ids = np.array(blocks["validation"]["input_ids"])
     baseline = unigram_baseline(np.array(blocks["train"]["input_ids"]), validation_ids[:, 1:], len(tokenizer))
-    model.generation_config.update(do_sample=True, temperature=0.8, top_p=0.95, max_new_tokens=200,
+    # How the model samples unless told otherwise (`posattn generate`, the pipeline, `generate`); top_k=0: no top-k
+    # cut, which transformers would otherwise apply at 50 tokens.
+    model.generation_config.update(do_sample=True, temperature=0.8, top_p=0.95, top_k=0, max_new_tokens=200,
                                    pad_token_id=tokenizer.pad_token_id)
     model.config.use_cache = True  # the Trainer turned it off for training; generation wants it
     trainer.save_model(folder)  # weights, config (with auto_map), code files, generation config, tokenizer
