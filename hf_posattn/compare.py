@@ -126,8 +126,8 @@ def study_tokens(options: CompareOptions):
     if has_tokenizer(folder) and not options.overwrite:
         # Runs added to a study (more seeds or schemes) train on its tokenizer: it must be the one these options
         # would give, or their numbers would not compare with the others'.
-        recorded = tokenizer_source(folder)
-        if recorded is not None and recorded != tokenizer_source(None, options):
+        recorded = recorded_tokenizer_source(folder)
+        if recorded is not None and recorded != tokenizer_source(options):
             raise ValueError(f"{options.output_dir} holds a study made with other data or vocabulary ({recorded}), "
                              f"whose runs share its tokenizer. Give the same --data, --text-column and --vocab-size, "
                              f"--overwrite to start the study again, or another --output-dir.")
@@ -145,10 +145,12 @@ def study_tokens(options: CompareOptions):
     return tokenizer, folder, ids[:usable], baseline
 
 
-def tokenizer_source(folder: str | None, options: CompareOptions | None = None) -> dict | None:
-    """What the study's tokenizer is trained on: recorded in `folder` (None if not recorded), or given by `options`."""
-    if options is not None:
-        return {"data": options.data, "text_column": options.text_column, "vocab_size": options.vocab_size}
+def tokenizer_source(options: CompareOptions) -> dict:
+    """What the study's tokenizer is trained on, as recorded beside it (`TOKENIZER_SOURCE`)."""
+    return {"data": options.data, "text_column": options.text_column, "vocab_size": options.vocab_size}
+
+
+def recorded_tokenizer_source(folder: str) -> dict | None:
     path = os.path.join(folder, TOKENIZER_SOURCE)
     if not os.path.isfile(path):
         return None
@@ -170,7 +172,7 @@ def compare(options: CompareOptions, command: str | None = None) -> dict:
     os.makedirs(options.output_dir, exist_ok=True)
     tokenizer.save_pretrained(tokenizer_dir)
     with open(os.path.join(tokenizer_dir, TOKENIZER_SOURCE), "w") as file:
-        json.dump(tokenizer_source(None, options), file)
+        json.dump(tokenizer_source(options), file)
     lengths = [options.seq_len * factor for factor in options.factors]
     print(f"comparing {', '.join(options.positions)} (seeds {', '.join(map(str, options.seeds))}): trained at "
           f"L = {options.seq_len} tokens for {options.max_steps} steps of {options.batch_size} blocks, evaluated on "
