@@ -69,9 +69,31 @@ def load_model(folder: str, **kwargs):
 
 # ---- train ----
 
-def add_train(subparsers):
+def add_run_options(parser, defaults: dict[str, str]) -> None:
+    """The options of a training run that `train` and `compare` share (compare gives them to every run it trains);
+    `defaults` says, per option, what leaving it out gives."""
     from .training import PRESETS
 
+    parser.add_argument("--preset", choices=list(PRESETS),
+                        help="model size and budget (default: tiny): "
+                             + "; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items()))
+    parser.add_argument("--data", nargs="+", metavar="SOURCE",
+                        help="text files (UTF-8), or one `datasets` dataset: a Hub name, a folder, or "
+                             ".json/.jsonl/.csv/.parquet files (default: the embedded corpus)")
+    parser.add_argument("--text-column", metavar="NAME", help="the text column of a dataset (default: text)")
+    parser.add_argument("--seq-len", type=positive_int, metavar="L",
+                        help=f"tokens per training block, the training length (default: {defaults['seq_len']})")
+    parser.add_argument("--max-steps", type=positive_int, metavar="N",
+                        help=f"optimizer steps (default: {defaults['max_steps']})")
+    parser.add_argument("--batch-size", type=positive_int, metavar="N",
+                        help=f"blocks per step and device (default: {defaults['batch_size']})")
+    parser.add_argument("--learning-rate", type=float, metavar="LR",
+                        help=f"peak learning rate (default: {defaults['learning_rate']})")
+    parser.add_argument("--vocab-size", type=positive_int, metavar="N",
+                        help=f"tokens in the BPE vocabulary (default: {defaults['vocab_size']})")
+
+
+def add_train(subparsers):
     parser = subparsers.add_parser(
         "train", help="train a model from scratch (default: the embedded Shakespeare corpus)",
         description="Train a byte-level BPE tokenizer and an hf_posattn model with the Hugging Face Trainer, then "
@@ -80,25 +102,11 @@ def add_train(subparsers):
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--position", choices=POSITION_EMBEDDING_TYPES, help="position scheme (default: sinusoidal)")
-    parser.add_argument("--preset", choices=list(PRESETS),
-                        help="model size and budget (default: tiny): "
-                             + "; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items()))
-    parser.add_argument("--data", nargs="+", metavar="SOURCE",
-                        help="text files (UTF-8), or one `datasets` dataset: a Hub name, a folder, or "
-                             ".json/.jsonl/.csv/.parquet files (default: the embedded corpus)")
-    parser.add_argument("--text-column", metavar="NAME", help="the text column of a dataset (default: text)")
-    parser.add_argument("--seq-len", type=positive_int, metavar="N", help="tokens per training block (default: "
-                                                                           "the preset's)")
-    parser.add_argument("--max-steps", type=positive_int, metavar="N", help="optimizer steps; may change on --resume "
-                                                                            "(default: the preset's)")
-    parser.add_argument("--batch-size", type=positive_int, metavar="N", help="blocks per step and device (default: "
-                                                                             "the preset's)")
+    add_run_options(parser, {"seq_len": "the preset's", "max_steps": "the preset's; may change on --resume",
+                             "batch_size": "the preset's", "learning_rate": "the preset's",
+                             "vocab_size": "the preset's"})
     parser.add_argument("--grad-accum", type=positive_int, metavar="N", dest="gradient_accumulation_steps",
                         help="batches accumulated per optimizer step (default: 1)")
-    parser.add_argument("--learning-rate", type=float, metavar="LR", help="peak learning rate (default: the "
-                                                                          "preset's)")
-    parser.add_argument("--vocab-size", type=positive_int, metavar="N", help="tokens in the BPE vocabulary "
-                                                                             "(default: the preset's)")
     parser.add_argument("--tokenizer", metavar="DIR", help="reuse the tokenizer in DIR instead of training one")
     parser.add_argument("--output-dir", metavar="DIR", help="where to save (default: runs/posattn-PRESET-POSITION)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last "
@@ -363,8 +371,6 @@ def seed_list(text: str) -> list[int]:
 
 
 def add_compare(subparsers):
-    from .training import PRESETS
-
     parser = subparsers.add_parser(
         "compare", help="length extrapolation: one model per position scheme, perplexity at L, 2L, 4L, 8L",
         description="Train one model per position scheme (and seed) with the same budget, data, tokenizer and seed "
@@ -380,17 +386,10 @@ def add_compare(subparsers):
                         help="schemes to compare (default: all five)")
     parser.add_argument("--seeds", type=seed_list, metavar="S1,S2,...", help="one run per scheme and seed; the "
                                                                              "table shows mean and std (default: 0)")
-    parser.add_argument("--seq-len", type=positive_int, metavar="L", help="training length (default: 128; --quick 64)")
     parser.add_argument("--factors", type=int_list, metavar="F1,F2,...", help="evaluation lengths as multiples of L "
                                                                               "(default: 1,2,4,8)")
-    parser.add_argument("--max-steps", type=positive_int, metavar="N", help="training steps of every run (default: "
-                                                                            "800; --quick 200)")
-    parser.add_argument("--batch-size", type=positive_int, metavar="N", help="blocks per step (default: 16)")
-    parser.add_argument("--learning-rate", type=float, metavar="LR", help="peak learning rate (default: the preset's)")
-    parser.add_argument("--vocab-size", type=positive_int, metavar="N", help="BPE vocabulary (default: the preset's)")
-    parser.add_argument("--preset", choices=list(PRESETS), help="model size (default: tiny)")
-    parser.add_argument("--data", nargs="+", metavar="SOURCE", help="as for `train` (default: the embedded corpus)")
-    parser.add_argument("--text-column", metavar="NAME", help="the text column of a dataset (default: text)")
+    add_run_options(parser, {"seq_len": "128; --quick 64", "max_steps": "800; --quick 200", "batch_size": "16",
+                             "learning_rate": "the preset's", "vocab_size": "the preset's"})
     parser.add_argument("--eval-tokens", type=positive_int, metavar="N", help="validation tokens scored at every "
                                                                               "length (default: all; --quick 32768)")
     parser.add_argument("--output-dir", metavar="DIR", help="where the runs and tables go (default: runs/compare; "

@@ -38,6 +38,7 @@ from transformers.generation import CompileConfig
 
 from hf_posattn import POSITION_EMBEDDING_TYPES, PosAttnConfig, PosAttnForCausalLM
 from hf_posattn.convert import from_gpt2
+from hf_posattn.training import hardware
 
 
 @dataclasses.dataclass(frozen=True)
@@ -424,7 +425,7 @@ def main(argv=None):
     setup = dict(command=" ".join([os.path.basename(sys.executable), *sys.argv]), preset=preset,
                  sizes=dataclasses.asdict(sizes), device=args.device, dtype=args.dtype, compile=args.compile,
                  threads=torch.get_num_threads(), torch=torch.__version__, transformers=transformers.__version__,
-                 python=platform.python_version(), machine=_machine(args.device), load_before=os.getloadavg())
+                 python=platform.python_version(), machine=hardware(), load_before=os.getloadavg())
     print(json.dumps(setup), file=sys.stderr)
     rows, correctness = benchmark(args, sizes, args.device, DTYPES[args.dtype])
     # The CPU targets are for eager models, its GPU targets for compiled ones.
@@ -434,16 +435,6 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as out:
             json.dump(dict(setup=setup, correctness=correctness, rows=rows), out, indent=1)
-
-
-def _machine(device):
-    if device == "cuda":
-        return torch.cuda.get_device_name()
-    try:
-        model = next(line for line in open("/proc/cpuinfo") if line.startswith("model name")).split(":", 1)[1]
-    except (OSError, StopIteration):
-        model = platform.processor()
-    return f"{model.strip()}, {os.cpu_count()} logical CPUs"
 
 
 if __name__ == "__main__":
