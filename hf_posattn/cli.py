@@ -117,8 +117,9 @@ def add_train(subparsers):
                                                                              "1/5 of the steps)")
     parser.add_argument("--save-steps", type=positive_int, metavar="N", help="steps between checkpoints (default: "
                                                                              "--eval-steps)")
-    parser.add_argument("--sample-prompt", metavar="TEXT", help="prompt of the sample printed at the end (default: the first "
-                                                "speaker's cue, or first line, of the validation text)")
+    parser.add_argument("--sample-prompt", metavar="TEXT",
+                        help="prompt of the sample printed at the end (default: the first speaker's cue, or first "
+                             "line, of the validation text)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or training logs")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(run=run_train)
