@@ -7,6 +7,8 @@ from importlib.resources import files
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from . import reporting
+
 
 TEMPLATE = files("hf_posattn") / "model_cards" / "posattn.md"
 
@@ -28,16 +30,20 @@ def training_command(options: dict) -> str:
     """The `posattn train` command line that gives these options."""
     words = ["posattn", "train"]
     for name, value in options.items():
-        if value is None or isinstance(value, bool) or name in ("output_dir", "eval_steps", "save_steps"):
+        # What does not change the model: where it goes, how often it is checked, where the logs go.
+        if value is None or isinstance(value, bool) or name in ("output_dir", "eval_steps", "save_steps",
+                                                                "report_to"):
             continue
         flag = "--grad-accum" if name == "gradient_accumulation_steps" else "--" + name.replace("_", "-")
         words += [flag, *map(str, value)] if isinstance(value, list) else [flag, str(value)]
     return shlex.join(words)
 
 
-def build_model_card(config, run: dict, model_id: str) -> ModelCard:
+def build_model_card(config, run: dict, model_id: str, training_figure: str | None = None) -> ModelCard:
     """The card of a model trained by `hf_posattn.training.train` (`run`: the options and results it recorded in
-    `posattn_run.json`), with `model_id` (a folder or a Hub repo id) in the usage snippet."""
+    `posattn_run.json`), with `model_id` (a folder or a Hub repo id) in the usage snippet and, when given,
+    `training_figure` (its path relative to the model folder, which the Hub renders from the repository) shown
+    under Training."""
     options, results = run["options"], run["results"]
     name = os.path.basename(os.path.normpath(model_id))
     card_data = ModelCardData(
@@ -69,6 +75,7 @@ def build_model_card(config, run: dict, model_id: str) -> ModelCard:
         train_minutes=f"{results['train_seconds'] / 60:.1f}",
         wall_minutes=f"{results['wall_seconds'] / 60:.1f}",
         command=training_command(options),
+        training_figure=training_figure,
         **{key: results[key] for key in ("data", "parameters", "train_tokens", "validation_tokens", "steps",
                                          "tokens_seen", "hardware", "eval_loss", "perplexity", "unigram_loss",
                                          "unigram_perplexity", "sample", "prompt")},
@@ -76,7 +83,8 @@ def build_model_card(config, run: dict, model_id: str) -> ModelCard:
 
 
 def write_model_card(folder: str, config, run: dict) -> ModelCard:
-    card = build_model_card(config, run, model_id=folder)
+    """Write the card as README.md in `folder`, showing the folder's training figure when it holds one."""
+    card = build_model_card(config, run, model_id=folder, training_figure=reporting.training_figure(folder))
     card.save(os.path.join(folder, "README.md"))
     return card
 

@@ -1,0 +1,235 @@
+"""Watching a run: the Trainer's logging integrations (`--report-to`) and the figure of a run's training.
+
+- `check_report_to` checks `--report-to` against the integrations transformers knows and the packages installed,
+  before any work; the Trainer's own callbacks (TensorBoard, trackio, Weights & Biases, MLflow, ...) then do the
+  logging, under the name `run_name` gives. The default is `none`: a run needs no account, network or extra package,
+  and every finished run draws its own figure (below) from the Trainer's log history anyway.
+- `read_log_history` reads what the Trainer logged (`trainer_state.json`: the run folder's, else its last
+  checkpoint's); `write_training_figure` draws it as `training.png` in the run folder, which the model card shows;
+  `plot_study_training` draws the runs of `posattn compare` in one figure; `posattn plot-training DIR [DIR ...]`
+  draws existing runs (`add_plot_training` and `run_plot_training`).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from transformers.integrations import integration_utils
+from transformers.trainer_utils import sort_checkpoints
+
+
+REPORT_TO_DEFAULT = "none"
+TRAINING_FIGURE = "training.png"  # in a run folder; the model card shows it and `posattn push` uploads it
+STATE_FILE = "trainer_state.json"
+RUN_FILE = "posattn_run.json"  # training.RUN_FILE; not imported from there, which imports this module
+
+# What each integration of transformers needs, and how transformers checks that it is there. A name transformers
+# adds later is checked with its `is_<name>_available` and offered as `pip install <name>`.
+INTEGRATION_NEEDS = {
+    "azure_ml": ("is_azureml_available", "azureml-sdk"),
+    "comet_ml": ("is_comet_available", "comet-ml"),
+    "dagshub": ("is_dagshub_available", "dagshub mlflow"),
+    "flyte": ("is_flytekit_available", "flytekit flytekitplugins-deck-standard pandas"),
+    "kubeflow": ("is_kubeflow_available", None),  # not a package: a Kubeflow TrainJob sets KUBEFLOW_TRAINER_SERVER_URL
+}
+
+
+def known_integrations() -> list[str]:
+    """The names transformers' `report_to` takes, besides `all` and `none`."""
+    return list(integration_utils.INTEGRATION_TO_CALLBACK)
+
+
+def integration_missing(name: str) -> str | None:
+    """Why the integration `name` cannot run here (with the fix), or None when it can."""
+    check, requirement = INTEGRATION_NEEDS.get(name, (f"is_{name}_available", name))
+    available = getattr(integration_utils, check, None)
+    if available is None or available():
+        return None  # transformers has no check for it: its callback says what it lacks
+    if requirement is None:
+        return (f"--report-to {name}: {name} reports only inside a Kubeflow TrainJob, which sets "
+                f"KUBEFLOW_TRAINER_SERVER_URL (not set here); transformers adds it by itself there.")
+    return f"--report-to {name}: {name} is not installed (or is too old for transformers): pip install -U {requirement}"
+
+
+def check_report_to(names: str | list[str] | None) -> list[str]:
+    """The integrations to pass to `TrainingArguments(report_to=...)`: `names` checked, `none` (the default) as
+    `[]`, `all` as every integration installed. Raises ValueError naming an unknown integration (with the known
+    ones) or a missing package (with the `pip install` that fixes it). Idempotent: its result checks as itself."""
+    names = [REPORT_TO_DEFAULT] if names is None else [names] if isinstance(names, str) else list(names)
+    known = known_integrations()
+    unknown = [name for name in names if name not in (*known, "all", "none")]
+    if unknown:
+        raise ValueError(f"--report-to {' '.join(unknown)}: unknown integration; choose from none, all, "
+                         f"{', '.join(known)}.")
+    if len(names) > 1 and ("none" in names or "all" in names):
+        raise ValueError(f"--report-to {' '.join(names)}: 'none' and 'all' stand alone; give one of them, or the "
+                         f"integrations to use.")
+    if names == ["none"]:
+        return []
+    if names == ["all"]:
+        return integration_utils.get_available_reporting_integrations()
+    names = list(dict.fromkeys(names))
+    problems = [problem for problem in map(integration_missing, names) if problem]
+    if problems:
+        raise ValueError("; ".join(problems))
+    return names
+
+
+def run_name(output_dir: str) -> str:
+    """The run's name in the trackers: the last two parts of its folder ('runs/posattn-tiny-alibi',
+    'compare-quick/alibi-seed0'), so that the runs of different studies keep apart in one project."""
+    parts = os.path.abspath(output_dir).split(os.sep)
+    return "/".join(part for part in parts[-2:] if part)
+
+
+def add_report_to_option(parser) -> None:
+    """`--report-to NAME [NAME ...]`, for the training options of `posattn train` and `posattn compare`."""
+    parser.add_argument("--report-to", nargs="+", metavar="NAME",
+                        help=f"log the run with the Trainer's integrations: {', '.join(known_integrations())}; "
+                             f"'all' for every one installed; 'none' (default) for none. TensorBoard writes to "
+                             f"OUTPUT_DIR/runs (view with: tensorboard --logdir OUTPUT_DIR/runs)")
+
+
+# ---- a run's history ----
+
+def state_file(folder: str) -> str | None:
+    """The Trainer's state of the run in `folder`: its own `trainer_state.json` (written at the end of training),
+    else the one of its last checkpoint (a run still training, or one stopped)."""
+    path = os.path.join(folder, STATE_FILE)
+    if os.path.isfile(path):
+        return path
+    checkpoints = [os.path.join(checkpoint, STATE_FILE) for checkpoint in sort_checkpoints(folder)]
+    return next((path for path in reversed(checkpoints) if os.path.isfile(path)), None)
+
+
+def read_log_history(folder: str) -> list[dict]:
+    """What the Trainer logged during the run in `folder`: one dict per log (loss, learning_rate, eval_loss, step,
+    num_input_tokens_seen, ...)."""
+    if not os.path.isdir(folder):
+        raise ValueError(f"{folder} is not a folder: give a folder written by `posattn train`.")
+    path = state_file(folder)
+    if path is None:
+        raise ValueError(f"{folder} holds no {STATE_FILE} (nor a checkpoint-*/{STATE_FILE}): give a folder written "
+                         f"by `posattn train`.")
+    try:
+        with open(path) as file:
+            history = json.load(file)["log_history"]
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"{path} cannot be read ({type(error).__name__}: {error}): the run may have stopped while "
+                         f"saving it.") from None
+    if not history:
+        raise ValueError(f"{path} holds no logs yet: the run stopped before its first logging step.")
+    return history
+
+
+def recorded_baseline(folder: str) -> float | None:
+    """The unigram baseline loss that `posattn train` recorded for the run in `folder`, once it finished."""
+    try:
+        with open(os.path.join(folder, RUN_FILE)) as file:
+            return (json.load(file).get("results") or {}).get("unigram_loss")
+    except (OSError, ValueError):
+        return None
+
+
+def recorded_position(folder: str) -> str | None:
+    try:
+        with open(os.path.join(folder, RUN_FILE)) as file:
+            return json.load(file)["options"]["position"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def matplotlib_missing() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+def training_figure(folder: str) -> str | None:
+    """The name of the run's training figure, relative to `folder`, when the folder holds one."""
+    return TRAINING_FIGURE if os.path.isfile(os.path.join(folder, TRAINING_FIGURE)) else None
+
+
+def write_training_figure(folder: str, history: list[dict] | None = None, baseline: float | None = None,
+                          label: str | None = None) -> str | None:
+    """Draw the training of a run as `training.png` in `folder`: its losses and learning rate (`history`, the
+    Trainer's `state.log_history`; default: the one saved in `folder`), the unigram `baseline` loss (default: the
+    one recorded in `folder`), titled with `label` (default: `run_name(folder)`). Training gives all three when it
+    writes its final files in a temporary folder. Without matplotlib, prints a one-line note and returns None."""
+    from .plots import plot_training
+
+    if matplotlib_missing():
+        note(f'no {TRAINING_FIGURE}: drawing it needs matplotlib (pip install "hf-posattn[plot]"); `posattn '
+             f'plot-training DIR` draws it later.')
+        return None
+    output = os.path.join(folder, TRAINING_FIGURE)
+    history = read_log_history(folder) if history is None else history
+    baseline = recorded_baseline(folder) if baseline is None else baseline
+    plot_training(output, {label or run_name(folder): history}, baseline=baseline)
+    return output
+
+
+def note(text: str) -> None:
+    """Notes go to stderr: stdout is for results (which may be JSON)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def plot_study_training(study: dict, output: str) -> str | None:
+    """The training curves of every run of a `posattn compare` study in one figure, one colour per scheme (its
+    seeds share it), with the study's unigram baseline. Runs without a history (trained before runs kept it, their
+    checkpoints removed) are left out with a note; None when none has one."""
+    from .plots import plot_training
+
+    runs = {}
+    for record in study["runs"]:
+        try:
+            history = read_log_history(record["output_dir"])
+        except ValueError as error:
+            note(f"{record['position']}, seed {record['seed']}: left out of {os.path.basename(output)}: {error}")
+            continue
+        runs.setdefault(record["position"], []).append(history)
+    if not runs:
+        return None
+    settings = study["settings"]
+    plot_training(output, runs, baseline=study["unigram_baseline"]["loss"],
+                  title=f"training of each scheme: {settings['preset']} preset, {settings['max_steps']} steps at "
+                        f"L = {settings['seq_len']}")
+    return output
+
+
+# ---- posattn plot-training ----
+
+def add_plot_training(subparsers):
+    parser = subparsers.add_parser(
+        "plot-training", help="draw the training and validation loss and learning rate of one or more runs (PNG)",
+        description="Draw what the Trainer logged during each run in DIR (its trainer_state.json, else its last "
+                    "checkpoint's): training and validation loss against tokens seen, the learning rate below, and "
+                    "the unigram baseline; one colour per run.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("dirs", nargs="+", metavar="DIR", help="run folders written by `posattn train`")
+    parser.add_argument("--output", default=TRAINING_FIGURE, metavar="FILE", help="the PNG to write")
+    parser.set_defaults(run=run_plot_training)
+
+
+def run_plot_training(args) -> int:
+    from .plots import plot_training, pyplot
+
+    pyplot()  # fails now if matplotlib is missing
+    if len(set(args.dirs)) < len(args.dirs):
+        raise ValueError(f"a run folder is given twice ({' '.join(args.dirs)}): give each once.")
+    runs = {run_label(folder): read_log_history(folder) for folder in args.dirs}  # every folder read before drawing
+    baselines = {run_label(folder): recorded_baseline(folder) for folder in args.dirs}
+    plot_training(args.output, runs, baseline={label: loss for label, loss in baselines.items() if loss is not None})
+    print(f"wrote {args.output}")
+    return 0
+
+
+def run_label(folder: str) -> str:
+    """The folder as given, with its position scheme when the folder's name does not say it."""
+    position = recorded_position(folder)
+    return folder if position is None or position in os.path.basename(os.path.normpath(folder)) else \
+        f"{folder} ({position})"

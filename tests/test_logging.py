@@ -1,0 +1,316 @@
+"""Watching a run: `--report-to` (the Trainer's own integrations), the training figure and `posattn plot-training`.
+
+Two real runs, once for the module: a tiny Trainer (a 2-layer model on random blocks, 6 steps, about 3 s) logging to
+TensorBoard, and a tiny `posattn train` run (about 20 s on 2 CPU cores) for a run folder as training leaves it."""
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import os
+import shutil
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import Trainer, TrainingArguments, default_data_collator
+
+from hf_posattn import reporting
+from hf_posattn.plots import DPI, TRAINING_SIZE, plot_training
+from hf_posattn.reporting import (
+    check_report_to,
+    known_integrations,
+    read_log_history,
+    run_name,
+    write_training_figure,
+)
+
+from conftest import assert_png, random_ids, tiny_lm
+
+
+FIGURE_PIXELS = (int(TRAINING_SIZE[0] * DPI), int(TRAINING_SIZE[1] * DPI))
+
+
+def blocks(count: int, length: int = 16, seed: int = 0) -> Dataset:
+    ids = random_ids(count, length, seed=seed).tolist()
+    return Dataset.from_dict({"input_ids": ids, "labels": ids})
+
+
+@pytest.fixture(scope="module")
+def tensorboard_run(tmp_path_factory):
+    """A real Trainer run with report_to=["tensorboard"]: 6 steps, a log every step, an evaluation and a checkpoint
+    every 3. Returns the Trainer and its output folder (which, like a run folder, holds its state only in its
+    checkpoints)."""
+    pytest.importorskip("tensorboard", reason="pip install tensorboard (in the test extra)")
+    folder = str(tmp_path_factory.mktemp("tensorboard") / "tiny-run")
+    args = TrainingArguments(
+        output_dir=folder, run_name=run_name(folder), report_to=check_report_to(["tensorboard"]), max_steps=6,
+        per_device_train_batch_size=4, learning_rate=1e-2, lr_scheduler_type="linear", logging_steps=1,
+        eval_strategy="steps", eval_steps=3, save_strategy="steps", save_steps=3,
+        include_num_input_tokens_seen="all", use_cpu=True, disable_tqdm=True, seed=0,
+    )
+    trainer = Trainer(model=tiny_lm().train(), args=args, train_dataset=blocks(32), eval_dataset=blocks(8, seed=1),
+                      data_collator=default_data_collator)
+    trainer.train()
+    return trainer, folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished `posattn train` run, as training leaves it: trainer_state.json only in its checkpoints."""
+    from hf_posattn.corpus import load_shakespeare
+    from hf_posattn.training import TrainingOptions, train
+
+    root = tmp_path_factory.mktemp("trained")
+    text = root / "play.txt"
+    text.write_text(load_shakespeare()["train"][0]["text"][:30_000], encoding="utf-8")
+    folder = root / "posattn-alibi"
+    train(TrainingOptions(output_dir=str(folder), position="alibi", data=[str(text)], max_steps=8, seq_len=32,
+                          batch_size=4, vocab_size=300, eval_steps=4, quiet=True))
+    return str(folder)
+
+
+def read_run(folder: str) -> dict:
+    """What `posattn train` recorded in the run file: options and results."""
+    with open(os.path.join(folder, "posattn_run.json")) as file:
+        return json.load(file)
+
+
+def state_history(path: str) -> list[dict]:
+    with open(path) as file:
+        return json.load(file)["log_history"]
+
+
+# ---- --report-to ----
+
+def test_tensorboard_logs_the_loss_read_back_with_tensorboards_reader(tensorboard_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer, folder = tensorboard_run
+    logs = os.path.join(folder, "runs")  # the Trainer's default: OUTPUT_DIR/runs/<date>_<host>
+    (log_dir,) = os.listdir(logs)
+    events = EventAccumulator(os.path.join(logs, log_dir))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/loss", "train/learning_rate", "eval/loss"} <= set(tags), tags
+    history = trainer.state.log_history
+    for tag, key in (("train/loss", "loss"), ("eval/loss", "eval_loss"), ("train/learning_rate", "learning_rate")):
+        logged = [(entry["step"], entry[key]) for entry in history if key in entry]
+        read = [(event.step, event.value) for event in events.Scalars(tag)]
+        assert [step for step, _ in read] == [step for step, _ in logged]
+        assert [value for _, value in read] == pytest.approx([value for _, value in logged], rel=1e-6)
+    assert len(events.Scalars("train/loss")) == 6 and len(events.Scalars("eval/loss")) == 2
+
+
+def test_a_missing_integration_names_the_pip_install_that_fixes_it():
+    missing = [name for name in ("wandb", "comet_ml") if importlib.util.find_spec(name) is None]
+    if not missing:
+        pytest.skip("wandb and comet_ml are both installed here")
+    for name in missing:
+        with pytest.raises(ValueError, match=rf"--report-to {name}: {name} is not installed.*pip install -U "
+                                             rf"{name.replace('_', '-')}"):
+            check_report_to(["tensorboard", name])
+
+
+@pytest.mark.parametrize("name", known_integrations())
+def test_every_integration_transformers_knows_is_accepted_or_refused_with_its_fix(name):
+    """Each name the Trainer takes either passes (installed) or gives a message with the fix: no name reaches the
+    Trainer to fail there, after the data and tokenizer work."""
+    try:
+        assert check_report_to([name]) == [name]
+    except ValueError as error:
+        assert f"--report-to {name}: " in str(error)
+        assert "pip install -U " in str(error) or "KUBEFLOW_TRAINER_SERVER_URL" in str(error)
+
+
+@pytest.mark.parametrize("names, expected", [
+    (None, []), ("none", []), (["none"], []), ([], []), ("tensorboard", ["tensorboard"]),
+    (["tensorboard", "tensorboard"], ["tensorboard"]),
+])
+def test_report_to_resolves_to_the_trainers_list_and_checks_as_itself(names, expected):
+    pytest.importorskip("tensorboard")
+    assert check_report_to(names) == expected
+    assert check_report_to(check_report_to(names)) == expected  # resolved options are resolved again on --resume
+
+
+def test_report_to_all_is_every_installed_integration():
+    from transformers.integrations import get_available_reporting_integrations
+
+    assert check_report_to("all") == get_available_reporting_integrations()
+    if importlib.util.find_spec("tensorboard"):
+        assert "tensorboard" in check_report_to(["all"])
+
+
+@pytest.mark.parametrize("names, message", [
+    (["tensorbord"], "--report-to tensorbord: unknown integration; choose from none, all, "),
+    (["wandb2", "mlflow3"], "--report-to wandb2 mlflow3: unknown integration"),
+    (["none", "tensorboard"], "'none' and 'all' stand alone"),
+    (["all", "tensorboard"], "'none' and 'all' stand alone"),
+    ([""], "unknown integration"),
+])
+def test_bad_report_to_is_refused_with_the_choices(names, message):
+    with pytest.raises(ValueError, match=message) as error:
+        check_report_to(names)
+    if "unknown" in message:
+        assert "tensorboard" in str(error.value) and "wandb" in str(error.value)
+
+
+@pytest.mark.parametrize("folder, name", [
+    ("runs/posattn-tiny-alibi", "runs/posattn-tiny-alibi"),
+    ("runs/compare-quick/alibi-seed0", "compare-quick/alibi-seed0"),
+    ("runs/compare-quick/alibi-seed0/", "compare-quick/alibi-seed0"),
+    ("/tmp/x/../study/rotary-seed1", "study/rotary-seed1"),
+])
+def test_run_name_is_the_last_two_parts_of_the_folder(folder, name):
+    assert run_name(folder) == name
+
+
+def test_report_to_option_parses_names():
+    parser = argparse.ArgumentParser()
+    reporting.add_report_to_option(parser)
+    assert parser.parse_args([]).report_to is None
+    assert parser.parse_args(["--report-to", "tensorboard", "wandb"]).report_to == ["tensorboard", "wandb"]
+
+
+# ---- the history and the figure ----
+
+def test_history_comes_from_the_last_checkpoint_then_from_the_run_folder(tensorboard_run, tmp_path):
+    trainer, folder = tensorboard_run
+    assert not os.path.exists(os.path.join(folder, "trainer_state.json"))
+    assert read_log_history(folder) == state_history(os.path.join(folder, "checkpoint-6", "trainer_state.json"))
+    copy = str(tmp_path / "copy")
+    shutil.copytree(folder, copy)
+    trainer.state.save_to_json(os.path.join(copy, "trainer_state.json"))  # what trainer.save_state() writes
+    assert read_log_history(copy) == trainer.state.log_history  # with the final summary (train_loss, ...)
+    assert "train_loss" in read_log_history(copy)[-1]
+
+
+def test_figure_data_match_trainer_state(tensorboard_run, tmp_path):
+    _, folder = tensorboard_run
+    history = state_history(os.path.join(folder, "checkpoint-6", "trainer_state.json"))
+    output = tmp_path / "training.png"
+    (curves,) = plot_training(str(output), {"tiny": read_log_history(folder)}, baseline=4.5)["tiny"]
+    assert_png(output, FIGURE_PIXELS)
+    assert curves["x"] == "num_input_tokens_seen"
+    for key in ("loss", "eval_loss", "learning_rate"):
+        entries = [entry for entry in history if key in entry]
+        assert curves[key] == ([entry["num_input_tokens_seen"] for entry in entries], [entry[key] for entry in entries])
+    assert len(curves["loss"][0]) == 6 and len(curves["eval_loss"][0]) == 2
+    assert curves["loss"][0] == [64 * step for step in range(1, 7)]  # 4 blocks of 16 tokens per step
+
+
+def test_figure_falls_back_to_steps_when_a_log_lacks_tokens_seen(tensorboard_run, tmp_path):
+    _, folder = tensorboard_run
+    history = [{key: value for key, value in entry.items() if key != "num_input_tokens_seen"} if entry["step"] == 3
+               else entry for entry in read_log_history(folder)]
+    (curves,) = plot_training(str(tmp_path / "steps.png"), {"run": history})["run"]
+    assert curves["x"] == "step" and curves["loss"][0] == [1, 2, 3, 4, 5, 6]
+
+
+def test_figure_of_several_runs_and_seeds(tensorboard_run, trained, tmp_path):
+    """One colour per label; a label may hold several histories (a scheme's seeds); baselines per label."""
+    output = tmp_path / "runs.png"
+    small, run = read_log_history(tensorboard_run[1]), read_log_history(trained)
+    plotted = plot_training(str(output), {"a": [small, small[:4]], "b": run}, baseline={"a": 4.0, "b": 5.0})
+    assert [len(plotted["a"]), len(plotted["b"])] == [2, 1]
+    assert plotted["a"][1]["loss"][1] == [entry["loss"] for entry in small[:4] if "loss" in entry]
+    assert_png(output, FIGURE_PIXELS)
+
+
+def test_figure_refuses_nothing_to_draw(tmp_path):
+    for runs in ({}, {"empty": []}, {"no curves": [{"step": 1, "train_runtime": 2.0}]}):
+        with pytest.raises(ValueError, match="nothing to draw"):
+            plot_training(str(tmp_path / "none.png"), runs)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_finished_run_gets_its_figure_and_its_card_shows_it(trained):
+    from hf_posattn.model_card import write_model_card
+    from transformers import AutoConfig
+
+    figure = write_training_figure(trained)
+    assert figure == os.path.join(trained, "training.png")
+    assert_png(figure, FIGURE_PIXELS)
+    card = write_model_card(trained, AutoConfig.from_pretrained(trained), read_run(trained))
+    assert "](training.png)" in str(card)
+    with open(os.path.join(trained, "README.md")) as file:
+        assert "](training.png)" in file.read()
+
+
+def test_a_card_without_a_figure_shows_none(trained, tmp_path):
+    from hf_posattn.model_card import build_model_card
+    from transformers import AutoConfig
+
+    config, run = AutoConfig.from_pretrained(trained), read_run(trained)
+    assert ".png" not in str(build_model_card(config, run, model_id="user/model"))
+    # `posattn push` renders the card for the Hub repo, with the figure it uploads beside it.
+    assert "](training.png)" in str(build_model_card(config, run, model_id="user/model", training_figure="training.png"))
+    assert "--report-to" not in str(build_model_card(config, {**run, "options": {**run["options"],
+                                                                              "report_to": ["tensorboard"]}}, "m"))
+
+
+def test_figure_inputs_given_by_training_itself(trained, tmp_path):
+    """Training writes its final files in a temporary folder: it gives the history, baseline and name."""
+    history = read_log_history(trained)
+    output = write_training_figure(str(tmp_path), history=history, baseline=5.0, label="runs/alibi")
+    assert_png(output, FIGURE_PIXELS)
+
+
+def test_missing_matplotlib_leaves_a_note_and_no_figure(trained, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # as if it were not installed
+    assert write_training_figure(str(tmp_path), history=read_log_history(trained)) is None
+    assert 'pip install "hf-posattn[plot]"' in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+# ---- posattn plot-training ----
+
+def plot_training_command(*args) -> int:
+    """`posattn plot-training ARGS` through its own parser (as cli.main runs it)."""
+    parser = argparse.ArgumentParser(prog="posattn")
+    reporting.add_plot_training(parser.add_subparsers(dest="command", required=True))
+    parsed = parser.parse_args(["plot-training", *map(str, args)])
+    return parsed.run(parsed)
+
+
+def test_plot_training_draws_one_or_more_runs(trained, tensorboard_run, tmp_path, capsys):
+    one = tmp_path / "one.png"
+    assert plot_training_command(trained, "--output", one) == 0
+    assert_png(one, FIGURE_PIXELS)
+    assert str(one) in capsys.readouterr().out
+    both = tmp_path / "both.png"
+    assert plot_training_command(trained, tensorboard_run[1], "--output", both) == 0
+    assert_png(both, FIGURE_PIXELS)
+
+
+def test_plot_training_refuses_a_folder_without_a_history_before_drawing(trained, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    output = tmp_path / "out.png"
+    with pytest.raises(ValueError, match=f"{empty} holds no trainer_state.json"):
+        plot_training_command(trained, empty, "--output", output)
+    with pytest.raises(ValueError, match="is not a folder"):
+        plot_training_command(tmp_path / "missing", "--output", output)
+    with pytest.raises(ValueError, match="given twice"):
+        plot_training_command(trained, trained, "--output", output)
+    broken = tmp_path / "broken" / "checkpoint-2"
+    broken.mkdir(parents=True)
+    (broken / "trainer_state.json").write_text("{not json")
+    with pytest.raises(ValueError, match="cannot be read"):
+        plot_training_command(broken.parent, "--output", output)
+    assert not output.exists()
+
+
+def test_study_figure_one_colour_per_scheme(trained, tensorboard_run, tmp_path, capsys):
+    from hf_posattn.reporting import plot_study_training
+
+    study = {"settings": {"preset": "tiny", "max_steps": 8, "seq_len": 32},
+             "unigram_baseline": {"loss": 5.0, "perplexity": 148.4},
+             "runs": [{"position": "alibi", "seed": 0, "output_dir": trained},
+                      {"position": "alibi", "seed": 1, "output_dir": tensorboard_run[1]},
+                      {"position": "rotary", "seed": 0, "output_dir": str(tmp_path / "gone")}]}
+    output = plot_study_training(study, str(tmp_path / "compare-training.png"))
+    assert_png(output, FIGURE_PIXELS)
+    assert "rotary, seed 0: left out of compare-training.png" in capsys.readouterr().err
+    study["runs"] = study["runs"][2:]
+    assert plot_study_training(study, str(tmp_path / "none.png")) is None
