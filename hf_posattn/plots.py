@@ -1,10 +1,13 @@
-"""Pictures of where tokens are and what they look at: position encodings and attention weights, as PNG files.
+"""Pictures of where tokens are, what they look at, and how training went, as PNG files.
 
 - `plot_positions`: the sinusoidal encoding of Vaswani et al. as a heat map (position x dimension), a few of its
   waves, and the dot product between positions; given a trained model, also what its scheme learned or uses (a
   learned table, the size of the sinusoidal waves next to the token embeddings, the rotary frequencies, the ALiBi
   slopes), next to the closed form.
-- `plot_attention`: the attention weights of every layer and head for a text, token labels on both axes.
+- `plot_attention`: the attention weights of every layer and head for a text, token labels on both axes (a token
+  that starts a word marked), one colour bar.
+- `plot_training`: training and validation loss against tokens seen, the learning rate below, the unigram baseline,
+  from the Trainer's log history of one or more runs (`reporting` reads it from run folders).
 
 matplotlib is an optional dependency (`pip install "hf-posattn[plot]"`), drawn with its Agg backend: files only,
 no screen needed. Figures have fixed sizes (`DPI` pixels per inch), so the same command gives the same picture.
@@ -210,6 +213,17 @@ def plot_positions(output: str, model=None, positions: int = 128, dim: int | Non
 
 # ---- attention ----
 
+WORD_START = "▁"  # drawn before a token that starts a word (as SentencePiece shows it)
+
+
+def word_starts(labels: list[str]) -> list[bool]:
+    """Which tokens start a word: the first one, one that begins with a space (byte-level BPE's 'Ġ', which decoding
+    turns into a space; '▁' in SentencePiece) and one after a line break. Sub-word pieces that continue a word do
+    not (' Jul', 'iet')."""
+    return [index == 0 or label[:1] in (" ", "Ġ", "▁") or labels[index - 1].endswith(("\n", "\\n"))
+            for index, label in enumerate(labels)]
+
+
 def token_labels(tokenizer, ids: list[int]) -> list[str]:
     """What each token reads as (byte-level BPE shows a space as 'Ġ'; decoding one token at a time undoes that)."""
     return [tokenizer.decode([token]).replace("\n", "\\n") or repr(token) for token in ids]
@@ -251,33 +265,46 @@ def attention_figure_size(rows: int, columns: int, tokens: int) -> tuple[float, 
 
 def plot_attention(output: str, weights: torch.Tensor, labels: list[str], layer: int | None = None,
                    head: int | None = None, title: str = "") -> str:
+    """Write `attention_figure` as a PNG at `output`."""
+    return save(attention_figure(weights, labels, layer, head, title), output)
+
+
+def attention_figure(weights: torch.Tensor, labels: list[str], layer: int | None = None, head: int | None = None,
+                     title: str = ""):
     """Heat maps of `weights` (`attention_weights`), rows = layers and columns = heads, each with the tokens on
-    both axes (query: rows, key: columns); `layer`/`head` keep one of each. One head alone gets the weights written
-    in its cells when the text is short."""
+    both axes (query: rows, key: columns), a token that starts a word marked `WORD_START` and bold, and one colour
+    bar; `layer`/`head` keep one of each. One head alone gets the weights written in its cells when the text is
+    short."""
     layers, heads = select_heads(weights, layer, head)
     plt = pyplot()
     size = attention_figure_size(len(layers), len(heads), len(labels))
     figure, axes = plt.subplots(len(layers), len(heads), figsize=size, squeeze=False, layout="constrained")
     font = 7 if len(labels) > 16 else 9
+    starts = word_starts(labels)
+    ticks = [WORD_START + label.lstrip(" Ġ▁") if start else label for label, start in zip(labels, starts)]
     for row, layer_index in enumerate(layers):
         for column, head_index in enumerate(heads):
             ax = axes[row][column]
             values = weights[layer_index, head_index].numpy()
-            ax.imshow(values, vmin=0, vmax=1, cmap="Blues", interpolation="nearest")
+            image = ax.imshow(values, vmin=0, vmax=1, cmap="Blues", interpolation="nearest")
             ax.set_title(f"layer {layer_index}, head {head_index}", fontsize=9)
             if row == len(layers) - 1 and column == 0:
                 ax.set(xlabel="key (looked at)", ylabel="query (looking)")
-            ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=font)
-            ax.set_yticks(range(len(labels)), labels, fontsize=font)
+            ax.set_xticks(range(len(labels)), ticks, rotation=90, fontsize=font)
+            ax.set_yticks(range(len(labels)), ticks, fontsize=font)
+            for tick, start in zip([*ax.get_xticklabels(), *ax.get_yticklabels()], starts * 2):
+                tick.set_fontweight("bold" if start else "normal")
             if len(layers) == len(heads) == 1 and len(labels) <= 16:
                 for (query, key), value in zip(((q, k) for q in range(len(labels)) for k in range(len(labels))),
                                                values.ravel()):
                     if key <= query:
                         ax.text(key, query, f"{value:.2f}", ha="center", va="center", fontsize=7,
                                 color="white" if value > 0.5 else "black")
-    figure.suptitle(title or "attention weights: row = query token, column = key token (causal: keys up to the "
-                             "query)", fontsize=10)
-    return save(figure, output)
+    # One scale for every head (weights are 0 to 1), so one bar beside the grid.
+    figure.colorbar(image, ax=axes.ravel().tolist(), label="attention weight", shrink=min(1.0, 0.3 + 0.7 / len(layers)))
+    figure.suptitle(title or f"attention weights: row = query token, column = key token (causal: keys up to the "
+                             f"query); {WORD_START} and bold: the token starts a word", fontsize=10)
+    return figure
 
 
 def write_head_view(output: str, weights: torch.Tensor, labels: list[str]) -> str:
@@ -298,3 +325,82 @@ def import_head_view():
         raise ValueError('--html writes a bertviz head view, and bertviz is not installed: pip install '
                          '"hf-posattn[html]" (or pip install bertviz).') from None
     return head_view
+
+
+# ---- training ----
+
+TRAINING_SIZE = (10.0, 7.0)  # inches: the losses above, the learning rate below
+TOKENS = "num_input_tokens_seen"
+
+
+def training_series(log_history: list[dict], x: str) -> dict:
+    """The curves of one run in the Trainer's `log_history`: training loss, validation loss and learning rate, each
+    as `(x values, y values)` against `x` (a key of the logs: 'num_input_tokens_seen' or 'step')."""
+
+    def series(key: str) -> tuple[list, list]:
+        points = [(entry[x], entry[key]) for entry in log_history if key in entry]
+        return [point[0] for point in points], [point[1] for point in points]
+
+    return {"x": x, "loss": series("loss"), "eval_loss": series("eval_loss"), "learning_rate": series("learning_rate")}
+
+
+def curve_entries(log_history: list[dict]) -> list[dict]:
+    return [entry for entry in log_history if any(key in entry for key in ("loss", "eval_loss", "learning_rate"))]
+
+
+def plot_training(output: str, runs: dict[str, list], baseline: float | dict[str, float] | None = None,
+                  title: str = "") -> dict[str, list[dict]]:
+    """Draw the training of `runs` (label: the Trainer's log history, or a list of them, e.g. one per seed, drawn
+    in the label's colour) as a PNG at `output`: training loss (solid) and validation loss (dashed, dots) against
+    tokens seen (steps when a log lacks the count), the unigram `baseline` loss as a horizontal line (one per label
+    when given per label and they differ), and the learning rate in a panel below. Returns the plotted curves,
+    `{label: [training_series(...) per history]}`."""
+    runs = {label: [value] if value and isinstance(value[0], dict) else list(value) for label, value in runs.items()}
+    if not runs or not all(runs.values()) or not all(curve_entries(history) for h in runs.values() for history in h):
+        raise ValueError("nothing to draw: every run needs a log history with a loss or learning rate in it.")
+    entries = [entry for histories in runs.values() for history in histories for entry in curve_entries(history)]
+    x = TOKENS if all(TOKENS in entry for entry in entries) else "step"
+    plotted = {label: [training_series(history, x) for history in histories] for label, histories in runs.items()}
+
+    plt = pyplot()
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import EngFormatter
+
+    figure, (losses, rates) = plt.subplots(2, 1, figsize=TRAINING_SIZE, sharex=True, height_ratios=(3, 1),
+                                           layout="constrained")
+    colours = {label: f"C{index % 10}" for index, label in enumerate(plotted)}
+    for label, curves in plotted.items():
+        for curve in curves:
+            losses.plot(*curve["loss"], color=colours[label], linewidth=1.2)
+            losses.plot(*curve["eval_loss"], color=colours[label], linestyle="--", marker="o", markersize=4)
+            rates.plot(*curve["learning_rate"], color=colours[label], linewidth=1.2)
+    handles = [Line2D([], [], color="black", label="training loss"),
+               Line2D([], [], color="black", linestyle="--", marker="o", markersize=4, label="validation loss")]
+    single = len(plotted) == 1 and len(next(iter(plotted.values()))) == 1  # the title names it
+    if not single:
+        handles += [Line2D([], [], color=colours[label], linewidth=4, label=label) for label in plotted]
+    handles += draw_baselines(losses, baseline, colours)
+    losses.legend(handles=handles, fontsize=8, loc="upper right")
+    losses.set(ylabel="loss (nats per token)", title=title or (
+        f"training of {next(iter(plotted))}" if single else "training"))
+    losses.grid(True, alpha=0.3)
+    rates.set(ylabel="learning rate", xlabel="tokens seen" if x == TOKENS else "optimizer step")
+    rates.grid(True, alpha=0.3)
+    if x == TOKENS:
+        rates.xaxis.set_major_formatter(EngFormatter(sep=""))  # 250k, 1.5M
+    save(figure, output)
+    return plotted
+
+
+def draw_baselines(axes, baseline: float | dict[str, float] | None, colours: dict[str, str]) -> list:
+    """The unigram baseline as a dotted line: one grey line when there is one value, else one per label in its
+    colour. Returns the legend entries."""
+    if baseline is None or baseline == {}:
+        return []
+    values = baseline if isinstance(baseline, dict) else {"": baseline}
+    if len(set(values.values())) == 1:
+        value = next(iter(values.values()))
+        return [axes.axhline(value, color="grey", linestyle=":", linewidth=1.5,
+                             label=f"unigram baseline: {value:.3f}")]
+    return [axes.axhline(value, color=colours.get(label, "grey"), linestyle=":", linewidth=1.5,
+                         label=f"unigram baseline of {label}: {value:.3f}") for label, value in values.items()]

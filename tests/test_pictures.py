@@ -71,6 +71,62 @@ def test_plot_attention_zooms_into_one_head(context, tmp_path):
     assert_png(layer, (4 * 250, 250))
 
 
+@pytest.mark.parametrize("labels, starts", [
+    (["ROM", "EO", ":", "\\n", "But", " soft", ",", " what", " light"], [1, 0, 0, 0, 1, 1, 0, 1, 1]),
+    (["Jul", "iet", "'s", " un", "subst", "antial", " dream"], [1, 0, 0, 1, 0, 0, 1]),
+    (["ĠThe", "Ġcat"], [1, 1]),  # raw byte-level BPE pieces
+    (["▁The", "▁c", "at"], [1, 1, 0]),  # SentencePiece pieces
+    ([":\\n", "Enter", " ROM", "EO"], [1, 1, 1, 0]),  # a line break inside a token
+    (["x"], [1]),
+])
+def test_word_starts(labels, starts):
+    from hf_posattn.plots import word_starts
+
+    assert word_starts(labels) == [bool(start) for start in starts]
+
+
+@pytest.mark.parametrize("text", ["ROMEO: But soft, what light through yonder window breaks?",
+                                  "Juliet's unsubstantial dreams\nAnd thereby hangs a tale.",
+                                  "O, that this too too solid flesh would melt,\nThaw and resolve itself into a dew!"])
+def test_word_starts_of_a_byte_level_bpe_count_the_words(text):
+    """A real tokenizer of the project (byte-level BPE on a little text, so that words split into pieces): one word
+    start per word, whatever the pieces."""
+    from hf_posattn.corpus import load_shakespeare
+    from hf_posattn.plots import token_labels, word_starts
+    from hf_posattn.tokenization import train_tokenizer
+
+    tokenizer = train_tokenizer([load_shakespeare()["train"][0]["text"][:20_000]], 400)
+    labels = token_labels(tokenizer, tokenizer(text, add_special_tokens=False)["input_ids"])
+    assert len(labels) > len(text.split())  # some words are several pieces
+    assert sum(word_starts(labels)) == len(text.split()), labels
+
+
+def test_attention_grid_marks_word_starts_and_has_one_colour_bar():
+    import matplotlib.pyplot as plt
+
+    from hf_posattn.plots import WORD_START, attention_figure
+
+    labels = ["ROM", "EO", ":", " But", " so", "ft"]
+    weights = torch.softmax(torch.randn(2, 3, 6, 6), dim=-1)
+    figure = attention_figure(weights, labels)
+    try:
+        heat_maps, (bar,) = figure.axes[:6], figure.axes[6:]
+        assert bar.get_ylabel() == "attention weight" and bar.get_ylim() == (0.0, 1.0)
+        for ax in heat_maps:
+            for ticks in (ax.get_xticklabels(), ax.get_yticklabels()):
+                assert [tick.get_text() for tick in ticks] == [f"{WORD_START}ROM", "EO", ":", f"{WORD_START}But",
+                                                               f"{WORD_START}so", "ft"]
+                assert [tick.get_fontweight() for tick in ticks] == ["bold", "normal", "normal", "bold", "bold",
+                                                                     "normal"]
+    finally:
+        plt.close(figure)
+    one = attention_figure(weights, labels, layer=1, head=2)
+    try:
+        assert len(one.axes) == 2 and one.axes[1].get_ylabel() == "attention weight"
+    finally:
+        plt.close(one)
+
+
 def test_plot_attention_refuses_bad_input(context, tmp_path, capsys):
     model = context[1] / "model"
     output = tmp_path / "attention.png"
