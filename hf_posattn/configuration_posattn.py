@@ -1,17 +1,19 @@
 """Configuration of the hf_posattn model: a decoder-only transformer whose position scheme is one switch.
 
 This file travels with every saved model as remote code, so it imports only `transformers` (and the standard
-library), never the rest of the `hf_posattn` package.
+library) and its flat sibling `positional.py`, never the rest of the `hf_posattn` package.
 """
 
+import math
 import os
 
+from huggingface_hub.dataclasses import as_validated_field, strict
+from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
 from transformers.activations import ACT2FN
 from transformers.configuration_utils import PreTrainedConfig
 
+from .positional import POSITION_EMBEDDING_TYPES, POSITION_SCHEMES
 
-# The names `position_embedding_type` accepts. Each one is a small class in `positional.py`.
-POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned", "rotary", "alibi", "none")
 
 # Where a saved folder (or Hub repo) finds the classes when `hf_posattn` is not installed. Written into
 # `config.json` so that every Auto class, not only the one that was saved, loads with `trust_remote_code=True`.
@@ -33,6 +35,60 @@ ARCHITECTURE_FIELDS = (
 )
 
 
+def checked(allowed: str, accepts):
+    """A config field whose values must pass `accepts`; `allowed` says which do, in the error message. Used as
+    `field: int = checked("...", test)(default=...)`, the way transformers' `interval(...)` fields are."""
+
+    def validator(value):
+        if not accepts(value):
+            raise ValueError(allowed)
+
+    validator.allowed = allowed
+    return as_validated_field(validator)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+positive_int = checked("expected a positive integer", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0)
+positive_number = checked("expected a positive, finite number", lambda v: is_number(v) and v > 0)
+probability = checked("expected a probability in [0, 1)", lambda v: is_number(v) and 0 <= v < 1)
+boolean = checked("expected True or False", lambda v: isinstance(v, bool))
+
+
+def one_of_the_schemes(value):
+    if value not in POSITION_SCHEMES:  # read live: schemes registered at run time count
+        raise ValueError(f"expected one of {', '.join(map(repr, POSITION_EMBEDDING_TYPES))}")
+
+
+def with_value_errors(cls):
+    """Make `@strict`'s errors `ValueError`s that name the field, the value and what is allowed, as every error of
+    this package about bad input is (`@strict` raises its own exception classes, which callers do not catch)."""
+    strict_setattr, strict_validate = cls.__setattr__, cls.validate
+
+    def __setattr__(self, name, value):
+        try:
+            strict_setattr(self, name, value)
+        except StrictDataclassFieldValidationError as error:
+            # A type error comes first, from the annotation; the field's own check says what is allowed.
+            cause = error.__cause__
+            checks = [check.allowed for check in self.__validators__.get(name, []) if hasattr(check, "allowed")]
+            allowed = str(cause) if isinstance(cause, ValueError) or not checks else checks[0]
+            raise ValueError(f"{cls.__name__}.{name}={value!r} is invalid: {allowed}.") from None
+
+    def validate(self):
+        try:
+            strict_validate(self)
+        except StrictDataclassClassValidationError as error:
+            raise ValueError(str(error.__cause__)) from None
+
+    cls.__setattr__, cls.validate = __setattr__, validate
+    return cls
+
+
+@with_value_errors
+@strict
 class PosAttnConfig(PreTrainedConfig):
     r"""
     Configuration of a [`PosAttnModel`]: a causal (decoder-only) transformer language model whose input is built
@@ -85,29 +141,38 @@ class PosAttnConfig(PreTrainedConfig):
     keys_to_ignore_at_inference = ["cache"]
     # Tensor-parallel plan, in the format of transformers' own models.
     base_model_tp_plan = {
+        # Sharded on the vocabulary like the LM head tied to it (transformers adds this itself only for a module
+        # named `embed_tokens`).
+        "embeddings.word_embeddings": "embedding_rowwise",
         "layers.*.self_attn.qkv_proj": "colwise",  # its output is grouped by head: each device gets whole heads
         "layers.*.self_attn.o_proj": "rowwise",
         "layers.*.mlp.up_proj": "colwise",
         "layers.*.mlp.down_proj": "rowwise",
     }
 
-    vocab_size: int = 8192
-    hidden_size: int = 256
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    intermediate_size: int = 1024
-    hidden_act: str = "gelu"
-    max_position_embeddings: int = 1024
-    position_embedding_type: str = "sinusoidal"
-    rope_theta: float = 10000.0
-    type_vocab_size: int = 2
-    embedding_layer_norm: bool = True
-    layer_norm_eps: float = 1e-5
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    initializer_range: float = 0.02
-    tie_word_embeddings: bool = True
-    use_cache: bool = True
+    vocab_size: int = positive_int(default=8192)
+    hidden_size: int = positive_int(default=256)
+    num_hidden_layers: int = positive_int(default=4)
+    num_attention_heads: int = positive_int(default=4)
+    intermediate_size: int = positive_int(default=1024)
+    hidden_act: str = checked("expected the name of an activation in transformers.activations.ACT2FN, e.g. 'gelu', "
+                              "'gelu_new', 'relu', 'silu'", lambda v: isinstance(v, str) and v in ACT2FN)(default="gelu")
+    max_position_embeddings: int = positive_int(default=1024)
+    position_embedding_type: str = as_validated_field(one_of_the_schemes)(default="sinusoidal")
+    rope_theta: int | float = positive_number(default=10000.0)
+    rope_parameters: dict | None = None
+    relative_attention_num_buckets: int = positive_int(default=32)
+    relative_attention_max_distance: int = positive_int(default=128)
+    type_vocab_size: int = checked("expected an integer >= 0 (0 turns segment embeddings off)",
+                                   lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0)(default=2)
+    embedding_layer_norm: bool = boolean(default=True)
+    scale_embeddings: bool = boolean(default=False)
+    layer_norm_eps: int | float = positive_number(default=1e-5)
+    hidden_dropout_prob: int | float = probability(default=0.1)
+    attention_probs_dropout_prob: int | float = probability(default=0.1)
+    initializer_range: int | float = positive_number(default=0.02)
+    tie_word_embeddings: bool = boolean(default=True)
+    use_cache: bool = boolean(default=True)
     pad_token_id: int | None = None
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
@@ -115,7 +180,9 @@ class PosAttnConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         kwargs.setdefault("auto_map", dict(AUTO_MAP))
         super().__post_init__(**kwargs)
-        self.validate()
+        # transformers keeps the rotary base in `rope_parameters` (filled from `rope_theta` when absent); the field
+        # `rope_theta` stays, as saved models have it, and always says the same.
+        self.rope_theta = self.rope_parameters["rope_theta"]
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):
@@ -140,43 +207,18 @@ class PosAttnConfig(PreTrainedConfig):
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
-    def validate(self):
-        """Raise a `ValueError` naming the field, the value and what is allowed, for the first invalid value.
-
-        Runs at construction, when a model is built from the config, and before `save_pretrained` writes it.
-        """
-
-        def fail(field, allowed):
-            raise ValueError(f"PosAttnConfig.{field}={getattr(self, field)!r} is invalid: {allowed}.")
-
-        if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
-            fail("position_embedding_type", f"expected one of {', '.join(map(repr, POSITION_EMBEDDING_TYPES))}")
-        for field in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                      "max_position_embeddings"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                fail(field, "expected a positive integer")
+    def validate_architecture(self):
+        """The checks across fields (each field's own values are checked when it is set). Part of `@strict`'s
+        `validate()`, which runs at construction, when a model is built from the config, and before `save_pretrained`
+        writes it."""
         if self.hidden_size % self.num_attention_heads:
-            fail("hidden_size", f"must be divisible by num_attention_heads={self.num_attention_heads}")
-        if self.position_embedding_type == "rotary" and self.head_dim % 2:
-            fail("hidden_size", f"rotary positions rotate pairs of features, so the head size "
-                                f"hidden_size / num_attention_heads = {self.head_dim} must be even")
-        if self.position_embedding_type == "sinusoidal" and self.hidden_size % 2:
-            fail("hidden_size", "sinusoidal positions pair a sin and a cos feature, so it must be even")
-        if isinstance(self.type_vocab_size, bool) or not isinstance(self.type_vocab_size, int) \
-                or self.type_vocab_size < 0:
-            fail("type_vocab_size", "expected an integer >= 0 (0 turns segment embeddings off)")
-        for field in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            value = getattr(self, field)
-            if not isinstance(value, (int, float)) or not 0 <= value < 1:
-                fail(field, "expected a probability in [0, 1)")
-        for field in ("rope_theta", "layer_norm_eps", "initializer_range"):
-            value = getattr(self, field)
-            if not isinstance(value, (int, float)) or not value > 0:
-                fail(field, "expected a positive number")
-        if not isinstance(self.hidden_act, str) or self.hidden_act not in ACT2FN:
-            fail("hidden_act", "expected the name of an activation in transformers.activations.ACT2FN, "
-                               "e.g. 'gelu', 'gelu_new', 'relu', 'silu'")
+            self.refuse("hidden_size", f"must be divisible by num_attention_heads={self.num_attention_heads}")
+        problem = POSITION_SCHEMES[self.position_embedding_type].config_problem(self)
+        if problem is not None:
+            self.refuse(*problem)
+
+    def refuse(self, field, allowed):
+        raise ValueError(f"{type(self).__name__}.{field}={getattr(self, field)!r} is invalid: {allowed}.")
 
 
 __all__ = ["PosAttnConfig", "POSITION_EMBEDDING_TYPES", "ARCHITECTURE_FIELDS"]

@@ -21,6 +21,7 @@ This file travels with saved models as remote code: it imports only torch, trans
 import math
 import os
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -44,44 +45,100 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_posattn import PosAttnConfig
-from .positional import POSITION_SCHEMES, PositionScheme, apply_rotary_pos_emb
+from .positional import POSITION_SCHEMES, SCORE_BIAS, PositionScheme, Rotation, apply_rotation
 
 
 logger = logging.get_logger(__name__)
 
 
-def check_ids(name: str, ids: torch.Tensor, limit: int, fix: str) -> None:
-    """Raise a ValueError if `ids` holds a value outside [0, limit).
+class Sizes(NamedTuple):
+    """The sizes of one forward call: rows, new tokens, tokens already in the cache, and keys attended to (a static
+    cache's mask spans all of its slots)."""
 
-    An out-of-range id would otherwise fail deep inside an embedding lookup (an IndexError on CPU, a device-side
-    assert that poisons the whole CUDA context on GPU). Skipped under `torch.compile`, which cannot branch on data.
-    """
-    if torch.compiler.is_compiling():
-        return
+    batch: int
+    query_length: int
+    past_length: int
+    key_length: int
+
+
+class BadValues(NamedTuple):
+    """Where `values` (an input of the call) holds values that are not allowed (`bad`, boolean, same shape), and
+    what is allowed, for the error message."""
+
+    name: str
+    values: torch.Tensor
+    bad: torch.Tensor
+    allowed: str
+
+
+def outside(name: str, ids: torch.Tensor, limit: int, fix: str, ignored: int | None = None) -> BadValues:
+    """Ids outside [0, limit) (other than `ignored`): they would fail deep inside an embedding lookup or a loss (an
+    IndexError on CPU, a device-side assert that poisons the whole CUDA context on a GPU)."""
     bad = (ids < 0) | (ids >= limit)
-    if bad.any():
-        value = int(ids[bad][0])
-        raise ValueError(f"{name} contains {value}, outside the allowed range [0, {limit}): {fix}")
+    if ignored is not None:
+        bad &= ids != ignored
+    return BadValues(name, ids, bad, f"outside the allowed range [0, {limit}): {fix}")
+
+
+def refuse_bad_values(*checks: BadValues | None) -> None:
+    """Raise a ValueError naming the first input that holds a value it must not. All checks are read from the
+    device in one go (one synchronisation on a GPU). Skipped under `torch.compile`, which cannot branch on data."""
+    checks = [check for check in checks if check is not None]
+    if not checks or torch.compiler.is_compiling():
+        return
+    for check, found in zip(checks, torch.stack([check.bad.any() for check in checks]).tolist()):
+        if found:
+            raise ValueError(f"{check.name} contains {check.values[check.bad][0].item()!r}, {check.allowed}")
+
+
+def refuse_non_integer(**tensors: torch.Tensor | None) -> None:
+    """Ids and positions index tables: a float or bool tensor fails deep inside, or is silently truncated."""
+    for name, tensor in tensors.items():
+        if tensor is not None and (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool):
+            raise ValueError(f"{name} has dtype {tensor.dtype}: expected integers (torch.long), e.g. "
+                             f"{name}.long() if the values are whole numbers.")
 
 
 def check_per_token(name: str, values: torch.Tensor | None, batch_size: int, query_length: int) -> None:
     """Raise a ValueError unless `values` (token_type_ids, position_ids) holds one value per token of the input.
     Another shape would fail deep inside with a broadcasting error, or be broadcast silently."""
-    if values is None or torch.compiler.is_compiling():
-        return
-    if values.ndim != 2 or values.shape[0] not in (1, batch_size) or values.shape[1] != query_length:
+    if values is not None and (values.ndim != 2 or values.shape[0] not in (1, batch_size)
+                               or values.shape[1] != query_length):
         raise ValueError(
             f"{name} has shape {tuple(values.shape)}, expected ({batch_size}, {query_length}): one value per token "
             f"of the input."
         )
 
 
-def check_mask_shape(attention_mask, batch_size: int, query_length: int, past_length: int, key_length: int) -> None:
+def check_cache(cache, config: PosAttnConfig, batch_size: int) -> None:
+    """Raise a ValueError unless `cache` fits this model and this batch: its layer count, and the batch, heads and
+    head size of the keys it holds. Shapes only: nothing is read from the device."""
+    if cache is None:
+        return
+    if not isinstance(cache, Cache):
+        raise ValueError(f"cache is a {type(cache).__name__}: pass a transformers Cache, e.g. "
+                         f"DynamicCache(config=model.config), or None.")
+    if len(cache.layers) not in (0, config.num_hidden_layers):  # 0: a DynamicCache() that adds layers as it goes
+        raise ValueError(f"cache has {len(cache.layers)} layers, this model has num_hidden_layers="
+                         f"{config.num_hidden_layers}: pass a cache made for this model, e.g. "
+                         f"DynamicCache(config=model.config).")
+    keys = next((layer.keys for layer in cache.layers if layer.is_initialized and layer.keys.ndim == 4), None)
+    expected = (batch_size, config.num_attention_heads, config.head_dim)
+    if keys is not None and (keys.shape[0], keys.shape[1], keys.shape[3]) != expected:
+        raise ValueError(
+            f"cache holds keys of {keys.shape[0]} rows, {keys.shape[1]} heads of size {keys.shape[3]}; this model and "
+            f"input need {expected[0]} rows, {expected[1]} heads of size {expected[2]}: pass the cache of an earlier "
+            f"call with this model and these rows, or a new one (DynamicCache(config=model.config))."
+        )
+
+
+def check_mask_shape(attention_mask, sizes: Sizes) -> None:
     """Raise a ValueError unless `attention_mask` has one row per sequence and one column per key: the cached tokens
     and the new ones. A mask of another width does not always fail: positions counted over it would be silently
     wrong, and a score bias can broadcast over it. A static cache's mask may span all of its slots (`key_length`)."""
-    if attention_mask is None or torch.compiler.is_compiling():
+    if attention_mask is None:
         return
+    batch_size, query_length, past_length, key_length = sizes
     shape = tuple(attention_mask.shape)
     rows_fit = (len(shape) == 2 and shape[0] == batch_size) or (
         len(shape) == 4 and shape[0] in (1, batch_size) and shape[2] == query_length
@@ -93,6 +150,58 @@ def check_mask_shape(attention_mask, batch_size: int, query_length: int, past_le
             f"for a token, 0 for padding); or a 4-D mask of shape ({batch_size}, 1, {query_length}, "
             f"{past_length + query_length})."
         )
+
+
+def checked_sizes(config: PosAttnConfig, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids,
+                  cache) -> Sizes:
+    """The sizes of the call, after refusing every input that would fail deep inside or, worse, silently change what
+    the model computes; each refusal is a ValueError that names the input and says what is allowed. Nothing has
+    been computed or written (to the cache) when it raises."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+    shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1]
+    if len(shape) != 2 or 0 in shape:
+        raise ValueError(
+            f"Expected input of shape [batch, seq] with batch >= 1 and seq >= 1, got {tuple(shape)}: pass at "
+            f"least one row of at least one token (e.g. a BOS token), batched as a 2-D tensor."
+        )
+    batch_size, query_length = shape
+    if torch.compiler.is_compiling():  # the checks below branch on values that compiled graphs take as given
+        past_length = cache.get_seq_length() if cache is not None else 0
+        return Sizes(batch_size, query_length, past_length, cache_key_length(cache, query_length, past_length))
+    if inputs_embeds is not None and inputs_embeds.shape[-1] != config.hidden_size:
+        raise ValueError(f"inputs_embeds has {inputs_embeds.shape[-1]} features per token, expected hidden_size="
+                         f"{config.hidden_size}.")
+    refuse_non_integer(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
+    if token_type_ids is not None and config.type_vocab_size == 0:
+        raise ValueError("token_type_ids were given but this model has no segment embeddings (type_vocab_size=0): "
+                         "drop them, or build the model with type_vocab_size >= 2.")
+    check_cache(cache, config, batch_size)
+    past_length = cache.get_seq_length() if cache is not None else 0
+    sizes = Sizes(batch_size, query_length, past_length, cache_key_length(cache, query_length, past_length))
+    check_mask_shape(attention_mask, sizes)
+    check_per_token("token_type_ids", token_type_ids, batch_size, query_length)
+    check_per_token("position_ids", position_ids, batch_size, query_length)
+    # Positions are counted over a 2-D mask (its cumulative sum): a value other than 0 and 1 would shift them. 4-D
+    # masks are added to the scores, and may hold any value.
+    mask_values = None
+    if attention_mask is not None and attention_mask.ndim == 2 and attention_mask.dtype != torch.bool:
+        mask_values = BadValues("attention_mask", attention_mask, (attention_mask != 0) & (attention_mask != 1),
+                                "expected 1 for a token and 0 for padding (positions are counted over the mask)")
+    refuse_bad_values(
+        outside("input_ids", input_ids, config.vocab_size, "every id must come from the model's tokenizer")
+        if input_ids is not None else None,
+        outside("token_type_ids", token_type_ids, config.type_vocab_size,
+                f"segment ids index the {config.type_vocab_size} segment embeddings (type_vocab_size)")
+        if token_type_ids is not None else None,
+        mask_values,
+    )
+    return sizes
+
+
+def cache_key_length(cache, query_length: int, past_length: int) -> int:
+    """How many keys the new tokens attend to: the cached and new ones, or all of a static cache's slots."""
+    return cache.get_mask_sizes(query_length, 0)[0] if cache is not None else past_length + query_length
 
 
 def weights_problem(folder: str, use_safetensors: bool | None) -> str | None:
@@ -136,6 +245,9 @@ class PosAttnEmbeddings(nn.Module):
             nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.embedding_layer_norm else nn.Identity()
         )
         self.dropout = config.hidden_dropout_prob
+        # Vaswani et al. scale token embeddings up by sqrt(d) to balance amplitude-1 sinusoidal waves; by default the
+        # waves are scaled down instead (see `SinusoidalPositions`), and token embeddings are used as they are.
+        self.scale = math.sqrt(config.hidden_size) if config.scale_embeddings else 1.0
 
     def forward(
         self,
@@ -145,6 +257,8 @@ class PosAttnEmbeddings(nn.Module):
         position_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         embeddings = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
+        if self.scale != 1.0:
+            embeddings = embeddings * self.scale
         if self.token_type_embeddings is not None:
             if token_type_ids is None:  # everything is segment 0, as in BERT
                 embeddings = embeddings + self.token_type_embeddings.weight[0]
@@ -210,7 +324,7 @@ class PosAttnAttention(nn.Module):
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        rotation: tuple[torch.Tensor, torch.Tensor] | None = None,
+        rotation: Rotation | None = None,
         position_bias: torch.Tensor | None = None,
         cache: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
@@ -221,7 +335,7 @@ class PosAttnAttention(nn.Module):
         query, key, value = qkv.unbind(dim=3)
 
         if rotation is not None:
-            query, key = apply_rotary_pos_emb(query, key, *rotation)
+            query, key = apply_rotation(query, key, rotation)
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx)
 
@@ -279,7 +393,7 @@ class PosAttnDecoderLayer(GradientCheckpointingLayer):
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        rotation: tuple[torch.Tensor, torch.Tensor] | None = None,
+        rotation: Rotation | None = None,
         position_bias: torch.Tensor | None = None,
         cache: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
@@ -341,7 +455,7 @@ class PosAttnPreTrainedModel(PreTrainedModel):
             init.normal_(residual.weight, mean=0.0, std=std)
 
     def _flash_attn_can_dispatch(self, flash_attn_version: int, is_init_check: bool = False) -> bool:
-        if POSITION_SCHEMES[self.config.position_embedding_type].adds_attention_bias:
+        if SCORE_BIAS in POSITION_SCHEMES[self.config.position_embedding_type].contributes():
             raise ValueError(
                 f"position_embedding_type={self.config.position_embedding_type!r} adds a bias to the attention "
                 f"scores, which the flash-attention kernels behind attn_implementation='flash_attention_"
@@ -394,46 +508,12 @@ class PosAttnModel(PosAttnPreTrainedModel):
         cache (`Cache`): keys and values of earlier tokens (a `DynamicCache` is made when `use_cache`).
         inputs_embeds (`torch.Tensor` of shape `(batch, seq, hidden)`): instead of `input_ids`.
         """
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
-        shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1]
-        if len(shape) != 2 or 0 in shape:
-            raise ValueError(
-                f"Expected input of shape [batch, seq] with batch >= 1 and seq >= 1, got {tuple(shape)}: pass at "
-                f"least one row of at least one token (e.g. a BOS token), batched as a 2-D tensor."
-            )
-        if inputs_embeds is not None and inputs_embeds.shape[-1] != self.config.hidden_size:
-            raise ValueError(
-                f"inputs_embeds has {inputs_embeds.shape[-1]} features per token, expected hidden_size="
-                f"{self.config.hidden_size}."
-            )
-        if input_ids is not None:
-            check_ids("input_ids", input_ids, self.config.vocab_size, "every id must come from the model's tokenizer")
-        if token_type_ids is not None:
-            if self.embeddings.token_type_embeddings is None:
-                raise ValueError(
-                    "token_type_ids were given but this model has no segment embeddings (type_vocab_size=0): drop "
-                    "them, or build the model with type_vocab_size >= 2."
-                )
-            check_ids(
-                "token_type_ids",
-                token_type_ids,
-                self.config.type_vocab_size,
-                f"segment ids index the {self.config.type_vocab_size} segment embeddings (type_vocab_size)",
-            )
-
+        sizes = checked_sizes(self.config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, cache)
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
-        past_length = cache.get_seq_length() if cache is not None else 0
-        query_length = shape[1]
-        key_length = cache.get_mask_sizes(query_length, 0)[0] if cache is not None else query_length
-        check_mask_shape(attention_mask, shape[0], query_length, past_length, key_length)
-        check_per_token("token_type_ids", token_type_ids, shape[0], query_length)
-        check_per_token("position_ids", position_ids, shape[0], query_length)
         device = input_ids.device if input_ids is not None else inputs_embeds.device
-
         if position_ids is None:
-            position_ids = self.position_ids_from_mask(attention_mask, past_length, query_length, device)
+            position_ids = self.position_ids_from_mask(attention_mask, sizes.past_length, sizes.query_length, device)
 
         hidden_states = self.embeddings(
             input_ids=input_ids,
@@ -441,7 +521,6 @@ class PosAttnModel(PosAttnPreTrainedModel):
             token_type_ids=token_type_ids,
             position_embeds=self.positions.embed(position_ids),
         )
-
         causal_mask = create_causal_mask(
             config=self.config,
             inputs_embeds=hidden_states,
@@ -449,19 +528,7 @@ class PosAttnModel(PosAttnPreTrainedModel):
             cache=cache,
             position_ids=position_ids,
         )
-
-        # What the position scheme does inside attention, computed once for all layers.
-        rotation = self.positions.rotation(position_ids)
-        if rotation is not None:
-            rotation = tuple(t.to(hidden_states.dtype) for t in rotation)
-        # A bias depends on the distance between a query and a key only. Within a row, the distance between two
-        # cache slots is the distance between their positions (padding is masked, and packed documents cannot see
-        # each other), so slot indices serve as positions, and one bias serves the whole batch.
-        position_bias = self.positions.attention_bias(
-            torch.arange(query_length, device=device) + past_length, torch.arange(key_length, device=device)
-        )
-        if position_bias is not None:
-            position_bias = position_bias.to(hidden_states.dtype).expand(shape[0], -1, -1, -1)
+        rotation, position_bias = self.inside_attention(position_ids, sizes, hidden_states.dtype)
 
         for decoder_layer in self.layers:
             hidden_states = decoder_layer(
@@ -474,6 +541,21 @@ class PosAttnModel(PosAttnPreTrainedModel):
             )
 
         return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), cache=cache)
+
+    def inside_attention(self, position_ids, sizes: Sizes, dtype) -> tuple[Rotation | None, torch.Tensor | None]:
+        """What the position scheme does inside attention, computed once for all layers: the rotation of queries and
+        keys, and the bias of the scores (`[batch, heads, queries, keys]`)."""
+        rotation = self.positions.rotation(position_ids)
+        # A bias depends on how far back a key lies from a query. Within a row, that is the distance between their
+        # cache slots (padding is masked, and packed documents cannot see each other), so slot indices give it, for
+        # the whole batch; a scheme that also needs the query's own position gets `position_ids`.
+        device = position_ids.device
+        query_slots = torch.arange(sizes.query_length, device=device) + sizes.past_length
+        distance = query_slots[:, None] - torch.arange(sizes.key_length, device=device)[None, :]
+        position_bias = self.positions.attention_bias(distance, position_ids)
+        if position_bias is not None:
+            position_bias = position_bias.to(dtype).expand(sizes.batch, -1, -1, -1)
+        return (rotation.to(dtype) if rotation is not None else None), position_bias
 
     @staticmethod
     def position_ids_from_mask(attention_mask, past_length, query_length, device) -> torch.LongTensor:
@@ -523,6 +605,10 @@ class PosAttnForCausalLM(PosAttnPreTrainedModel, GenerationMixin):
         logits_to_keep (`int` or `torch.Tensor`): compute logits for the last `logits_to_keep` positions only
             (0: all); `generate` asks for 1.
         """
+        if labels is not None:
+            refuse_non_integer(labels=labels)
+            refuse_bad_values(outside("labels", labels, self.config.vocab_size, "labels are token ids of the model's "
+                                      "vocabulary (or -100, for a position to ignore)", ignored=-100))
         outputs: BaseModelOutputWithPast = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -546,6 +632,19 @@ class PosAttnForCausalLM(PosAttnPreTrainedModel, GenerationMixin):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
+
+    def _validate_generated_length(self, generation_config, input_ids_length, has_default_max_length):
+        """Also refuse, before the first token, a generation that would run past the positions the scheme has (learned
+        positions: `max_position_embeddings`); it would otherwise fail only when it gets there."""
+        super()._validate_generated_length(generation_config, input_ids_length, has_default_max_length)
+        limit = POSITION_SCHEMES[self.config.position_embedding_type].max_length(self.config)
+        if limit is not None and generation_config.max_length > limit:
+            raise ValueError(
+                f"generation would reach {generation_config.max_length} tokens (an input of {input_ids_length} and "
+                f"{generation_config.max_length - input_ids_length} new ones), past max_position_embeddings={limit}: "
+                f"{self.config.position_embedding_type} positions have none beyond. Ask for at most "
+                f"{max(limit - input_ids_length, 0)} new tokens (max_new_tokens), or shorten the input."
+            )
 
 
 # The Trainer reads this table of transformers' causal LMs, by class name, to decide whether the logits at position t
@@ -585,6 +684,10 @@ class PosAttnForSequenceClassification(PosAttnPreTrainedModel):
         labels (`torch.LongTensor` of shape `(batch,)`): class ids in `[0, num_labels)` (or floats for
             regression, when `num_labels == 1`).
         """
+        if labels is not None and not labels.is_floating_point() and self.num_labels > 1 \
+                and self.config.problem_type in (None, "single_label_classification"):
+            refuse_bad_values(outside("labels", labels, self.num_labels, f"class labels index the num_labels="
+                                      f"{self.num_labels} classes of the model (config.num_labels)"))
         outputs: BaseModelOutputWithPast = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,

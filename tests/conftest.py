@@ -12,9 +12,13 @@ import torch
 
 import hf_posattn
 from hf_posattn import POSITION_EMBEDDING_TYPES, PosAttnConfig
+from hf_posattn.positional import POSITION_SCHEMES, SCORE_BIAS
 
 
 SCHEMES = list(POSITION_EMBEDDING_TYPES)
+# The schemes that add a bias to the attention scores, and those bounded in length (learned positions).
+BIAS_SCHEMES = [name for name in SCHEMES if SCORE_BIAS in POSITION_SCHEMES[name].contributes()]
+BOUNDED_SCHEMES = [name for name in SCHEMES if POSITION_SCHEMES[name].max_length(PosAttnConfig()) is not None]
 BACKENDS = ["eager", "sdpa", "flex_attention"]
 VOCAB = 97
 # The module names README.md gives for LoRA's target_modules: every projection.

@@ -22,7 +22,22 @@ from conftest import tiny_config
         (dict(type_vocab_size=-1), r"type_vocab_size=-1 is invalid: expected an integer >= 0"),
         (dict(hidden_dropout_prob=1.0), r"hidden_dropout_prob=1.0 is invalid: expected a probability in \[0, 1\)"),
         (dict(attention_probs_dropout_prob=-0.1), r"attention_probs_dropout_prob=-0.1 is invalid"),
-        (dict(rope_theta=0), r"rope_theta=0 is invalid: expected a positive number"),
+        (dict(rope_theta=0), r"rope_theta=0 is invalid: expected a positive, finite number"),
+        (dict(rope_theta=float("inf")), r"rope_theta=inf is invalid: expected a positive, finite number"),
+        (dict(initializer_range=float("inf")), r"initializer_range=inf is invalid: expected a positive, finite"),
+        (dict(initializer_range=float("nan")), r"initializer_range=nan is invalid"),
+        (dict(layer_norm_eps=float("inf")), r"layer_norm_eps=inf is invalid"),
+        (dict(hidden_dropout_prob=float("nan")), r"hidden_dropout_prob=nan is invalid: expected a probability"),
+        (dict(embedding_layer_norm="false"), r"embedding_layer_norm='false' is invalid: expected True or False"),
+        (dict(tie_word_embeddings=0), r"tie_word_embeddings=0 is invalid: expected True or False"),
+        (dict(use_cache="yes"), r"use_cache='yes' is invalid: expected True or False"),
+        (dict(scale_embeddings=1), r"scale_embeddings=1 is invalid: expected True or False"),
+        (dict(vocab_size=True), r"vocab_size=True is invalid: expected a positive integer"),
+        (dict(position_embedding_type="t5", relative_attention_num_buckets=1),
+         r"relative_attention_num_buckets=1 is invalid: T5 buckets need at least 2"),
+        (dict(position_embedding_type="t5", relative_attention_num_buckets=32, relative_attention_max_distance=16),
+         r"relative_attention_max_distance=16 is invalid: .* must be larger"),
+        (dict(position_embedding_type="xpos", hidden_size=36, num_attention_heads=4), r"hidden_size=36 .* = 9 must be even"),
         (dict(layer_norm_eps=-1e-5), r"layer_norm_eps=-1e-05 is invalid"),
         (dict(initializer_range=0), r"initializer_range=0 is invalid"),
         (dict(hidden_act="swishy"), r"hidden_act='swishy' is invalid: expected the name of an activation"),
@@ -41,8 +56,19 @@ def test_valid_configs_round_trip(tmp_path):
     assert loaded.head_dim == 8
 
 
-def test_a_config_edited_after_construction_is_checked_when_the_model_is_built():
+def test_a_config_edited_after_construction_is_checked():
+    """A field's own values are checked when it is set; checks across fields when the model is built."""
     config = tiny_config()
-    config.position_embedding_type = "rotray"
-    with pytest.raises(ValueError, match="position_embedding_type='rotray'"):
+    for field, value in (("position_embedding_type", "rotray"), ("initializer_range", float("inf")),
+                         ("embedding_layer_norm", "false"), ("hidden_size", 0)):
+        with pytest.raises(ValueError, match=f"PosAttnConfig.{field}={value!r} is invalid"):
+            setattr(config, field, value)
+    config.num_attention_heads = 5
+    with pytest.raises(ValueError, match="hidden_size=32 is invalid: must be divisible by num_attention_heads=5"):
         PosAttnForCausalLM(config)
+
+
+def test_rope_theta_and_rope_parameters_say_the_same():
+    assert tiny_config("rotary", rope_theta=500.0).rope_parameters == {"rope_type": "default", "rope_theta": 500.0}
+    config = tiny_config("rotary", rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 300.0})
+    assert config.rope_theta == 300.0

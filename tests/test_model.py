@@ -16,7 +16,7 @@ from transformers import (
 import hf_posattn
 from hf_posattn.positional import POSITION_SCHEMES, alibi_slopes, sinusoidal_table
 
-from conftest import BACKENDS, SCHEMES, VOCAB, random_ids, skip_flex_on_cpu_if, tiny_config, tiny_lm
+from conftest import BACKENDS, BIAS_SCHEMES, BOUNDED_SCHEMES, SCHEMES, VOCAB, random_ids, skip_flex_on_cpu_if, tiny_config, tiny_lm
 
 
 pytestmark = pytest.mark.usefixtures("no_grad")
@@ -45,7 +45,7 @@ def test_every_config_name_has_a_scheme_class():
 @pytest.mark.parametrize("attn", BACKENDS)
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_cache_steps_equal_full_forward(scheme, attn):
-    skip_flex_on_cpu_if(attn == "flex_attention" and scheme == "alibi", "decode steps with a score bias")
+    skip_flex_on_cpu_if(attn == "flex_attention" and scheme in BIAS_SCHEMES, "decode steps with a score bias")
     model = tiny_lm(scheme, attn)
     ids = random_ids(2, 12)
     full = model(ids).logits
@@ -111,13 +111,14 @@ def test_backend_switch_after_loading_takes_effect():
     assert out.attentions is not None and len(out.attentions) == 2
 
 
-def test_flash_attention_refuses_alibi_with_a_clear_error():
-    model = tiny_lm("alibi", "eager")
+@pytest.mark.parametrize("scheme", BIAS_SCHEMES)
+def test_flash_attention_refuses_a_bias_with_a_clear_error(scheme):
+    model = tiny_lm(scheme, "eager")
     with pytest.raises(ValueError, match="adds a bias to the attention scores"):
         model.set_attn_implementation("flash_attention_2")
 
 
-@pytest.mark.parametrize("scheme", [s for s in SCHEMES if s != "alibi"])
+@pytest.mark.parametrize("scheme", [s for s in SCHEMES if s not in BIAS_SCHEMES])
 def test_flash_attention_is_refused_only_for_a_bias(scheme):
     """Schemes without a score bias reach transformers' own checks (flash-attn installed, a GPU)."""
     model = tiny_lm(scheme, "eager")
@@ -164,7 +165,8 @@ def test_alibi_slopes_follow_press_et_al():
     six = alibi_slopes(6).tolist()  # 4 from 2^(-8/4), then the odd-indexed ones of 8 heads
     assert six == [2 ** (-2 * (i + 1)) for i in range(4)] + [2**-1, 2**-3]
     model = tiny_lm("alibi", "eager")
-    bias = model.model.positions.attention_bias(torch.arange(3), torch.arange(3))
+    distance = torch.arange(3)[:, None] - torch.arange(3)[None, :]
+    bias = model.model.positions.attention_bias(distance, torch.arange(3)[None])
     assert bias.shape == (1, 4, 3, 3)
     assert bias[0, 0, 2, 0].item() == pytest.approx(-2 * alibi_slopes(4)[0].item())
 
@@ -218,7 +220,7 @@ def test_learned_positions_refuse_past_the_maximum():
         model(random_ids(1, 1), cache=cache, use_cache=True)
 
 
-@pytest.mark.parametrize("scheme", [s for s in SCHEMES if s != "learned"])
+@pytest.mark.parametrize("scheme", [s for s in SCHEMES if s not in BOUNDED_SCHEMES])
 def test_other_schemes_run_past_the_maximum(scheme):
     model = tiny_lm(scheme, max_position_embeddings=16)
     logits = model(random_ids(1, 40)).logits
