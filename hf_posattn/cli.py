@@ -327,14 +327,19 @@ def run_plot_attention(args) -> int:
 # ---- demo ----
 
 def add_demo(subparsers):
+    from .parallel_demo import BACKENDS, DEFAULT_BATCH, DEFAULT_HIDDEN, DEFAULT_LENGTHS, DEFAULT_REPEATS
+
     parser = subparsers.add_parser(
-        "demo", help="the seed lesson's two ideas, runnable: `lookup` and `context`",
+        "demo", help="the seed lesson's ideas, runnable: `lookup`, `context` and `parallel`",
         description="lookup: attention as a dictionary lookup (one-hot vectors, softmax temperature, blends). "
                     "context: a tiny model learns that 'not like' says 'hate' and 'do like' says 'like', and looks "
-                    "at the deciding word. Each prints what it shows and writes a figure.",
+                    "at the deciding word. parallel: one attention layer against a GRU of the same width, timed on "
+                    "this machine at growing lengths: all positions at once against T steps in a row, and the T² "
+                    "cost attention pays for it (about a minute on 2 CPU cores). Each prints what it shows and "
+                    "writes a figure.",
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("name", choices=["lookup", "context"], help="which demo")
+    parser.add_argument("name", choices=["lookup", "context", "parallel"], help="which demo")
     parser.add_argument("--output", metavar="FILE", help="the PNG to write (default: NAME.png)")
     parser.add_argument("--output-dir", metavar="DIR", help="context: keep the trained model in DIR (default: a "
                                                             "temporary folder)")
@@ -343,17 +348,33 @@ def add_demo(subparsers):
                         help="context: the model's position scheme")
     parser.add_argument("--steps", type=positive_int, default=200, metavar="N", help="context: training steps")
     parser.add_argument("--seed", type=seed, default=0, metavar="N", help="context: random seed")
+    group = parser.add_argument_group("parallel")
+    group.add_argument("--lengths", type=int_list, default=list(DEFAULT_LENGTHS), metavar="T1,T2,...",
+                       help="sequence lengths, powers of two (default: 64,128,...,4096)")
+    group.add_argument("--hidden", type=positive_int, default=DEFAULT_HIDDEN, metavar="H", help="width of both layers")
+    group.add_argument("--heads", type=positive_int, metavar="N", help="attention heads (default: hidden // 64)")
+    group.add_argument("--batch", type=positive_int, default=DEFAULT_BATCH, metavar="N", help="sequences per call")
+    group.add_argument("--repeats", type=positive_int, default=DEFAULT_REPEATS, metavar="N",
+                       help="timed calls per length and model, after one warm-up; the median is shown")
+    group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    group.add_argument("--attn-implementation", choices=BACKENDS, default="sdpa", help="the attention backend")
+    group.add_argument("--backward", action="store_true", help="time forward + backward (default: forward only)")
     parser.set_defaults(run=run_demo)
 
 
 def run_demo(args) -> int:
     from .demos import context_demo, lookup_demo
+    from .parallel_demo import parallel_demo
     from .plots import pyplot
 
     pyplot()
     output = args.output or f"{args.name}.png"
     if args.name == "lookup":
         lookup_demo(output)
+        return 0
+    if args.name == "parallel":
+        parallel_demo(output, args.lengths, args.hidden, args.heads, args.batch, args.repeats, args.device,
+                      args.attn_implementation, args.backward)
         return 0
     result = context_demo(output, args.output_dir, args.position, args.steps, args.seed, args.overwrite)
     return 0 if not result["wrong"] else 1
