@@ -8,10 +8,11 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
 
+from hf_posattn import PosAttnForSequenceClassification
 from hf_posattn.configuration_posattn import ARCHITECTURE_FIELDS
 from hf_posattn.positional import sinusoidal_table
 
-from conftest import SCHEMES, random_ids, run_python, tiny_lm
+from conftest import SCHEMES, VOCAB, random_ids, run_python, tiny_config, tiny_lm
 
 
 pytestmark = pytest.mark.usefixtures("no_grad")
@@ -183,3 +184,105 @@ def test_pickled_weights_load_only_when_asked(saved, tmp_path):
         AutoModelForCausalLM.from_pretrained(pickled)
     model = AutoModelForCausalLM.from_pretrained(pickled, use_safetensors=False)
     torch.testing.assert_close(model(IDS).logits, logits, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("mask_value", [2, -1, 0.5, 3.0])
+@pytest.mark.parametrize("scheme", ["rotary", "alibi", "learned", "fire"])
+def test_a_mask_with_values_other_than_0_and_1_is_refused(scheme, mask_value):
+    """Positions are counted over the mask: a 2 would shift every later position (and silently change the output)."""
+    mask = ONES.clone().to(torch.float32 if isinstance(mask_value, float) else torch.long)
+    mask[1, 2] = mask_value
+    with pytest.raises(ValueError, match=rf"attention_mask contains {mask_value!r}, expected 1 for a token and 0 for "
+                                         r"padding"):
+        tiny_lm(scheme)(IDS, attention_mask=mask)
+
+
+def test_masks_of_0_and_1_in_any_dtype_and_additive_4d_masks_are_accepted():
+    model = tiny_lm("alibi", "eager")
+    expected = model(IDS).logits
+    for dtype in (torch.long, torch.int32, torch.bool, torch.float32, torch.float16):
+        torch.testing.assert_close(model(IDS, attention_mask=ONES.to(dtype)).logits, expected)
+    additive = torch.zeros(2, 1, 6, 6).masked_fill(torch.ones(6, 6, dtype=torch.bool).triu(1), -1e9)
+    torch.testing.assert_close(model(IDS, attention_mask=additive).logits, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["input_ids", "token_type_ids", "position_ids"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bool, torch.complex64])
+def test_ids_of_a_non_integer_dtype_are_refused(name, dtype):
+    values = {"input_ids": IDS, "token_type_ids": torch.zeros_like(IDS), "position_ids": torch.arange(6)[None]}
+    inputs = dict(values, **{name: values[name].to(dtype)})
+    with pytest.raises(ValueError, match=rf"{name} has dtype {dtype}: expected integers"):
+        tiny_lm("learned")(**inputs)
+
+
+def _cache_of(model, ids):
+    cache = DynamicCache(config=model.config)
+    model(ids, cache=cache, use_cache=True)
+    return cache
+
+
+@pytest.mark.parametrize(
+    "other, rows, message",
+    [
+        (dict(num_hidden_layers=3), 2, r"cache has 3 layers, this model has num_hidden_layers=2"),
+        (dict(num_attention_heads=2), 2, r"cache holds keys of 2 rows, 2 heads of size 16; this model and input need "
+                                         r"2 rows, 4 heads of size 8"),
+        (dict(hidden_size=64), 2, r"4 heads of size 16; this model and input need 2 rows, 4 heads of size 8"),
+        (dict(), 1, r"cache holds keys of 1 rows, .* need 2 rows"),
+        (dict(), 3, r"cache holds keys of 3 rows, .* need 2 rows"),
+    ],
+    ids=["layers", "heads", "head-size", "fewer-rows", "more-rows"],
+)
+@pytest.mark.parametrize("scheme", ["rotary", "t5"])
+def test_a_cache_that_does_not_fit_is_refused_and_kept(scheme, other, rows, message):
+    model = tiny_lm(scheme)
+    cache = _cache_of(tiny_lm(scheme, **other), random_ids(rows, 4))
+    before = [layer.keys.clone() for layer in cache.layers]
+    with pytest.raises(ValueError, match=message):
+        model(IDS, cache=cache, use_cache=True)
+    assert all(torch.equal(layer.keys, keys) for layer, keys in zip(cache.layers, before))
+
+
+def test_a_cache_that_is_not_a_cache_is_refused():
+    model = tiny_lm("rotary")
+    legacy = tuple((layer.keys, layer.values) for layer in _cache_of(model, IDS).layers)
+    with pytest.raises(ValueError, match="cache is a tuple: pass a transformers Cache"):
+        model(IDS, cache=legacy)
+
+
+@pytest.mark.parametrize("bad_label", [VOCAB, VOCAB + 5, -1, -2])
+def test_labels_outside_the_vocabulary_are_refused(bad_label):
+    model = tiny_lm("rotary")
+    labels = IDS.clone()
+    labels[0, 0] = -100  # ignored positions are fine
+    assert torch.isfinite(model(IDS, labels=labels).loss)
+    labels[1, 3] = bad_label
+    with pytest.raises(ValueError, match=rf"labels contains {bad_label}, outside the allowed range \[0, {VOCAB}\): "
+                                         r".*or -100"):
+        model(IDS, labels=labels)
+    with pytest.raises(ValueError, match=r"labels has dtype torch.float32: expected integers"):
+        model(IDS, labels=IDS.float())
+
+
+@pytest.mark.parametrize("bad_label", [3, 7, -1, -100])
+def test_class_labels_outside_num_labels_are_refused(bad_label):
+    torch.manual_seed(0)
+    classifier = PosAttnForSequenceClassification(tiny_config("alibi", num_labels=3)).eval()
+    assert torch.isfinite(classifier(IDS, labels=torch.tensor([0, 2])).loss)
+    with pytest.raises(ValueError, match=rf"labels contains {bad_label}, outside the allowed range \[0, 3\): class "
+                                         r"labels index the num_labels=3 classes"):
+        classifier(IDS, labels=torch.tensor([1, bad_label]))
+    regression = PosAttnForSequenceClassification(tiny_config("alibi", num_labels=1)).eval()
+    assert torch.isfinite(regression(IDS, labels=torch.tensor([7.5, -3.0])).loss)  # values, not classes
+
+
+@pytest.mark.parametrize("prompt, new", [(10, 7), (16, 1), (3, 30)])
+def test_generate_past_the_learned_maximum_is_refused_before_the_first_token(prompt, new):
+    model = tiny_lm("learned", max_position_embeddings=16)
+    calls = []
+    model.register_forward_hook(lambda *args: calls.append(1))
+    with pytest.raises(ValueError, match=rf"generation would reach {prompt + new} tokens .* past "
+                                         rf"max_position_embeddings=16: .* at most {max(16 - prompt, 0)} new tokens"):
+        model.generate(random_ids(1, prompt), max_new_tokens=new, do_sample=False)
+    assert calls == []
+    assert model.generate(random_ids(1, 10), max_new_tokens=6, do_sample=False).shape == (1, 16)
