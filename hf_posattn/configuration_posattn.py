@@ -104,18 +104,22 @@ class PosAttnConfig(PreTrainedConfig):
         hidden_act (`str`): Activation of the MLP, any key of `transformers.activations.ACT2FN`.
         max_position_embeddings (`int`): Positions the model is built for. A hard limit only for `"learned"`
             positions (one trained vector per position); the other schemes run past it.
-        position_embedding_type (`str`): How the model knows where a token is:
-            - `"sinusoidal"`: the fixed sin/cos table of Vaswani et al., added to the token embeddings (times
-              `initializer_range`);
-            - `"learned"`: a trained vector per position, added to the token embeddings (BERT, GPT-2);
-            - `"rotary"`: queries and keys rotated by an angle proportional to the position (RoFormer, Llama);
-            - `"alibi"`: a per-head penalty, linear in the query-key distance, added to the attention scores
-              (Press et al.);
-            - `"none"`: no position information at all (the causal mask alone tells order).
-        rope_theta (`float`): Base of the rotary frequencies (only used by `"rotary"`).
+        position_embedding_type (`str`): How the model knows where a token is: the name of a scheme in
+            `positional.POSITION_SCHEMES`, each of which describes itself (`description`, `citation`). Built in:
+            "sinusoidal", "learned", "rotary", "alibi", "none", "t5", "kerple", "fire", "xpos"; `register_scheme`
+            adds more at run time.
+        rope_theta (`float`): Base of the rotary frequencies ("rotary", "xpos"); the same as
+            `rope_parameters["rope_theta"]`.
+        rope_parameters (`dict`, *optional*): Rotary variant, as in transformers' own models: `rope_type` ("default",
+            "linear", "dynamic", "yarn", "longrope", "llama3") and its parameters (e.g. `factor`).
+        relative_attention_num_buckets (`int`), relative_attention_max_distance (`int`): The distance buckets of
+            "t5": half of them exact, the rest log-spaced up to the maximum distance.
         type_vocab_size (`int`): Number of segments (`token_type_ids` values), as in BERT's sentence A / B.
             0 turns segment embeddings off.
         embedding_layer_norm (`bool`): Apply a LayerNorm to the sum of the embeddings, as BERT does.
+        scale_embeddings (`bool`): Multiply token embeddings by sqrt(hidden_size) and give "sinusoidal" waves
+            amplitude 1, as Vaswani et al. and fairseq do; by default the waves are scaled down to
+            `initializer_range` instead.
         layer_norm_eps (`float`): Epsilon of every LayerNorm.
         hidden_dropout_prob (`float`): Dropout on the embeddings and on each residual branch.
         attention_probs_dropout_prob (`float`): Dropout on the attention weights.
@@ -216,6 +220,14 @@ class PosAttnConfig(PreTrainedConfig):
         problem = POSITION_SCHEMES[self.position_embedding_type].config_problem(self)
         if problem is not None:
             self.refuse(*problem)
+
+    def validate_rope(self):
+        """transformers' checks of `rope_parameters`, for the schemes that read it only."""
+        if POSITION_SCHEMES[self.position_embedding_type].uses_rope_parameters:
+            try:
+                super().validate_rope()
+            except (ValueError, KeyError) as error:  # KeyError: a parameter its rope_type needs is missing
+                self.refuse("rope_parameters", str(error).strip('"'))
 
     def refuse(self, field, allowed):
         raise ValueError(f"{type(self).__name__}.{field}={getattr(self, field)!r} is invalid: {allowed}.")

@@ -8,7 +8,8 @@ Read top to bottom:
    the asking token takes. The kernel that computes it is chosen through transformers' attention interface
    (eager, sdpa, flex_attention, flash_attention_2).
 3. `PosAttnMLP`, `PosAttnDecoderLayer`: pre-LN blocks, attention then MLP, each added to the residual stream.
-4. `PosAttnModel`: positions, the causal mask and the KV cache are prepared once per forward, here.
+4. `PosAttnModel`: the inputs are checked (`checked_sizes`), then positions, the causal mask and the KV cache are
+   prepared once per forward, here.
 5. `PosAttnForCausalLM`: predicts the next token (GPT-style). `PosAttnForSequenceClassification`: one label per
    text or text pair, read at the last token.
 
@@ -385,8 +386,8 @@ class PosAttnDecoderLayer(GradientCheckpointingLayer):
         self.self_attn = PosAttnAttention(config, layer_idx)
         self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = PosAttnMLP(config)
-        # Dropout as a function, not `nn.Dropout` modules: in eval mode (every decoding step) such a module call does
-        # nothing but cost a Python call, and its nine calls per token were 1.5-2 % of a batch-1 decoding step.
+        # Dropout as a function, not `nn.Dropout` modules: in eval mode (every decoding step) a module call does
+        # nothing but cost a Python call.
         self.dropout = config.hidden_dropout_prob
 
     def forward(
@@ -657,7 +658,11 @@ MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.setdefault(PosAttnConfig.model_type, PosAttnFo
 class PosAttnForSequenceClassification(PosAttnPreTrainedModel):
     """A label (or a regression value) per text or text pair, scored at its last real token: in a causal model
     it is the only one that has attended to the whole input. Sentence pairs are where segment embeddings help:
-    give sentence B `token_type_ids=1`."""
+    give sentence B `token_type_ids=1`.
+
+    Not transformers' `GenericForSequenceClassification`: that one finds the last token by the pad id (a real token
+    equal to it, or a model without one, picks the wrong token) where this one reads the attention mask, and builds
+    its decoder through `AutoModel`, which does not know this model where it is loaded as remote code."""
 
     def __init__(self, config: PosAttnConfig):
         super().__init__(config)

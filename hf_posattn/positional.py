@@ -75,6 +75,8 @@ class PositionScheme(nn.Module):
     name: str = ""
     description: str = ""
     citation: str = ""
+    # Whether the scheme reads `config.rope_parameters` (transformers then checks them).
+    uses_rope_parameters: bool = False
 
     def __init__(self, config):
         super().__init__()
@@ -347,6 +349,7 @@ class RotaryPositions(PositionScheme):
 
     name = "rotary"
     description = "queries and keys rotated by angles proportional to the position"
+    uses_rope_parameters = True
     citation = "Su et al. 2021, RoFormer: Enhanced Transformer with Rotary Position Embedding"
 
     def __init__(self, config):
@@ -363,6 +366,9 @@ class RotaryPositions(PositionScheme):
         if config.head_dim % 2:
             return "hidden_size", (f"rotary positions rotate pairs of features, so the head size hidden_size / "
                                    f"num_attention_heads = {config.head_dim} must be even")
+        rope_types = ("default", *ROPE_INIT_FUNCTIONS)
+        if config.rope_parameters.get("rope_type") not in rope_types:
+            return "rope_parameters", f"its rope_type must be one of {', '.join(map(repr, rope_types))}"
         return None
 
     def frequencies(self, device=None) -> tuple[torch.Tensor, float]:

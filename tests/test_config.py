@@ -38,6 +38,10 @@ from conftest import tiny_config
         (dict(position_embedding_type="t5", relative_attention_num_buckets=32, relative_attention_max_distance=16),
          r"relative_attention_max_distance=16 is invalid: .* must be larger"),
         (dict(position_embedding_type="xpos", hidden_size=36, num_attention_heads=4), r"hidden_size=36 .* = 9 must be even"),
+        (dict(position_embedding_type="rotary", rope_parameters={"rope_type": "linear"}),
+         r"rope_parameters=.* is invalid: Missing required keys .* \{'factor'\}"),
+        (dict(position_embedding_type="xpos", rope_parameters={"rope_type": "spiral"}),
+         r"rope_parameters=.* is invalid: its rope_type must be one of 'default', 'linear'"),
         (dict(layer_norm_eps=-1e-5), r"layer_norm_eps=-1e-05 is invalid"),
         (dict(initializer_range=0), r"initializer_range=0 is invalid"),
         (dict(hidden_act="swishy"), r"hidden_act='swishy' is invalid: expected the name of an activation"),
@@ -66,6 +70,13 @@ def test_a_config_edited_after_construction_is_checked():
     config.num_attention_heads = 5
     with pytest.raises(ValueError, match="hidden_size=32 is invalid: must be divisible by num_attention_heads=5"):
         PosAttnForCausalLM(config)
+
+
+def test_rope_parameters_are_checked_only_for_the_schemes_that_read_them():
+    """transformers refuses an odd rotary head size over 4; schemes without rotation have no such limit."""
+    assert tiny_config("alibi", hidden_size=38, num_attention_heads=2).head_dim == 19
+    with pytest.raises(ValueError, match="hidden_size=38 is invalid: rotary positions rotate pairs"):
+        tiny_config("rotary", hidden_size=38, num_attention_heads=2)
 
 
 def test_rope_theta_and_rope_parameters_say_the_same():

@@ -83,9 +83,13 @@ INVALID_VALUES = {
     "type_vocab_size": st.one_of(st.integers(max_value=-1), st.just(1.5), st.just(True)),
     "hidden_dropout_prob": st.one_of(st.floats(max_value=-1e-9), st.floats(min_value=1.0), st.just("0.1")),
     "attention_probs_dropout_prob": st.one_of(st.floats(max_value=-1e-9), st.floats(min_value=1.0)),
-    "rope_theta": st.one_of(st.floats(max_value=0.0), st.just("1e4")),
-    "layer_norm_eps": st.one_of(st.floats(max_value=0.0), st.just(None)),
-    "initializer_range": st.floats(max_value=0.0),
+    "rope_theta": st.one_of(st.floats(max_value=0.0), st.just("1e4"), st.just(float("inf"))),
+    "layer_norm_eps": st.one_of(st.floats(max_value=0.0), st.just(None), st.just(float("inf"))),
+    "initializer_range": st.one_of(st.floats(max_value=0.0), st.just(float("inf")), st.just(float("nan"))),
+    "embedding_layer_norm": st.one_of(st.text(max_size=5), st.integers(), st.none()),
+    "scale_embeddings": st.one_of(st.text(max_size=5), st.integers(), st.none()),
+    "tie_word_embeddings": st.one_of(st.text(max_size=5), st.integers(), st.floats()),
+    "relative_attention_num_buckets": st.one_of(st.integers(max_value=0), st.floats()),
     "hidden_act": st.one_of(st.text(max_size=8).filter(lambda text: text not in ("gelu", "relu", "silu", "tanh")),
                             st.just(None)),
 }
@@ -104,7 +108,8 @@ def test_invalid_values_raise_a_value_error_naming_the_field(data, field):
 def test_shapes_that_do_not_fit_the_heads_or_the_scheme_are_refused(heads, hidden, scheme):
     """hidden_size must split into whole heads, in pairs of features for rotary, and be even for sinusoidal."""
     head_dim, remainder = divmod(hidden, heads)
-    fits = remainder == 0 and not (scheme == "rotary" and head_dim % 2) and not (scheme == "sinusoidal" and hidden % 2)
+    fits = remainder == 0 and not (scheme in ("rotary", "xpos") and head_dim % 2) \
+        and not (scheme == "sinusoidal" and hidden % 2)
     if fits:
         assert PosAttnConfig(hidden_size=hidden, num_attention_heads=heads, position_embedding_type=scheme).head_dim
     else:

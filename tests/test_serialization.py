@@ -45,14 +45,16 @@ def test_saved_folder_carries_code_and_auto_map(tmp_path):
 
 
 def test_remote_code_loads_where_the_package_is_not_installed(tmp_path):
-    """Every scheme, saved here, loads in a fresh interpreter in which `import hf_posattn` fails; logits, greedy
-    generations and the rebuilt sinusoidal table are compared with this process's."""
+    """Every scheme (and rotary with transformers' `rope_parameters`), saved here, loads in a fresh interpreter in
+    which `import hf_posattn` fails; logits, greedy generations and the rebuilt sinusoidal table are compared with
+    this process's."""
     ids = random_ids(2, 9)
+    models = {scheme: tiny_lm(scheme) for scheme in SCHEMES}
+    models["rotary-yarn"] = tiny_lm("rotary", rope_parameters={"rope_type": "yarn", "factor": 2.0})
     expected = {}
-    for scheme in SCHEMES:
-        model = tiny_lm(scheme)
-        model.save_pretrained(tmp_path / scheme)
-        expected[scheme] = (model(ids).logits, model.generate(ids, max_new_tokens=6, do_sample=False))
+    for folder, model in models.items():
+        model.save_pretrained(tmp_path / folder)
+        expected[folder] = (model(ids).logits, model.generate(ids, max_new_tokens=6, do_sample=False))
     torch.save({"ids": ids}, tmp_path / "inputs.pt")
 
     out = run_python(
@@ -61,7 +63,7 @@ def test_remote_code_loads_where_the_package_is_not_installed(tmp_path):
         from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
         ids = torch.load({str(tmp_path / "inputs.pt")!r})["ids"]
         results = {{}}
-        for scheme in {SCHEMES!r}:
+        for scheme in {list(models)!r}:
             path = {str(tmp_path)!r} + "/" + scheme
             model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True).eval()
             assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
@@ -73,13 +75,14 @@ def test_remote_code_loads_where_the_package_is_not_installed(tmp_path):
                 logits = model(ids).logits
                 generated = model.generate(ids, max_new_tokens=6, do_sample=False)
             torch.save({{"logits": logits, "generated": generated}}, path + "/remote.pt")
+            results[scheme] = True
             if scheme == "sinusoidal":
                 torch.save(model.model.positions.table / model.config.initializer_range, path + "/table.pt")
-        print("loaded", len({SCHEMES!r}))
+        print("loaded", len(results))
         """,
         cwd=tmp_path,
     )
-    assert "loaded 5" in out
+    assert f"loaded {len(models)}" in out
     for scheme, (logits, generated) in expected.items():
         remote = torch.load(tmp_path / scheme / "remote.pt")
         torch.testing.assert_close(remote["logits"], logits, rtol=0, atol=1e-6, msg=scheme)
