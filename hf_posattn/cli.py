@@ -359,6 +359,9 @@ def add_demo(subparsers):
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     group.add_argument("--attn-implementation", choices=BACKENDS, default="sdpa", help="the attention backend")
     group.add_argument("--backward", action="store_true", help="time forward + backward (default: forward only)")
+    group.add_argument("--threads", type=positive_int, metavar="N",
+                       help="CPU threads (default: torch's setting, one per core); on a machine busy with other "
+                            "programs, 1 gives steadier timings")
     parser.set_defaults(run=run_demo)
 
 
@@ -374,7 +377,7 @@ def run_demo(args) -> int:
         return 0
     if args.name == "parallel":
         parallel_demo(output, args.lengths, args.hidden, args.heads, args.batch, args.repeats, args.device,
-                      args.attn_implementation, args.backward)
+                      args.attn_implementation, args.backward, args.threads)
         return 0
     result = context_demo(output, args.output_dir, args.position, args.steps, args.seed, args.overwrite)
     return 0 if not result["wrong"] else 1

@@ -10,6 +10,7 @@ side: attention's work and memory grow as T², the GRU's as T, and where each cr
 `measure(...)` returns the rows; `parallel_demo(...)` also prints the table and draws the figure.
 """
 
+import contextlib
 import math
 import statistics
 import time
@@ -96,7 +97,7 @@ def available_bytes(device: torch.device) -> int | None:
 
 
 def check_options(lengths, hidden: int, heads: int, batch: int, repeats: int, device: str, attn_implementation: str,
-                  backward: bool) -> tuple[list[int], torch.device]:
+                  backward: bool, threads: int | None = None) -> tuple[list[int], torch.device]:
     """Every option checked before anything runs: the sorted lengths and the device, or a ValueError naming what is
     wrong and how to fix it."""
     lengths = list(lengths)
@@ -108,6 +109,8 @@ def check_options(lengths, hidden: int, heads: int, batch: int, repeats: int, de
                          f"{', '.join(map(repr, bad))}.")
     for name, value in (("hidden", hidden), ("heads", heads), ("batch", batch), ("repeats", repeats)):
         check_positive(name, value)
+    if threads is not None:
+        check_positive("threads", threads)
     if hidden % heads:
         raise ValueError(f"hidden = {hidden} is not a multiple of heads = {heads}: every head takes hidden / heads "
                          f"features. Choose e.g. heads = {math.gcd(hidden, max(1, hidden // HEAD_DIM))}.")
@@ -167,6 +170,17 @@ def crossings(lengths, attention, rnn) -> list[tuple[float, bool]]:
 
 
 # ---- timing ----
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None):
+    """torch's CPU threads set to `threads` inside (None: left as they are), restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
@@ -245,12 +259,21 @@ def default_heads(hidden: int) -> int:
 
 def measure(lengths=DEFAULT_LENGTHS, hidden: int = DEFAULT_HIDDEN, heads: int | None = None,
             batch: int = DEFAULT_BATCH, repeats: int = DEFAULT_REPEATS, device: str = "cpu",
-            attn_implementation: str = "sdpa", backward: bool = False, seed: int = 0, progress=None) -> list[dict]:
+            attn_implementation: str = "sdpa", backward: bool = False, threads: int | None = None, seed: int = 0,
+            progress=None) -> list[dict]:
     """Time one attention layer and one GRU layer of width `hidden` on the same random batch at each length; one
-    row (a dict) per length. `heads` defaults to hidden // 64 (at least 1). `progress(row)` is called as each row
-    is done."""
+    row (a dict) per length. `heads` defaults to hidden // 64 (at least 1); `threads` (CPU threads) to torch's
+    setting. `progress(row)` is called as each row is done."""
     heads = default_heads(hidden) if heads is None else heads
-    lengths, device = check_options(lengths, hidden, heads, batch, repeats, device, attn_implementation, backward)
+    lengths, device = check_options(lengths, hidden, heads, batch, repeats, device, attn_implementation, backward,
+                                    threads)
+    with cpu_threads(threads):
+        return timed_rows(lengths, hidden, heads, batch, repeats, device, attn_implementation, backward, seed,
+                          progress)
+
+
+def timed_rows(lengths, hidden, heads, batch, repeats, device, attn_implementation, backward, seed, progress):
+    """`measure`'s work, once its options are checked and its threads set."""
     torch.manual_seed(seed)
     config = PosAttnConfig(hidden_size=hidden, num_attention_heads=heads, num_hidden_layers=1,
                            intermediate_size=4 * hidden, position_embedding_type="none", hidden_dropout_prob=0.0,
@@ -317,7 +340,8 @@ def row_line(row: dict, columns) -> str:
 
 def parallel_demo(output: str = "parallel.png", lengths=DEFAULT_LENGTHS, hidden: int = DEFAULT_HIDDEN,
                   heads: int | None = None, batch: int = DEFAULT_BATCH, repeats: int = DEFAULT_REPEATS,
-                  device: str = "cpu", attn_implementation: str = "sdpa", backward: bool = False) -> list[dict]:
+                  device: str = "cpu", attn_implementation: str = "sdpa", backward: bool = False,
+                  threads: int | None = None) -> list[dict]:
     """Time, print the table, draw the figure at `output`; returns the rows (see `measure`)."""
     from .plots import pyplot
     from .runs import check_output_file
@@ -325,7 +349,14 @@ def parallel_demo(output: str = "parallel.png", lengths=DEFAULT_LENGTHS, hidden:
     pyplot()  # no matplotlib, or nowhere to write: say so now, not after the timings
     check_output_file(output)
     heads = default_heads(hidden) if heads is None else heads
-    lengths, resolved = check_options(lengths, hidden, heads, batch, repeats, device, attn_implementation, backward)
+    lengths, resolved = check_options(lengths, hidden, heads, batch, repeats, device, attn_implementation, backward,
+                                      threads)
+    with cpu_threads(threads):  # the machine's line names the threads used
+        return report(output, lengths, hidden, heads, batch, repeats, resolved, attn_implementation, backward)
+
+
+def report(output, lengths, hidden, heads, batch, repeats, resolved, attn_implementation, backward) -> list[dict]:
+    """`parallel_demo`'s work, once its options are checked and its threads set."""
     what = "forward + backward" if backward else "forward"
     print(f"One layer of hf_posattn self-attention ({attn_implementation}, {heads} head{'s' * (heads > 1)}) against "
           f"one torch.nn.GRU layer, both {hidden} wide, batch {batch}, {what}; median of {repeats} after a warm-up.")
@@ -333,7 +364,7 @@ def parallel_demo(output: str = "parallel.png", lengths=DEFAULT_LENGTHS, hidden:
           f"for the one before.\n{machine_name(resolved)}\n")
     columns = table_columns(resolved)
     print(header_line(columns))
-    rows = measure(lengths, hidden, heads, batch, repeats, device, attn_implementation, backward,
+    rows = measure(lengths, hidden, heads, batch, repeats, str(resolved), attn_implementation, backward,
                    progress=lambda row: print(row_line(row, columns), flush=True))
     for line in summary(rows, hidden, heads, batch, backward):
         print(line)

@@ -81,6 +81,7 @@ def test_the_function_returns_the_rows_it_draws(tmp_path, capsys):
     (["--batch", "0"], "positive"),
     (["--repeats", "0"], "positive"),
     (["--heads", "0"], "positive"),
+    (["--threads", "0"], "positive"),
     (["--hidden", "100", "--heads", "3"], "not a multiple of heads"),
     (["--device", "tpu"], "device"),
     (["--device", "not a device"], "device"),
@@ -119,7 +120,7 @@ def test_eager_scores_that_cannot_fit_in_memory_are_refused_before_any_work(caps
 
 @pytest.mark.parametrize("bad", [dict(lengths=[]), dict(lengths=[0]), dict(lengths=[12]), dict(lengths=[2.0]),
                                  dict(lengths=[True]), dict(heads=0), dict(hidden=-16), dict(repeats=0),
-                                 dict(batch=1.5), dict(attn_implementation="flex_attention"), dict(device="xla")])
+                                 dict(batch=1.5), dict(threads=0), dict(attn_implementation="flex_attention"), dict(device="xla")])
 def test_the_function_refuses_bad_options_with_a_value_error(bad):
     options = dict(lengths=[2], **TINY)
     options.update(bad)
@@ -152,3 +153,10 @@ def test_attention_does_more_work_past_t_equal_hidden_and_outgrows_the_state_at_
     assert cross["time"] == []
     assert attention_flops(2 * hidden, 4, hidden, backward) > rnn_flops(2 * hidden, 4, hidden, backward)
     assert score_bytes(4096, 4, heads) == 4 * heads * 4096**2 * 4
+
+
+def test_threads_are_used_and_given_back(tmp_path, capsys):
+    before = torch.get_num_threads()
+    assert exit_status("demo", "parallel", *tiny_options(tmp_path / "p.png"), "--threads", 1) == 0
+    assert "1 thread" in capsys.readouterr().out
+    assert torch.get_num_threads() == before
