@@ -119,18 +119,26 @@ def check_options(lengths, hidden: int, heads: int, batch: int, repeats: int, de
                          f"{', '.join(BACKENDS)}.")
     resolved = resolve_device(device)
     free = available_bytes(resolved)
-    if attn_implementation == "eager" and free is not None:
-        longest = max(lengths)
-        need = EAGER_SCORE_COPIES * score_bytes(longest, batch, heads) + longest * longest * FLOAT_BYTES
-        need *= 2 if backward else 1  # the backward keeps the forward's matrices and makes their gradients
-        if need > free:
-            raise ValueError(f"at length {longest} the eager backend needs about {need / 2**30:.1f} GiB for its "
-                             f"score matrices, but {resolved} has {free / 2**30:.1f} GiB free: use "
-                             f"--attn-implementation sdpa (which does not keep them), or a smaller batch or length.")
+    need = memory_needed(max(lengths), batch, hidden, heads, attn_implementation, backward)
+    if free is not None and need > free:
+        raise ValueError(f"at length {max(lengths)} this needs about {need / 2**30:.1f} GiB, but {resolved} has "
+                         f"{free / 2**30:.1f} GiB free: give shorter --lengths or a smaller --batch"
+                         + (", or use --attn-implementation sdpa (whose fused kernels do not keep the T x T scores)."
+                            if attn_implementation == "eager" else "."))
     return sorted(set(lengths)), resolved
 
 
 # ---- what each model costs, by formula ----
+
+def memory_needed(length: int, batch: int, hidden: int, heads: int, attn_implementation: str, backward: bool) -> int:
+    """A lower estimate of the bytes one length takes: the tensors of batch x T x hidden floats that are alive at
+    once (the input, q, k and v, attention's output and its projection, the GRU's output and gates: about 12), and
+    for the eager backend its score matrices (about 3, and the T x T mask). The backward about doubles it."""
+    need = 12 * batch * length * hidden * FLOAT_BYTES
+    if attn_implementation == "eager":
+        need += EAGER_SCORE_COPIES * score_bytes(length, batch, heads) + length * length * FLOAT_BYTES
+    return need * (2 if backward else 1)
+
 
 def attention_flops(length: int, batch: int, hidden: int, backward: bool = False) -> int:
     """Multiply-adds x 2 of one attention layer: the q, k, v and output projections (8·T·H²) and the two T x T

@@ -113,11 +113,6 @@ def test_an_output_that_is_a_folder_is_refused(tmp_path, capsys):
     assert "is a folder" in capsys.readouterr().err
 
 
-def test_eager_scores_that_cannot_fit_in_memory_are_refused_before_any_work(capsys):
-    with pytest.raises(ValueError, match="GiB"):
-        measure([2**22], attn_implementation="eager", **TINY)  # 2 heads x (4M)² floats: petabytes
-
-
 @pytest.mark.parametrize("bad", [dict(lengths=[]), dict(lengths=[0]), dict(lengths=[12]), dict(lengths=[2.0]),
                                  dict(lengths=[True]), dict(heads=0), dict(hidden=-16), dict(repeats=0),
                                  dict(batch=1.5), dict(threads=0), dict(attn_implementation="flex_attention"), dict(device="xla")])
@@ -160,3 +155,9 @@ def test_threads_are_used_and_given_back(tmp_path, capsys):
     assert exit_status("demo", "parallel", *tiny_options(tmp_path / "p.png"), "--threads", 1) == 0
     assert "1 thread" in capsys.readouterr().out
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("backend, length", [("eager", 2**22), ("sdpa", 2**40)])
+def test_lengths_that_cannot_fit_in_memory_are_refused_before_any_work(backend, length):
+    with pytest.raises(ValueError, match="GiB free"):
+        measure([2, length], attn_implementation=backend, **TINY)
