@@ -371,9 +371,17 @@ class RotaryPositions(PositionScheme):
             return "rope_parameters", f"its rope_type must be one of {', '.join(map(repr, rope_types))}"
         return None
 
+    @property
+    def head_dim(self) -> int:
+        return self.config.head_dim
+
+    @property
+    def rope_theta(self) -> float:
+        return self.config.rope_parameters["rope_theta"]
+
     def frequencies(self, device=None) -> tuple[torch.Tensor, float]:
         if self.rope_type == "default":
-            return default_inv_freq(self.config.head_dim, self.config.rope_parameters["rope_theta"], device), 1.0
+            return default_inv_freq(self.head_dim, self.rope_theta, device), 1.0
         return ROPE_INIT_FUNCTIONS[self.rope_type](self.config, device)
 
     def initialize(self, initializer_range):
