@@ -301,9 +301,10 @@ def attention_figure(weights: torch.Tensor, labels: list[str], layer: int | None
                         ax.text(key, query, f"{value:.2f}", ha="center", va="center", fontsize=7,
                                 color="white" if value > 0.5 else "black")
     # One scale for every head (weights are 0 to 1), so one bar beside the grid.
-    figure.colorbar(image, ax=axes.ravel().tolist(), label="attention weight", shrink=min(1.0, 0.3 + 0.7 / len(layers)))
+    figure.colorbar(image, ax=axes.ravel().tolist(), label="attention weight", fraction=0.046, pad=0.02,
+                    shrink=min(1.0, 0.3 + 0.7 / len(layers)))
     figure.suptitle(title or f"attention weights: row = query token, column = key token (causal: keys up to the "
-                             f"query); {WORD_START} and bold: the token starts a word", fontsize=10)
+                             f"query)\n{WORD_START} and bold: the token starts a word", fontsize=10)
     return figure
 
 
