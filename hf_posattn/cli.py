@@ -5,16 +5,22 @@ Each subcommand is two functions: `add_<name>(subparsers)` declares its parser a
 entry in `SUBCOMMANDS`. What only one subcommand needs is imported inside its functions.
 
 Bad input raises `ValueError` with a message that names the problem and the fix; `main` prints it as
-`posattn <command>: error: ...` and exits with status 2, having changed nothing.
+`posattn <command>: error: ...` and exits with status 2, having changed nothing. This module is the top floor: it
+parses, calls one command and prints; nothing imports it. Results go to stdout (with --json, the JSON alone);
+progress and notices go to stderr.
 """
 
 import argparse
+import contextlib
 import json
-import os
+import math
 import shlex
 import sys
 
 from .configuration_posattn import POSITION_EMBEDDING_TYPES
+
+
+MAX_PLOTTED_POSITIONS = 4096  # plot-positions draws a positions x positions similarity map: 4096² is 64 MB
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -34,6 +40,40 @@ def positive_int(text: str) -> int:
     return value
 
 
+def finite_float(text: str) -> float:
+    """A number, checked before any work: `float` also reads "nan" and "inf", which no option means."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def plotted_positions(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_PLOTTED_POSITIONS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_PLOTTED_POSITIONS} positions (the figure compares "
+                                         f"every position with every other), got {text}")
+    return value
+
+
+def valid_text(value: str) -> str:
+    """Text from the command line that is valid Unicode: bytes that are not UTF-8 reach Python as lone surrogates,
+    which no tokenizer can encode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid UTF-8 text at character {error.start + 1}: check your shell's "
+                                         f"encoding (e.g. LANG=C.UTF-8)") from None
+    return value
+
+
 def seed(text: str) -> int:
     """A random seed, checked before any work: transformers' `set_seed` takes 0 to 2**32 - 1."""
     value = int(text)
@@ -50,21 +90,6 @@ def int_list(text: str) -> list[int]:
     if not values:
         raise argparse.ArgumentTypeError("expected at least one length, e.g. 128,256,512")
     return values
-
-
-def load_model(folder: str, **kwargs):
-    """The model and tokenizer saved in `folder`, on the GPU when there is one; a clear error when `folder` holds
-    no model. For subcommands that take a model folder."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if not os.path.isfile(os.path.join(folder, "config.json")):
-        raise ValueError(f"{folder} holds no model (no config.json): give a folder written by `posattn train`.")
-    if not os.path.isfile(os.path.join(folder, "tokenizer.json")):
-        raise ValueError(f"{folder} holds no tokenizer (no tokenizer.json): give a folder written by `posattn train`.")
-    model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
-    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-    return model, AutoTokenizer.from_pretrained(folder)
 
 
 # ---- train ----
@@ -87,7 +112,7 @@ def add_run_options(parser, defaults: dict[str, str]) -> None:
                         help=f"optimizer steps (default: {defaults['max_steps']})")
     parser.add_argument("--batch-size", type=positive_int, metavar="N",
                         help=f"blocks per step and device (default: {defaults['batch_size']})")
-    parser.add_argument("--learning-rate", type=float, metavar="LR",
+    parser.add_argument("--learning-rate", type=positive_float, metavar="LR",
                         help=f"peak learning rate (default: {defaults['learning_rate']})")
     parser.add_argument("--vocab-size", type=positive_int, metavar="N",
                         help=f"tokens in the BPE vocabulary (default: {defaults['vocab_size']})")
@@ -117,11 +142,11 @@ def add_train(subparsers):
                                                                              "1/5 of the steps)")
     parser.add_argument("--save-steps", type=positive_int, metavar="N", help="steps between checkpoints (default: "
                                                                              "--eval-steps)")
-    parser.add_argument("--sample-prompt", metavar="TEXT",
+    parser.add_argument("--sample-prompt", type=valid_text, metavar="TEXT",
                         help="prompt of the sample printed at the end (default: the first speaker's cue, or first "
                              "line, of the validation text)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or training logs")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON (alone on stdout)")
     parser.set_defaults(run=run_train)
 
 
@@ -131,7 +156,8 @@ def run_train(args) -> int:
     from .training import TrainingOptions, train
 
     options = TrainingOptions(**{name: getattr(args, name) for name in TrainingOptions.__dataclass_fields__})
-    result = train(options)
+    with json_alone_on_stdout(args.json):
+        result = train(options)
     if not PartialState().is_main_process:  # under torchrun or accelerate launch: the main process reports
         return 0
     if args.json:
@@ -155,11 +181,11 @@ def add_generate(subparsers):
                     "come.", formatter_class=HelpFormatter,
     )
     parser.add_argument("dir", help="a model folder written by `posattn train`")
-    parser.add_argument("prompt", help="the text to continue")
+    parser.add_argument("prompt", type=valid_text, help="the text to continue")
     parser.add_argument("--max-new-tokens", type=positive_int, default=200, metavar="N", help="tokens to generate")
-    parser.add_argument("--temperature", type=float, metavar="T",
+    parser.add_argument("--temperature", type=finite_float, metavar="T",
                         help="below 1 sharper, above 1 more random (default: the model's generation config)")
-    parser.add_argument("--top-p", type=float, metavar="P",
+    parser.add_argument("--top-p", type=finite_float, metavar="P",
                         help="sample from the smallest set of tokens whose probabilities add up to P (default: the "
                              "model's generation config)")
     parser.add_argument("--top-k", type=positive_int, metavar="K", help="sample from the K most likely tokens only "
@@ -171,6 +197,7 @@ def add_generate(subparsers):
 
 def run_generate(args) -> int:
     from .generation import generate_text
+    from .loading import load_model
 
     if not args.greedy and args.temperature is not None and args.temperature <= 0:
         raise ValueError(f"--temperature {args.temperature} must be above 0 (or use --greedy).")
@@ -203,15 +230,18 @@ def add_evaluate(subparsers):
     parser.add_argument("--batch-size", type=positive_int, metavar="N", help="windows per forward pass (default: 8192 tokens' "
                                                                 "worth)")
     parser.add_argument("--output", metavar="FILE", help="write the JSON here instead of stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_evaluate)
 
 
 def run_evaluate(args) -> int:
     from .corpus import load_texts
     from .evaluation import evaluate_lengths_of_ids, token_stream, unigram_baseline
+    from .loading import load_model
+    from .runs import check_output_file, notice, write_text
 
-    if args.output:  # where the results go, made before the work rather than found missing after it
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    if args.output:  # checked before the work rather than found wrong after it
+        check_output_file(args.output)
     model, tokenizer = load_model(args.dir)
     texts = load_texts(args.data, args.text_column)
     validation = list(texts["validation"]["text"])
@@ -223,15 +253,14 @@ def run_evaluate(args) -> int:
         "tokens": len(validation_ids),
         "unigram_baseline": unigram_baseline(token_stream(tokenizer, texts["train"]["text"]), validation_ids,
                                              len(tokenizer)),
-        "results": evaluate_lengths_of_ids(model, validation_ids, args.lengths, args.stride, args.batch_size),
+        "results": evaluate_lengths_of_ids(model, validation_ids, args.lengths, args.stride, args.batch_size,
+                                           progress=not args.quiet),
     }
-    text = json.dumps(report, indent=2)
     if args.output:
-        with open(args.output, "w") as file:
-            file.write(text + "\n")
-        print(f"wrote {args.output}", file=sys.stderr)
+        write_text(args.output, json.dumps(report, indent=2))
+        notice(f"wrote {args.output}")
     else:
-        print(text)
+        print(json.dumps(report, indent=2))
     return 0
 
 
@@ -272,16 +301,20 @@ def add_plot_positions(subparsers):
     )
     parser.add_argument("dir", nargs="?", help="a model folder written by `posattn train` (optional)")
     parser.add_argument("--output", default="positions.png", metavar="FILE", help="the PNG to write")
-    parser.add_argument("--positions", type=positive_int, default=128, metavar="N", help="positions to draw")
+    parser.add_argument("--positions", type=plotted_positions, default=128, metavar="N",
+                        help=f"positions to draw (at most {MAX_PLOTTED_POSITIONS})")
     parser.add_argument("--dim", type=positive_int, metavar="D", help="dimensions of the closed form (default: the "
                                                                       "model's hidden size, else 128)")
     parser.set_defaults(run=run_plot_positions)
 
 
 def run_plot_positions(args) -> int:
+    from .loading import load_model
     from .plots import plot_positions, pyplot
+    from .runs import check_output_file
 
     pyplot()  # fails now, before loading a model, if matplotlib is missing
+    check_output_file(args.output)
     model = load_model(args.dir)[0] if args.dir else None
     print(f"wrote {plot_positions(args.output, model, args.positions, args.dim)}")
     return 0
@@ -299,7 +332,7 @@ def add_plot_attention(subparsers):
         formatter_class=HelpFormatter,
     )
     parser.add_argument("dir", help="a model folder written by `posattn train`")
-    parser.add_argument("text", help="the text to look at")
+    parser.add_argument("text", type=valid_text, help="the text to look at")
     parser.add_argument("--output", default="attention.png", metavar="FILE", help="the PNG to write")
     parser.add_argument("--layer", type=int, metavar="N", help="only this layer (from 0)")
     parser.add_argument("--head", type=int, metavar="N", help="only this head of each layer (from 0)")
@@ -311,11 +344,15 @@ def add_plot_attention(subparsers):
 
 
 def run_plot_attention(args) -> int:
+    from .loading import load_model
     from .plots import attention_weights, import_head_view, plot_attention, pyplot, write_head_view
+    from .runs import check_output_file
 
     pyplot()  # missing optional dependencies fail now, before any work
+    check_output_file(args.output)
     if args.html:
         import_head_view()
+        check_output_file(args.html, "--html")
     model, tokenizer = load_model(args.dir, attn_implementation="eager")
     weights, labels = attention_weights(model, tokenizer, args.text, args.max_tokens)
     print(f"wrote {plot_attention(args.output, weights, labels, args.layer, args.head)}")
@@ -369,9 +406,11 @@ def run_demo(args) -> int:
     from .demos import context_demo, lookup_demo
     from .parallel_demo import parallel_demo
     from .plots import pyplot
+    from .runs import check_output_file
 
     pyplot()
     output = args.output or f"{args.name}.png"
+    check_output_file(output)
     if args.name == "lookup":
         lookup_demo(output)
         return 0
@@ -428,7 +467,8 @@ def run_compare(args) -> int:
     from .compare import CompareOptions, compare, markdown_table
 
     options = CompareOptions(**{name: getattr(args, name) for name in CompareOptions.__dataclass_fields__})
-    study = compare(options, command=args.command_line)
+    with json_alone_on_stdout(args.json):
+        study = compare(options, command=args.command_line)
     if args.json:
         print(json.dumps(study, indent=2))
         return 0
@@ -436,6 +476,14 @@ def run_compare(args) -> int:
     print(f"{study['wall_seconds'] / 60:.1f} min on {study['hardware']}; wrote compare.csv, compare.json, compare.md "
           f"and compare.png in {study['settings']['output_dir']}")
     return 0
+
+
+@contextlib.contextmanager
+def json_alone_on_stdout(enabled: bool):
+    """With --json, whatever the work prints (the Trainer's logs, libraries' notices) goes to stderr, so that
+    stdout holds the JSON alone."""
+    with contextlib.redirect_stdout(sys.stderr) if enabled else contextlib.nullcontext():
+        yield
 
 
 SUBCOMMANDS = [add_train, add_generate, add_evaluate, add_push, add_plot_positions, add_plot_attention, add_demo,
@@ -469,3 +517,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"posattn {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the machine's refusals (a full disk, a permission): said, not a traceback
+        print(f"posattn {args.command}: error: {error}", file=sys.stderr)
+        return 1

@@ -17,10 +17,9 @@ them): they keep their random initialisation, shrunk by weight decay.
 
 import csv
 import dataclasses
-import glob
+import io
 import json
 import os
-import shutil
 import statistics
 import time
 from dataclasses import dataclass
@@ -28,8 +27,9 @@ from dataclasses import dataclass
 from .configuration_posattn import POSITION_EMBEDDING_TYPES
 from .corpus import load_texts
 from .evaluation import evaluate_lengths_of_ids, token_stream, unigram_baseline
+from .runs import check_output_dir, is_free, locked, notice, plan_run, read_run_record, remove_checkpoints, write_text
 from .tokenization import has_tokenizer, train_tokenizer
-from .training import RUN_FILE, RUN_IDENTITY, TrainingOptions, hardware, read_run, resolve, train
+from .training import RUN_IDENTITY, TrainingOptions, hardware, resolve, train
 
 
 # The two budgets, measured on 2 CPU cores: `default` 27.5 minutes, `quick` 4. Options given explicitly win.
@@ -103,17 +103,24 @@ def training_options(options: CompareOptions, position: str, seed: int) -> Train
     ))
 
 
-def finished_run(run: TrainingOptions) -> dict | None:
-    """The results of a finished run with the same options in `run.output_dir` (an interrupted study continues
-    where it stopped), else None: the run is to be trained, from the start."""
-    if not os.path.isfile(os.path.join(run.output_dir, RUN_FILE)) or run.overwrite:
-        return None
-    try:
-        recorded = read_run(run.output_dir)
-    except ValueError:  # started, not finished
-        return None
-    same = all(recorded["options"].get(name) == getattr(run, name) for name in (*RUN_IDENTITY, "max_steps"))
-    return recorded["results"] if same else None
+def what_to_do(run: TrainingOptions) -> tuple[str, dict | None]:
+    """What the study does with `run`, decided before any training: ("reuse", results) for a finished run with the
+    same options; ("resume", None) for an interrupted one (it continues where it stopped, or starts again); ("train",
+    None) for a free folder, or any run with --overwrite (replaced only once the new one has finished). A run with
+    other options is refused without --overwrite: the study never replaces a run it was not told to."""
+    plan_run(run.output_dir, overwrite=True)  # a folder with files that are not a run is refused, even then
+    if is_free(run.output_dir) or run.overwrite:
+        return "train", None
+    recorded = read_run_record(run.output_dir)
+    if recorded is None:
+        raise ValueError(f"{run.output_dir} holds a model that is not one of the study's runs: move it away, or "
+                         f"pass --overwrite to replace it.")
+    changed = [name for name in (*RUN_IDENTITY, "max_steps") if recorded["options"].get(name) != getattr(run, name)]
+    if changed:
+        was = ", ".join(f"{name}={recorded['options'].get(name)!r} (now {getattr(run, name)!r})" for name in changed)
+        raise ValueError(f"{run.output_dir} holds a run of this study made with other options: {was}. Pass "
+                         f"--overwrite to train the study's runs again, or choose another --output-dir.")
+    return ("reuse", recorded["results"]) if recorded["results"] is not None else ("resume", None)
 
 
 def study_tokens(options: CompareOptions):
@@ -161,37 +168,41 @@ def recorded_tokenizer_source(folder: str) -> dict | None:
 def compare(options: CompareOptions, command: str | None = None) -> dict:
     """Train and evaluate every scheme and seed, write `compare.csv`, `compare.json` and `compare.png` in the
     study's folder and return the study (the JSON's content). Bad input raises `ValueError` before any training."""
-    from .cli import load_model
     from .plots import pyplot
 
     pyplot()  # without matplotlib, fail now rather than after training every model
-    start = time.perf_counter()
     options = resolve_study(options)
+    check_output_dir(options.output_dir)
+    with locked(options.output_dir):  # one study at a time in a folder
+        return run_study(options, command)
+
+
+def run_study(options: CompareOptions, command: str | None) -> dict:
+    from .loading import load_model
+
+    start = time.perf_counter()
     runs = {(p, s): training_options(options, p, s) for p in options.positions for s in options.seeds}
     tokenizer, tokenizer_dir, ids, baseline = study_tokens(options)
-    os.makedirs(options.output_dir, exist_ok=True)
+    actions = {key: what_to_do(run) for key, run in runs.items()}  # every run is checked before any is trained
+    os.makedirs(tokenizer_dir, exist_ok=True)
     tokenizer.save_pretrained(tokenizer_dir)
-    with open(os.path.join(tokenizer_dir, TOKENIZER_SOURCE), "w") as file:
-        json.dump(tokenizer_source(options), file)
+    write_text(os.path.join(tokenizer_dir, TOKENIZER_SOURCE), json.dumps(tokenizer_source(options)))
     lengths = [options.seq_len * factor for factor in options.factors]
-    print(f"comparing {', '.join(options.positions)} (seeds {', '.join(map(str, options.seeds))}): trained at "
-          f"L = {options.seq_len} tokens for {options.max_steps} steps of {options.batch_size} blocks, evaluated on "
-          f"{len(ids):,} validation tokens at {', '.join(map(str, lengths))}; unigram baseline "
-          f"{baseline['perplexity']:.1f}", flush=True)
+    notice(f"comparing {', '.join(options.positions)} (seeds {', '.join(map(str, options.seeds))}): trained at "
+           f"L = {options.seq_len} tokens for {options.max_steps} steps of {options.batch_size} blocks, evaluated on "
+           f"{len(ids):,} validation tokens at {', '.join(map(str, lengths))}; unigram baseline "
+           f"{baseline['perplexity']:.1f}")
 
     records = []
     for number, ((position, seed), run) in enumerate(runs.items(), 1):
         label = f"[{number}/{len(runs)}] {position}, seed {seed}"
-        results = finished_run(run)
-        if results is None:
-            # What the folder holds, if anything, is an interrupted run or one with other options: trained again from
-            # the start (a study's run saves its only checkpoint at its end, so there is nothing to resume).
-            print(f"{label}: training ...", flush=True)
-            results = train(dataclasses.replace(run, overwrite=True)).to_dict()
-            for checkpoint in glob.glob(os.path.join(run.output_dir, "checkpoint-*")):
-                shutil.rmtree(checkpoint)  # optimizer state for --resume; the study keeps only the final model
+        action, results = actions[position, seed]
+        if action == "reuse":
+            notice(f"{label}: reusing the finished run in {run.output_dir}")
         else:
-            print(f"{label}: reusing the finished run in {run.output_dir}", flush=True)
+            notice(f"{label}: training ...")
+            results = train(dataclasses.replace(run, resume=action == "resume")).to_dict()
+            remove_checkpoints(run.output_dir)  # optimizer state for --resume; the study keeps only the final model
         evaluation_start = time.perf_counter()
         model, _ = load_model(run.output_dir)
         evaluation = evaluate_lengths_of_ids(model, ids, lengths)
@@ -201,9 +212,9 @@ def compare(options: CompareOptions, command: str | None = None) -> dict:
                   "wall_seconds": results["wall_seconds"],
                   "evaluation_seconds": time.perf_counter() - evaluation_start, "results": evaluation}
         records.append(record)
-        print(f"{label}: perplexity " + ", ".join(
+        notice(f"{label}: perplexity " + ", ".join(
             f"{r['length']}: {r['perplexity']:.2f}" if "perplexity" in r else f"{r['length']}: skipped"
-            for r in evaluation) + f" ({results['train_seconds'] / 60:.1f} min of training)", flush=True)
+            for r in evaluation) + f" ({results['train_seconds'] / 60:.1f} min of training)")
 
     table = summarize(records, options, lengths)
     study = {
@@ -262,10 +273,10 @@ def markdown_table(study: dict) -> str:
 
 
 def write_outputs(study: dict, folder: str) -> None:
+    """The tables and the plot; each file is written whole (a temporary file renamed over the old one)."""
     lengths = study["settings"]["lengths"]
-    with open(os.path.join(folder, "compare.json"), "w") as file:
-        json.dump(study, file, indent=2)
-    with open(os.path.join(folder, "compare.csv"), "w", newline="") as file:
+    write_text(os.path.join(folder, "compare.json"), json.dumps(study, indent=2))
+    with io.StringIO(newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["position", "parameters", "seeds", "train_minutes"]
                         + [f"ppl_{length}" for length in lengths] + [f"std_{length}" for length in lengths]
@@ -276,9 +287,9 @@ def write_outputs(study: dict, folder: str) -> None:
                 + [f"{row['perplexity'][n]:.4f}" if n in row["perplexity"] else "" for n in lengths]
                 + [f"{row['std'][n]:.4f}" if row["std"].get(n) is not None else "" for n in lengths]
                 + ["; ".join(f"{n}: {reason}" for n, reason in row["skipped"].items())])
+        write_text(os.path.join(folder, "compare.csv"), file.getvalue())
     plot_study(study, os.path.join(folder, "compare.png"))
-    with open(os.path.join(folder, "compare.md"), "w") as file:
-        file.write(markdown_table(study) + "\n")
+    write_text(os.path.join(folder, "compare.md"), markdown_table(study))
 
 
 def plot_study(study: dict, output: str) -> str:

@@ -12,7 +12,6 @@ values, where ours lists each head's query, key and value together.
 """
 
 import argparse
-import os
 
 import torch
 from transformers import AutoTokenizer, GPT2LMHeadModel
@@ -108,21 +107,53 @@ def main(argv=None):
     )
     parser.add_argument("src", help="folder (or Hub id) of a GPT2LMHeadModel")
     parser.add_argument("dst", help="output folder for the hf_posattn model")
-    parser.add_argument("--overwrite", action="store_true", help="replace what DST holds")
+    parser.add_argument("--overwrite", action="store_true", help="replace the model DST holds")
     args = parser.parse_args(argv)
-    if os.path.isdir(args.dst) and os.listdir(args.dst) and not args.overwrite:
-        parser.error(f"{args.dst} is not empty: choose another folder, or pass --overwrite to replace its files.")
     try:
-        model = from_gpt2(args.src)
-    except (OSError, ValueError) as error:  # no such model, not a GPT-2, a GPT-2 this model cannot express
-        parser.error(f"cannot convert {args.src}: {error}")
-    model.save_pretrained(args.dst)
-    try:
-        AutoTokenizer.from_pretrained(args.src).save_pretrained(args.dst)
-    except (OSError, ValueError):
-        print(f"no tokenizer found in {args.src}; saved the model only")
-    print(f"saved hf_posattn model to {args.dst}")
+        convert(args.src, args.dst, args.overwrite)
+    except ValueError as error:
+        parser.error(str(error))
 
+
+def load_gpt2(source: str) -> GPT2LMHeadModel:
+    """The GPT-2 in `source`, checked: its config.json says model_type gpt2, and its weights hold every tensor of
+    the model and no other (`from_pretrained` would fill in what is missing at random)."""
+    from transformers import AutoConfig
+
+    from .loading import load_checked
+
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as error:  # no such folder or model, a damaged or unknown config
+        raise ValueError(f"cannot convert {source}: {error}") from None
+    if config.model_type != "gpt2":
+        raise ValueError(f"cannot convert {source}: its config.json says model_type {config.model_type!r}, and only "
+                         f"GPT-2 models ('gpt2') are converted.")
+    # Safetensors only, as for hf_posattn's own models: a pytorch_model.bin is a pickle, which can run code.
+    return load_checked(GPT2LMHeadModel, source, config=config, use_safetensors=True)
+
+
+def convert(source: str, destination: str, overwrite: bool = False) -> None:
+    """Convert the GPT-2 in `source` and save it, with its tokenizer when it has one, in `destination`: staged
+    beside it and swapped in whole (a model there is replaced only with `overwrite`, anything else never)."""
+    from .runs import claim, notice, plan_run
+
+    plan = plan_run(destination, overwrite=overwrite, stage_new=True, flag="DST")
+    gpt2 = load_gpt2(source)
+    try:
+        model = from_gpt2(gpt2)
+    except ValueError as error:  # a GPT-2 this model cannot express
+        raise ValueError(f"cannot convert {source}: {error}") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError):
+        tokenizer = None
+        notice(f"no tokenizer found in {source}; saving the model only")
+    with claim(plan) as folder:
+        model.save_pretrained(folder)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder)
+    print(f"saved hf_posattn model to {destination}")
 
 if __name__ == "__main__":
     main()

@@ -162,7 +162,7 @@ def context_demo(output: str = "context.png", output_dir: str | None = None, pos
     """Train the tiny model on the toy language (in `output_dir`, replacing the model there if `overwrite`; else in
     a temporary folder), print its predictions and the last token's attention, and draw them. Returns the numbers
     (for tests and notebooks)."""
-    from .cli import load_model
+    from .loading import load_model
     from .training import TrainingOptions, train
 
     print("A toy language: 'not like' and 'never like' say 'hate', 'do like' and 'really like' say 'like':")

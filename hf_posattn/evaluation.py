@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .tokenization import encode_documents
 
@@ -39,12 +40,13 @@ def token_stream(tokenizer, text: str | Sequence[str]) -> list[int]:
 
 
 @torch.no_grad()
-def perplexity_of_ids(model, ids: Sequence[int], length: int, stride: int | None = None, batch_size: int | None = None) -> dict:
+def perplexity_of_ids(model, ids: Sequence[int], length: int, stride: int | None = None, batch_size: int | None = None,
+                      progress: bool = False) -> dict:
     """Perplexity of `model` on the token stream `ids`, in windows of `length` tokens (see the module docstring).
 
     Returns `{"length", "stride", "loss", "perplexity", "windows", "tokens"}`, `tokens` being the number of
     tokens scored; the tail shorter than a window is left out. `batch_size`: windows per forward pass (default:
-    `EVAL_BATCH_TOKENS` tokens' worth).
+    `EVAL_BATCH_TOKENS` tokens' worth). `progress`: a bar over the windows on stderr.
     """
     if length < 2:
         raise ValueError(f"cannot evaluate at length {length}: a window scores each token after its first, so it "
@@ -71,13 +73,16 @@ def perplexity_of_ids(model, ids: Sequence[int], length: int, stride: int | None
     model.eval()
     device = model.device
     total_loss, total_tokens = 0.0, 0
+    bar = tqdm(total=len(windows), desc=f"length {length}", unit="window", disable=not progress, leave=False)
     for batch in range(0, len(windows), batch_size):
+        bar.update(len(windows[batch : batch + batch_size]))
         batch_ids = windows[batch : batch + batch_size].to(device)
         batch_labels = labels[batch : batch + batch_size].to(device)
         scored = int((batch_labels[:, 1:] != -100).sum())  # the model shifts labels: position t predicts t + 1
         loss = model(input_ids=batch_ids, labels=batch_labels, use_cache=False).loss
         total_loss += loss.item() * scored
         total_tokens += scored
+    bar.close()
     mean = total_loss / total_tokens
     return {"length": length, "stride": None if stride == length else stride, "loss": mean,
             "perplexity": math.exp(mean), "windows": len(windows), "tokens": total_tokens}
@@ -97,7 +102,7 @@ def evaluate_lengths(model, tokenizer, text: str | Sequence[str], lengths: Seque
 
 
 def evaluate_lengths_of_ids(model, ids: Sequence[int], lengths: Sequence[int], stride: int | None = None,
-                            batch_size: int | None = None) -> list[dict]:
+                            batch_size: int | None = None, progress: bool = False) -> list[dict]:
     """`evaluate_lengths` on a token stream: the same ids at every length (e.g. a stream cut to a multiple of the
     longest length, so that every length scores the same tokens)."""
     results = []
@@ -107,7 +112,8 @@ def evaluate_lengths_of_ids(model, ids: Sequence[int], lengths: Sequence[int], s
             results.append({"length": length, "skipped": f"learned positions: the model has vectors for {limit} "
                                                          f"positions only (max_position_embeddings)"})
             continue
-        results.append(perplexity_of_ids(model, ids, length, min(stride, length) if stride else None, batch_size))
+        results.append(perplexity_of_ids(model, ids, length, min(stride, length) if stride else None, batch_size,
+                                         progress))
     return results
 
 

@@ -4,18 +4,42 @@ import fnmatch
 import os
 
 from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
+from transformers.dynamic_module_utils import get_relative_import_files
 
 from .configuration_posattn import PosAttnConfig
+from .loading import read_json
 from .model_card import build_model_card
-from .training import RUN_FILE, read_run
+from .runs import RUN_FILE, read_run
 
 
 # What a model repo needs, from a folder written by `posattn train`: checkpoints, optimizer states and the
-# Trainer's arguments stay local.
+# Trainer's arguments stay local, and of the code only what config.json's auto_map loads (`code_files`).
 PUSHED_FILES = ("config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json",
-                "*.py", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", RUN_FILE)
-REQUIRED_FILES = ("config.json", "tokenizer.json", "configuration_posattn.py", "modeling_posattn.py", "positional.py",
-                  RUN_FILE)
+                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", RUN_FILE)
+REQUIRED_FILES = ("config.json", "tokenizer.json", RUN_FILE)
+
+
+def code_files(folder: str) -> list[str]:
+    """The code files the model's auto_map names in config.json, and the flat modules they import relatively
+    (positional.py): what `trust_remote_code=True` loads, and nothing else of the folder's *.py."""
+    auto_map = read_json(os.path.join(folder, "config.json")).get("auto_map")
+    if not isinstance(auto_map, dict) or not auto_map:
+        raise ValueError(f"{folder}/config.json has no auto_map: the model cannot be loaded from the Hub without "
+                         f"this package. Give a folder written by `posattn train`.")
+    modules = {reference.split("--")[-1].rsplit(".", 1)[0] for reference in auto_map.values()
+               if isinstance(reference, str)}
+    names = set()
+    for module in modules:
+        path = os.path.join(folder, module + ".py")
+        if not os.path.isfile(path):
+            raise ValueError(f"{folder} lacks {module}.py, which config.json's auto_map names: give a model folder "
+                             f"written by `posattn train` (a finished run).")
+        try:
+            imported = get_relative_import_files(path)
+        except OSError as error:  # a relative import whose file is missing
+            raise ValueError(f"{folder}: {error}: give a model folder written by `posattn train`.") from None
+        names.update([module + ".py", *(os.path.basename(name) for name in imported)])
+    return sorted(names)
 
 
 def files_to_push(folder: str) -> list[str]:
@@ -29,7 +53,7 @@ def files_to_push(folder: str) -> list[str]:
     if missing:
         raise ValueError(f"{folder} lacks {', '.join(missing)}: give a model folder written by `posattn train` "
                          f"(a finished run).")
-    return names
+    return sorted(names + code_files(folder))
 
 
 def push(folder: str, repo_id: str, private: bool = False, token: str | None = None,

@@ -36,8 +36,10 @@ def has_tokenizer(folder: str) -> bool:
 
 
 def encode_documents(tokenizer, texts: list[str]) -> list[list[int]]:
-    """Token ids of each document followed by the end-of-text token, which marks where a document stops."""
-    return [ids + [tokenizer.eos_token_id] for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    """Token ids of each document followed by the end-of-text token, which marks where a document stops. Documents
+    are longer than the model's input (`model_max_length`): they are cut into blocks later, so no warning."""
+    encoded = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+    return [ids + [tokenizer.eos_token_id] for ids in encoded]
 
 
 def split_blocks(ids: list[int], length: int) -> list[list[int]]:

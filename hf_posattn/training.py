@@ -9,15 +9,16 @@ One call does the whole job: text (the embedded corpus by default), a byte-level
 checkpoints, bf16/fp16 on GPUs that support it), then the final model, tokenizer, code and model card saved in
 `output_dir`, the validation perplexity next to the unigram baseline, and a sample. The same options with the same
 seed train the same model, so runs that differ only in `position` compare the position schemes.
+
+The output folder is owned through `runs` (one writer, staged replacement, files that appear whole); `train_run` is
+the sequence of phases: check the inputs, claim the folder, tokens, trainer, fit, finish.
 """
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import platform
-import shutil
 import signal
 import threading
 import time
@@ -36,8 +37,6 @@ from transformers import (
     default_data_collator,
     set_seed,
 )
-from transformers.trainer_callback import TrainerState
-from transformers.trainer_utils import get_last_checkpoint, sort_checkpoints
 from transformers.utils import logging as transformers_logging
 
 from . import PosAttnConfig, PosAttnForCausalLM
@@ -46,10 +45,9 @@ from .corpus import CORPUS_NAME, load_texts
 from .evaluation import EVAL_BATCH_TOKENS, unigram_baseline
 from .generation import generate_text
 from .model_card import write_model_card
+from .runs import (RUN_FILE, RunPlan, claim, last_complete_checkpoint, notice, plan_run, read_run_record,
+                   saved_whole, write_run_file)
 from .tokenization import encode_documents, has_tokenizer, split_blocks, train_tokenizer
-
-
-RUN_FILE = "posattn_run.json"  # the options a run was started with (read by --resume), and its results
 
 
 @dataclass(frozen=True)
@@ -150,7 +148,11 @@ class TrainingResult:
         return dataclasses.asdict(self)
 
 
-class TrainingInterrupted(Exception):
+class TrainingStopped(Exception):
+    """Training stopped before its end; what it saved stays, and `resume=True` continues from its last checkpoint."""
+
+
+class TrainingInterrupted(TrainingStopped):
     """Ctrl-C stopped training; the checkpoint it saved stays, and `resume=True` continues from it."""
 
     def __init__(self, output_dir: str, checkpoint: str | None):
@@ -158,6 +160,17 @@ class TrainingInterrupted(Exception):
         where = f"the last checkpoint is {checkpoint}" if checkpoint else "no checkpoint had been saved yet"
         super().__init__(f"training interrupted: {where}. Continue with --resume (resume=True) "
                          f"and the same --output-dir {output_dir}.")
+
+
+class TrainingDiverged(TrainingStopped, ValueError):
+    """The loss or the weights became NaN or infinite: training stopped without saving them."""
+
+    def __init__(self, output_dir: str, step: int, what: str, learning_rate: float, checkpoint: str | None):
+        self.output_dir, self.checkpoint = output_dir, checkpoint
+        kept = f"the last good checkpoint, {checkpoint}, is kept" if checkpoint else "no checkpoint had been saved"
+        super().__init__(f"{what} at step {step}: training stopped there and saved nothing from that step on "
+                         f"({kept}). The learning rate {learning_rate} is probably too high: train again with a "
+                         f"lower --learning-rate (with --overwrite, or another --output-dir).")
 
 
 def resolve(options: TrainingOptions) -> TrainingOptions:
@@ -182,8 +195,9 @@ def resolve(options: TrainingOptions) -> TrainingOptions:
                                    save_steps=steps if resolved.save_steps is None else resolved.save_steps)
     for name in ("seq_len", "max_steps", "batch_size", "gradient_accumulation_steps", "vocab_size", "eval_steps",
                  "save_steps", "learning_rate"):
-        if getattr(resolved, name) <= 0:
-            raise ValueError(f"{name} must be positive, got {getattr(resolved, name)}.")
+        value = getattr(resolved, name)
+        if not (math.isfinite(value) and value > 0):  # not NaN (which `<= 0` lets through), not infinite
+            raise ValueError(f"{name} must be a positive number, got {value}.")
     if not 0 <= resolved.seed < 2**32:  # before anything is written: set_seed would refuse it only after
         raise ValueError(f"seed must be an integer from 0 to 2**32 - 1, got {resolved.seed}.")
     if resolved.position == "learned" and resolved.seq_len > preset.max_position_embeddings:
@@ -218,77 +232,67 @@ def model_config(options: TrainingOptions, tokenizer) -> PosAttnConfig:
     )
 
 
-def prepare_output_dir(options: TrainingOptions) -> TrainingOptions:
-    """The resolved options to train with. Refuses to train over another run unless told to (`overwrite`); on
-    `resume`, continues with the options the run was started with, and refuses options that differ from them."""
-    if options.resume and options.overwrite:
-        raise ValueError("--resume continues the run in --output-dir and --overwrite replaces it: choose one.")
-    folder = resolve(options).output_dir
-    run_file = os.path.join(folder, RUN_FILE)
+def resumed_options(options: TrainingOptions, plan: RunPlan) -> TrainingOptions:
+    """On resume: the options the run was started with, for every option not given now; refuses options that
+    would change the run, and a finished run that would not train longer."""
+    run = read_run_record(plan.work_dir)
+    started, results = run["options"], run["results"]
+    changed = [name for name in RUN_IDENTITY
+               if getattr(options, name) is not None and getattr(options, name) != started.get(name)]
+    if changed:
+        was = ", ".join(f"{name}={started.get(name)!r} (now {getattr(options, name)!r})" for name in changed)
+        raise ValueError(f"--resume continues the run in {plan.target} with the options it was started with, but "
+                         f"{was}. Drop those options, or start a new run in another --output-dir.")
+    # What is not given now is what the run was started with (its steps too), not the preset's default.
+    recorded = {name: value for name, value in started.items() if name in TrainingOptions.__dataclass_fields__
+                and name != "output_dir" and (name in RUN_IDENTITY or getattr(options, name, False) is None)}
+    resolved = resolve(dataclasses.replace(options, output_dir=plan.target, **recorded))
+    if results is not None:
+        steps = results.get("steps")
+        if not isinstance(steps, int) or resolved.max_steps <= steps:
+            raise ValueError(f"{plan.target} holds a finished run ({steps} steps): there is nothing to resume. To "
+                             f"train it longer, give --resume a larger --max-steps (e.g. --max-steps "
+                             f"{2 * steps if isinstance(steps, int) else 'N'}).")
+        if last_complete_checkpoint(plan.work_dir) is None:
+            raise ValueError(f"{plan.target} holds a finished run without checkpoints (they were removed): it cannot "
+                             f"be trained longer. Start a new run (with --overwrite, or another --output-dir).")
+    return resolved
+
+
+def check_inputs(options: TrainingOptions) -> tuple[TrainingOptions, DatasetDict, RunPlan]:
+    """Every input, in the order a user fixes them, before any work: the options, the data, the tokenizer, then the
+    output folder (on resume the folder comes first: it holds the options). Reads only: every process of a
+    distributed run checks the same."""
     if options.resume:
-        if not os.path.isfile(run_file):
-            raise ValueError(f"--resume: {folder} holds no run of `posattn train` to continue (no {RUN_FILE}). "
-                             f"Start one without --resume.")
-        with open(run_file) as file:
-            started = json.load(file)["options"]
-        changed = [name for name in RUN_IDENTITY
-                   if getattr(options, name) is not None and getattr(options, name) != started.get(name)]
-        if changed:
-            was = ", ".join(f"{name}={started.get(name)!r} (now {getattr(options, name)!r})" for name in changed)
-            raise ValueError(f"--resume continues the run in {folder} with the options it was started with, but "
-                             f"{was}. Drop those options, or start a new run in another --output-dir.")
-        # What is not given now is what the run was started with (its steps too), not the preset's default.
-        recorded = {name: value for name, value in started.items() if name != "output_dir" and (
-            name in RUN_IDENTITY or getattr(options, name, False) is None)}
-        return resolve(dataclasses.replace(options, output_dir=folder, **recorded))
-    holds_run = os.path.isdir(folder) and (
-        any(os.path.exists(os.path.join(folder, name)) for name in (RUN_FILE, "config.json", "model.safetensors"))
-        or get_last_checkpoint(folder) is not None
-    )
-    if holds_run and not options.overwrite:
-        raise ValueError(f"{folder} already holds a model or a training run. Pass --overwrite to replace it, "
-                         f"--resume to continue its training, or choose another --output-dir.")
-    return resolve(options)
-
-
-def clear_run(folder: str) -> None:
-    """For --overwrite, once the new run's data and tokenizer are ready: remove the old run (checkpoints, run file,
-    tokenizer, model and card), so that a new run stopped before it saves a model leaves no old weights to be
-    loaded with its new tokenizer."""
-    if not os.path.isdir(folder):
-        return
-    for name in os.listdir(folder):
-        path = os.path.join(folder, name)
-        if name.startswith("checkpoint-") and os.path.isdir(path):
-            shutil.rmtree(path)
-        elif name in (RUN_FILE, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json",
-                      "generation_config.json", "model.safetensors", "README.md"):
-            os.remove(path)
-
-
-def last_complete_checkpoint(folder: str) -> str | None:
-    """The last checkpoint the Trainer finished writing. It writes `trainer_state.json` last, so a run killed while
-    saving leaves a checkpoint without it (or with a truncated one), whose weights or optimizer state may be missing
-    or truncated: `get_last_checkpoint` would pick it, and resuming would fail or silently restart the optimizer."""
-    for checkpoint in reversed(sort_checkpoints(folder)):
-        try:
-            TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
-            return checkpoint
-        except (OSError, ValueError):
-            print(f"skipping {checkpoint}: it has no readable trainer_state.json (the run stopped while saving it)")
-    return None
-
-
-def tokenizer_for(options: TrainingOptions, train_texts):
-    """The tokenizer of `--tokenizer`, else the one already in the output folder (a resumed run keeps its tokens),
-    else a new one trained on the training text (always with --overwrite)."""
+        plan = plan_run(resolve(options).output_dir, resume=True)
+        options = resumed_options(options, plan)
+        return options, load_texts(options.data, options.text_column), plan
+    options = resolve(options)
+    texts = load_texts(options.data, options.text_column)
     if options.tokenizer and not has_tokenizer(options.tokenizer):
         raise ValueError(f"--tokenizer {options.tokenizer}: no tokenizer.json there; give a folder that holds a "
                          f"tokenizer (e.g. another run's --output-dir).")
-    source = options.tokenizer or (None if options.overwrite else options.output_dir)
+    return options, texts, plan_run(options.output_dir, overwrite=options.overwrite)
+
+
+def usable_length(options: TrainingOptions) -> int:
+    """The longest input the model is good for, which the saved tokenizer truncates to (`truncation=True`): the
+    learned table's length, else the training length (the other schemes run longer, but were not trained to)."""
+    if options.position == "learned":
+        return PRESETS[options.preset].max_position_embeddings
+    return options.seq_len
+
+
+def tokenizer_for(options: TrainingOptions, train_texts, plan: RunPlan):
+    """The tokenizer of `--tokenizer`, else the one of the run being resumed (it keeps its tokens), else a new one
+    trained on the training text."""
+    source = options.tokenizer or (plan.work_dir if plan.resume else None)
     if source and has_tokenizer(source):
-        return AutoTokenizer.from_pretrained(source)
-    return train_tokenizer(train_texts, options.vocab_size)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    else:
+        tokenizer = train_tokenizer(train_texts, options.vocab_size)
+    tokenizer.model_max_length = usable_length(options)
+    return tokenizer
 
 
 def pack(texts: DatasetDict, tokenizer, seq_len: int) -> DatasetDict:
@@ -380,10 +384,35 @@ class StopOnCtrlC(TrainerCallback):
             control.should_training_stop = True
 
 
-def training_arguments(options: TrainingOptions) -> TrainingArguments:
+class StopOnNonFinite(TrainerCallback):
+    """Stops a run whose loss or weights became NaN or infinite, before they reach a checkpoint: the weights are
+    checked whenever a step is about to be logged or saved, the loss whenever it is logged. `found` says what and
+    when."""
+
+    def __init__(self):
+        self.found: tuple[int, str] | None = None
+
+    def stop(self, state, control, what: str):
+        self.found = self.found or (state.global_step, what)
+        control.should_save = control.should_evaluate = False
+        control.should_training_stop = True
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if (control.should_save or control.should_log) and model is not None:
+            finite = torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()
+            if not bool(finite):
+                self.stop(state, control, "the weights became NaN or infinite")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            self.stop(state, control, f"the training loss became {loss}")
+
+
+def training_arguments(options: TrainingOptions, folder: str) -> TrainingArguments:
     preset = PRESETS[options.preset]
     return TrainingArguments(
-        output_dir=options.output_dir,
+        output_dir=folder,
         max_steps=options.max_steps,
         per_device_train_batch_size=options.batch_size,
         # No gradients in evaluation: batches can be larger than training ones.
@@ -404,6 +433,7 @@ def training_arguments(options: TrainingOptions) -> TrainingArguments:
         save_steps=options.save_steps,
         save_total_limit=2,
         logging_steps=max(1, min(50, options.eval_steps // 4)),
+        logging_nan_inf_filter=False,  # a NaN loss must be seen (StopOnNonFinite), not averaged away
         include_num_input_tokens_seen="all",
         seed=options.seed,
         report_to=[],
@@ -417,26 +447,6 @@ def training_arguments(options: TrainingOptions) -> TrainingArguments:
         log_level="error" if options.quiet else "passive",
         **mixed_precision(),
     )
-
-
-def write_run_file(folder: str, options: TrainingOptions, results: dict | None) -> dict:
-    run = {"options": dataclasses.asdict(options), "results": results}
-    with open(os.path.join(folder, RUN_FILE), "w") as file:
-        json.dump(run, file, indent=2)
-    return run
-
-
-def read_run(folder: str) -> dict:
-    """What `train` recorded in `folder`: `{"options": ..., "results": ...}` of a finished run."""
-    path = os.path.join(folder, RUN_FILE)
-    if not os.path.isfile(path):
-        raise ValueError(f"{folder} holds no {RUN_FILE}: it is not a folder written by `posattn train`.")
-    with open(path) as file:
-        run = json.load(file)
-    if run["results"] is None:
-        raise ValueError(f"the training run in {folder} has not finished: finish it with "
-                         f"`posattn train --output-dir {folder} --resume`.")
-    return run
 
 
 @contextlib.contextmanager
@@ -457,55 +467,89 @@ def progress_bars(enabled: bool):
 
 def train(options: TrainingOptions) -> TrainingResult:
     """Train, evaluate, save and sample a model (see the module docstring). Raises `ValueError` on bad input, before
-    any training, and `TrainingInterrupted` when Ctrl-C stopped the run (after saving a checkpoint)."""
+    any training; `TrainingInterrupted` when Ctrl-C stopped the run (after saving a checkpoint) and
+    `TrainingDiverged` (a `ValueError`) when its loss or weights became NaN or infinite."""
     with progress_bars(not options.quiet):
         return train_run(options)
 
 
+
+
 def train_run(options: TrainingOptions) -> TrainingResult:
     start = time.perf_counter()
-    options = prepare_output_dir(options)
-    texts = load_texts(options.data, options.text_column)
-    folder = options.output_dir
+    options, texts, plan = check_inputs(options)
+    args = training_arguments(options, plan.work_dir)
     # Under torchrun or accelerate launch this joins the run's other processes (one per device). Only the main process
     # writes to the output folder, as the Trainer decides it (`should_save`); it does so once every process has
-    # checked the folder, and the others then read the tokenizer it trained or reused.
-    args = training_arguments(options)
+    # checked the inputs, and the others then read the tokenizer it trained or reused.
     args.distributed_state.wait_for_everyone()
-    with args.main_process_first(local=args.save_on_each_node, desc="tokenizer"):
-        if args.should_save:
-            tokenizer = tokenizer_for(options, texts["train"]["text"])
-        else:
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-        blocks = pack(texts, tokenizer, options.seq_len)
-        if args.should_save:
-            if options.overwrite:  # only now: bad input above leaves the old run as it was
-                clear_run(folder)
-            os.makedirs(folder, exist_ok=True)
-            tokenizer.save_pretrained(folder)  # now: --resume finds the tokenizer its checkpoints were made with
-            write_run_file(folder, options, None)
+    with contextlib.ExitStack() as owned:
+        with args.main_process_first(local=args.save_on_each_node, desc="tokenizer"):
+            tokenizer, blocks = prepare_tokens(options, texts, plan, args)
+            if args.should_save:  # the folder is touched only now: bad input above leaves it as it was
+                owned.enter_context(claim(plan))
+                record_start(options, plan, tokenizer)
+        trainer = make_trainer(options, args, tokenizer, blocks)
+        train_output = fit(trainer, options, plan)
+        return finish(trainer, options, plan, texts, blocks, train_output, start)
 
+
+def prepare_tokens(options: TrainingOptions, texts: DatasetDict, plan: RunPlan, args: TrainingArguments):
+    """The tokenizer (trained or reused by the main process, read back from the run folder by the others) and the
+    text packed into blocks (too little text is refused here)."""
+    if args.should_save:
+        tokenizer = tokenizer_for(options, texts["train"]["text"], plan)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(plan.work_dir)
+    return tokenizer, pack(texts, tokenizer, options.seq_len)
+
+
+def record_start(options: TrainingOptions, plan: RunPlan, tokenizer) -> None:
+    """The run's tokenizer (which --resume reuses) and its options, results to come: an unfinished run."""
+    tokenizer.save_pretrained(plan.work_dir)
+    write_run_file(plan.work_dir, dataclasses.asdict(options), None)
+
+
+def make_trainer(options: TrainingOptions, args: TrainingArguments, tokenizer, blocks: DatasetDict) -> Trainer:
     set_seed(options.seed)
-    model = PosAttnForCausalLM(model_config(options, tokenizer))
     trainer = Trainer(
-        model=model,
+        model=PosAttnForCausalLM(model_config(options, tokenizer)),
         args=args,
         train_dataset=blocks["train"],
         eval_dataset=evenly_spaced(blocks["validation"], PERIODIC_EVAL_BLOCKS),
         data_collator=default_data_collator,
         processing_class=tokenizer,
     )
-    checkpoint = last_complete_checkpoint(folder) if options.resume else None
-    if options.resume:
-        print(f"resuming from {checkpoint}" if checkpoint else f"{folder} has no checkpoint yet: starting at step 0")
     if options.quiet:  # without progress bars, the Trainer prints its logs instead
         trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def fit(trainer: Trainer, options: TrainingOptions, plan: RunPlan):
+    """`trainer.train`, from the last complete checkpoint on resume; stops cleanly on Ctrl-C and on NaN/inf."""
+    checkpoint = last_complete_checkpoint(plan.work_dir) if plan.resume else None
+    if plan.resume:
+        notice(f"resuming from {checkpoint}" if checkpoint else f"{plan.work_dir} has no checkpoint yet: starting at "
+                                                                f"step 0")
+    non_finite = StopOnNonFinite()
+    trainer.add_callback(non_finite)
     with StopOnCtrlC() as stop:
         trainer.add_callback(stop)
         train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    if non_finite.found:
+        step, what = non_finite.found
+        raise TrainingDiverged(plan.target, step, what, options.learning_rate,
+                               last_complete_checkpoint(plan.work_dir))
     if stop.interrupted:
-        raise TrainingInterrupted(folder, last_complete_checkpoint(folder))
+        raise TrainingInterrupted(plan.target, last_complete_checkpoint(plan.work_dir))
+    return train_output
 
+
+def finish(trainer: Trainer, options: TrainingOptions, plan: RunPlan, texts: DatasetDict, blocks: DatasetDict,
+           train_output, start: float) -> TrainingResult:
+    """Evaluate on the whole validation split, save the model whole, sample it, then record the results: the card,
+    and the run file last (a run without results is an unfinished one)."""
+    args, model, tokenizer = trainer.args, trainer.model, trainer.processing_class
     eval_loss = trainer.evaluate(blocks["validation"])["eval_loss"]
     validation_ids = np.array(blocks["validation"]["input_ids"])
     baseline = unigram_baseline(np.array(blocks["train"]["input_ids"]), validation_ids[:, 1:], len(tokenizer))
@@ -514,12 +558,12 @@ def train_run(options: TrainingOptions) -> TrainingResult:
     model.generation_config.update(do_sample=True, temperature=0.8, top_p=0.95, top_k=0, max_new_tokens=200,
                                    pad_token_id=tokenizer.pad_token_id)
     model.config.use_cache = True  # the Trainer turned it off for training; generation wants it
-    trainer.save_model(folder)  # weights, config (with auto_map), code files, generation config, tokenizer
+    save_model(trainer, plan.work_dir)
     prompt = options.sample_prompt or default_prompt(texts["validation"]["text"][0])
     sample = generate_text(model, tokenizer, prompt, seed=options.seed)
 
     result = TrainingResult(
-        output_dir=folder,
+        output_dir=plan.target,
         eval_loss=eval_loss,
         perplexity=math.exp(eval_loss),
         unigram_loss=baseline["loss"],
@@ -539,5 +583,18 @@ def train_run(options: TrainingOptions) -> TrainingResult:
                    train_tokens=int(len(blocks["train"]) * options.seq_len),
                    validation_tokens=int(validation_ids[:, 1:].size))
     if args.should_save:
-        write_model_card(folder, model.config, write_run_file(folder, options, results))
+        run = {"options": result.options, "results": results}
+        write_model_card(plan.work_dir, model.config, run)
+        write_run_file(plan.work_dir, run["options"], run["results"])
     return result
+
+
+def save_model(trainer: Trainer, folder: str) -> None:
+    """Weights, config (with auto_map), code files, generation config and tokenizer, saved in a temporary folder and
+    renamed into `folder`: a save that fails (a full disk) leaves no config.json without its weights. Every process
+    calls it (gathering sharded weights is collective); the main one writes."""
+    if not trainer.args.should_save:
+        trainer.save_model(os.path.join(folder, "unused"))  # writes nothing off the main process
+        return
+    with saved_whole(folder) as temporary:
+        trainer.save_model(temporary)

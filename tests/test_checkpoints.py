@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers.trainer_pt_utils import safe_globals
 
-from hf_posattn.training import RUN_FILE
+from hf_posattn.runs import RUN_FILE
 
 
 # The tiny preset on short blocks: about 3 s of training for 200 steps on one thread, a checkpoint every 10 steps.
@@ -65,8 +65,8 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(user_text, tmp_pa
     resumed = subprocess.run(posattn_train("--output-dir", killed, "--resume", "--quiet"), env=ENV,
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"skipping {partial}: it has no readable trainer_state.json" in resumed.stdout
-    assert f"resuming from {killed / f'checkpoint-{last}'}" in resumed.stdout
+    assert f"skipping {partial}: it has no readable trainer_state.json" in resumed.stderr
+    assert f"resuming from {killed / f'checkpoint-{last}'}" in resumed.stderr
 
     ours, theirs = (json.loads((folder / RUN_FILE).read_text())["results"] for folder in (killed, full))
     assert ours["steps"] == theirs["steps"] == 200 and ours["tokens_seen"] == theirs["tokens_seen"]

@@ -290,7 +290,7 @@ def test_ctrl_c_keeps_a_checkpoint_and_resume_continues_from_it(user_text, tmp_p
               "--max-steps", str(last + 3), "--quiet"]
     resumed = subprocess.run(resume, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming from {folder / f'checkpoint-{last}'}" in resumed.stdout
+    assert f"resuming from {folder / f'checkpoint-{last}'}" in resumed.stderr  # notices go to stderr
     results = json.loads((folder / RUN_FILE).read_text())["results"]
     assert results["steps"] == last + 3
     assert results["tokens_seen"] == (last + 3) * 2 * 16  # the steps before the interruption count too

@@ -79,7 +79,7 @@ def test_every_scheme_trains_with_the_same_budget_seed_and_tokens(study):
 def test_a_second_call_reuses_finished_runs_and_adds_seeds(study, text, capsys):
     before = read_table(study)
     assert posattn("compare", *TINY, "--data", text, "--output-dir", study) == 0
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # progress goes to stderr
     assert out.count("reusing the finished run") == len(SCHEMES) and "training ..." not in out
     assert read_table(study) == before  # the same models on the same tokens: the same numbers
 
@@ -87,14 +87,14 @@ def test_a_second_call_reuses_finished_runs_and_adds_seeds(study, text, capsys):
     run_file = study / "rotary-seed0" / "posattn_run.json"
     run_file.write_text(json.dumps({**json.loads(run_file.read_text()), "results": None}))
     assert posattn("compare", *TINY, "--data", text, "--output-dir", study) == 0
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "rotary, seed 0: training ..." in out and out.count("reusing the finished run") == len(SCHEMES) - 1
     assert read_table(study) == before  # same seed, same options: the same model again
 
     # Two seeds of two schemes: seed 0 is reused, seed 1 trained; the table gives mean and std.
     assert posattn("compare", *TINY, "--data", text, "--output-dir", study, "--positions", "alibi", "none",
                    "--seeds", "0,1") == 0
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert out.count("reusing the finished run") == 2 and out.count("training ...") == 2
     rows = read_table(study)
     assert [row["position"] for row in rows] == ["alibi", "none"]

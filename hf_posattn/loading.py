@@ -1,0 +1,156 @@
+"""Loading a model folder for the tools, checked before it is used.
+
+`from_pretrained` is forgiving by design: a missing tensor is initialised at random (one line in a load report), a
+config.json of another model_type builds a random model of that type. That suits fine-tuning from Python, which
+keeps transformers' behaviour. A command that generates, evaluates or draws with a model must not run on such a
+folder: `load_model` refuses it with a `ValueError` that names the file and what is wrong with it.
+"""
+
+import contextlib
+import json
+import os
+
+from .runs import read_run_record
+
+
+def load_model(folder: str, **kwargs):
+    """The model and tokenizer saved in `folder` (on the GPU when there is one), after checking every file they
+    come from: config.json (readable, an hf_posattn config), the weights (readable, every tensor the model has and
+    no other, each of its shape), tokenizer.json (readable, no more tokens than the model's vocabulary) and the run
+    file if there is one."""
+    import torch
+
+    check_model_folder(folder)
+    config = load_config(folder)
+    tokenizer = load_tokenizer(folder, config.vocab_size)
+    read_run_record(folder)  # a damaged run file is named now, not when a card or a push needs it
+    model = load_weights(folder, config, **kwargs)
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    return model, tokenizer
+
+
+def check_model_folder(folder: str) -> None:
+    if not os.path.exists(folder):
+        raise ValueError(f"{folder} does not exist: give a model folder written by `posattn train`.")
+    if not os.path.isdir(folder):
+        raise ValueError(f"{folder} is a file, not a model folder: give a folder written by `posattn train`.")
+    if os.path.isfile(os.path.join(folder, "config.json")):
+        return
+    run = read_run_record(folder)
+    if run is not None and run["results"] is None:
+        raise ValueError(f"{folder} holds a training run that has not finished (no model yet): finish it with "
+                         f"`posattn train --output-dir {folder} --resume`.")
+    raise ValueError(f"{folder} holds no model (no config.json): give a folder written by `posattn train`.")
+
+
+def read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as file:
+            content = json.load(file)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} cannot be read ({error}): the file is damaged.") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"{path} holds no JSON object: the file is damaged.")
+    return content
+
+
+def load_config(folder: str):
+    """The model's config, after checking that config.json describes an hf_posattn model (checked before building,
+    as `from_pretrained` would build a random model of whatever type it names)."""
+    from transformers import AutoConfig
+
+    path = os.path.join(folder, "config.json")
+    model_type = read_json(path).get("model_type")
+    if model_type != "posattn":
+        raise ValueError(f"{path} says model_type {model_type!r}, not 'posattn': {folder} holds no hf_posattn model "
+                         f"(convert a GPT-2 one with `python -m hf_posattn.convert`).")
+    try:
+        return AutoConfig.from_pretrained(folder)
+    except ValueError as error:  # the config's own checks name the file
+        raise ValueError(str(error)) from None
+    except (OSError, TypeError, KeyError) as error:
+        raise ValueError(f"{path} cannot be read ({type(error).__name__}: {error}).") from None
+
+
+def load_tokenizer(folder: str, vocab_size: int):
+    from transformers import AutoTokenizer
+
+    path = os.path.join(folder, "tokenizer.json")
+    if not os.path.isfile(path):
+        raise ValueError(f"{folder} holds no tokenizer (no tokenizer.json): give a folder written by `posattn "
+                         f"train`.")
+    read_json(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except Exception as error:  # the Rust tokenizer's parse errors have no common Python type
+        raise ValueError(f"{path} cannot be read as a tokenizer ({type(error).__name__}: {error}): the file is "
+                         f"damaged or edited.") from None
+    if len(tokenizer) > vocab_size:
+        raise ValueError(f"{path} has {len(tokenizer)} tokens, more than the model's {vocab_size} (config.json "
+                         f"vocab_size): it is not the model's tokenizer.")
+    return tokenizer
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """No "Loading weights" bar (a load takes milliseconds to seconds) and no load report (its findings are
+    turned into an error below)."""
+    from transformers.utils import logging
+
+    bar, verbosity = logging.is_progress_bar_enabled(), logging.get_verbosity()
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bar:
+            logging.enable_progress_bar()
+
+
+def load_weights(folder: str, config, **kwargs):
+    """The model with every tensor from the folder's weights; a ValueError naming the weights file when a tensor
+    is missing, unexpected or of another shape, or the file cannot be read."""
+    from transformers import AutoModelForCausalLM
+
+    return load_checked(AutoModelForCausalLM, folder, config=config, **kwargs)
+
+
+def load_checked(model_class, folder: str, **kwargs):
+    """`model_class.from_pretrained(folder)`, refused with a ValueError naming the weights file when it cannot be
+    read, or when a tensor is missing, unexpected or of another shape (instead of initialised at random)."""
+    weights = weights_file(folder)
+    try:
+        with quiet_loading():
+            model, report = model_class.from_pretrained(folder, output_loading_info=True,
+                                                        ignore_mismatched_sizes=True, **kwargs)
+    except (OSError, ValueError, RuntimeError) as error:  # truncated or corrupted files: the message names them
+        raise ValueError(str(error).strip() or f"{weights} cannot be read.") from None
+    problems = [f"{kind}: {describe(keys)}" for kind, keys in (("missing tensors", report["missing_keys"]),
+                                                               ("unexpected tensors", report["unexpected_keys"]),
+                                                               ("tensors of another shape",
+                                                                report["mismatched_keys"])) if keys]
+    if problems:
+        raise ValueError(f"{weights} does not match the model in config.json ({'; '.join(problems)}): the weights "
+                         f"are damaged or from another model. Train, convert or download the model again.")
+    return model
+
+
+def weights_file(folder: str) -> str:
+    """The folder's weights (safetensors only: a pickle can run code when loaded); a Hub id is named as it is."""
+    if not os.path.isdir(folder):
+        return folder
+    for name in ("model.safetensors.index.json", "model.safetensors"):
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    raise ValueError(f"{folder} holds no weights (no model.safetensors): the model was not saved whole. Train, "
+                     f"convert or download it again.")
+
+
+def describe(keys) -> str:
+    """Tensor names (mismatched ones come with their shapes), at most five."""
+    names = sorted(key if isinstance(key, str) else f"{key[0]} (file {tuple(key[1])}, model {tuple(key[2])})"
+                   for key in keys)
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+

@@ -1,0 +1,302 @@
+"""A run folder's one owner: what makes a folder a run, the lock a writer holds, and staged writes.
+
+A *run folder* is what `posattn train` (or `convert`) writes: a model (config.json, weights, code, tokenizer,
+card), the run file `posattn_run.json` (the options a run was started with, and its results once it finished) and
+the Trainer's checkpoints. A folder is *free* when it does not exist or is empty. A folder with any other file is
+neither free nor a run: nothing is written into it, with or without --overwrite.
+
+Three rules keep a run from being lost:
+- **One writer.** A process writing a run holds a lock beside it (`.NAME.lock`, with `filelock`) for as long as it
+  writes; a second one is refused at once, with a message naming the folder.
+- **Replacing is staged.** A run that replaces another (--overwrite) is written into a staging folder beside the
+  target (`.NAME.staging`) and swapped in only once it has finished: a failure at any point leaves the old run as it
+  was, and `--resume` continues the new run where it stopped, in its staging folder. A new run trains in its own
+  folder (nothing is there to lose), and so does a resumed one.
+- **Finished files appear whole.** Final files are written under a temporary name (or in a temporary folder) and
+  renamed into place, the run file last: a run whose save failed (a full disk) is an unfinished run, never a
+  config.json without weights.
+"""
+
+import contextlib
+import fnmatch
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import filelock
+from transformers.trainer_callback import TrainerState
+from transformers.trainer_utils import sort_checkpoints
+
+
+RUN_FILE = "posattn_run.json"  # the options a run was started with (read by --resume), and its results
+# Everything a run folder may hold: the model, its code and card, the tokenizer, the run file, the checkpoints.
+RUN_ENTRIES = (RUN_FILE, "config.json", "generation_config.json", "model.safetensors", "model-*.safetensors",
+               "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+               "chat_template.jinja", "*.py", "README.md", "training_args.bin", "checkpoint-*")
+SAVING_DIR = ".saving"  # inside a run folder: final files before they are renamed into place
+
+
+def notice(text: str) -> None:
+    """Progress and notices go to stderr: stdout is for results (which may be JSON)."""
+    import sys
+
+    print(text, file=sys.stderr, flush=True)
+
+
+# ---- what a folder holds ----
+
+def sibling(target: str, suffix: str) -> str:
+    """`.NAME<suffix>` beside `target`: where its lock and its staging folder live."""
+    parent, name = os.path.split(os.path.abspath(target))
+    return os.path.join(parent, f".{name}{suffix}")
+
+
+def staging_dir(target: str) -> str:
+    return sibling(target, ".staging")
+
+
+def entries(folder: str) -> list[str]:
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def foreign_entries(folder: str) -> list[str]:
+    """What `folder` holds that a run does not write (a user's own files)."""
+    return [name for name in entries(folder) if not any(fnmatch.fnmatch(name, pattern) for pattern in RUN_ENTRIES)]
+
+
+def is_free(folder: str) -> bool:
+    return not os.path.exists(folder) or (os.path.isdir(folder) and not entries(folder))
+
+
+def is_run(folder: str) -> bool:
+    return os.path.isfile(os.path.join(folder, RUN_FILE))
+
+
+def holds_model(folder: str) -> bool:
+    return os.path.isfile(os.path.join(folder, "config.json"))
+
+
+def check_output_dir(folder: str, flag: str = "--output-dir") -> None:
+    """A folder this process could create and write: not a file, under a folder it may write to."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"{flag} {folder} is a file, not a folder: give a folder (it is made if needed).")
+    check_writable(os.path.abspath(folder), flag)
+
+
+def check_output_file(path: str, flag: str = "--output") -> None:
+    """A file this process could write: not a folder, under a folder it may write to (made if needed)."""
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path} is a folder: give a file name, e.g. {os.path.join(path, 'results.json')}.")
+    check_writable(os.path.dirname(os.path.abspath(path)), flag, what=path)
+
+
+def check_writable(folder: str, flag: str, what: str | None = None) -> None:
+    """The nearest existing folder at or above `folder` is a folder this process may write into."""
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    what = what or folder
+    if not os.path.isdir(existing):
+        raise ValueError(f"{flag} {what}: {existing} is a file, so nothing can be written under it. Give another "
+                         f"path.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {what}: {existing} is not writable by you. Give a path you may write to.")
+
+
+# ---- the run file ----
+
+def read_run_record(folder: str) -> dict | None:
+    """`{"options": ..., "results": ...}` as recorded in `folder` (results None: not finished), or None when
+    `folder` holds no run file. A damaged run file raises a ValueError that names it."""
+    path = os.path.join(folder, RUN_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            run = json.load(file)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} cannot be read ({error}): the run file is damaged. Train the run again (with "
+                         f"--overwrite).") from None
+    if (not isinstance(run, dict) or not isinstance(run.get("options"), dict)
+            or not isinstance(run.get("results"), (dict, type(None)))):
+        raise ValueError(f"{path} is not a run file written by `posattn train` (expected an object with 'options' "
+                         f"and 'results'): it was edited or damaged. Train the run again (with --overwrite).")
+    return run
+
+
+def read_run(folder: str) -> dict:
+    """What `train` recorded in `folder` for a finished run: `{"options": ..., "results": ...}`."""
+    run = read_run_record(folder)
+    if run is None:
+        raise ValueError(f"{folder} holds no {RUN_FILE}: it is not a folder written by `posattn train`.")
+    if run["results"] is None:
+        raise ValueError(f"the training run in {folder} has not finished: finish it with "
+                         f"`posattn train --output-dir {folder} --resume`.")
+    return run
+
+
+def write_run_file(folder: str, options: dict, results: dict | None) -> dict:
+    run = {"options": options, "results": results}
+    write_text(os.path.join(folder, RUN_FILE), json.dumps(run, indent=2))
+    return run
+
+
+def write_text(path: str, text: str) -> None:
+    """Write `text` to `path` whole or not at all: a temporary file beside it, renamed over it (its folder is made
+    if needed)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text if text.endswith("\n") else text + "\n")
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+
+
+@contextlib.contextmanager
+def saved_whole(folder: str) -> Iterator[str]:
+    """A temporary folder inside `folder` to save final files in; once the block ends without error they are
+    renamed into `folder` (each rename is atomic), else removed."""
+    temporary = os.path.join(folder, SAVING_DIR)
+    shutil.rmtree(temporary, ignore_errors=True)
+    os.makedirs(temporary)
+    try:
+        yield temporary
+        for name in sorted(os.listdir(temporary)):
+            target = os.path.join(folder, name)
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            os.replace(os.path.join(temporary, name), target)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+# ---- checkpoints ----
+
+def last_complete_checkpoint(folder: str) -> str | None:
+    """The last checkpoint the Trainer finished writing. It writes `trainer_state.json` last, so a run killed while
+    saving leaves a checkpoint without it (or with a truncated one), whose weights or optimizer state may be missing
+    or truncated: `get_last_checkpoint` would pick it, and resuming would fail or silently restart the optimizer."""
+    for checkpoint in reversed(sort_checkpoints(folder)):
+        try:
+            TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
+            return checkpoint
+        except (OSError, ValueError):
+            notice(f"skipping {checkpoint}: it has no readable trainer_state.json (the run stopped while saving it)")
+    return None
+
+
+def remove_checkpoints(folder: str) -> None:
+    for name in entries(folder):
+        if fnmatch.fnmatch(name, "checkpoint-*"):
+            shutil.rmtree(os.path.join(folder, name))
+
+
+# ---- owning a folder: plan, lock, stage, swap ----
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Where a run writes: `work_dir` is `target` itself, or the staging folder beside it when the run replaces
+    what `target` holds; `resume`: it continues the run in `work_dir`."""
+
+    target: str
+    work_dir: str
+    resume: bool = False
+    overwrite: bool = False
+    stage_new: bool = False
+
+    @property
+    def staged(self) -> bool:
+        return self.work_dir != self.target
+
+
+def plan_run(target: str, resume: bool = False, overwrite: bool = False, stage_new: bool = False,
+             flag: str = "--output-dir") -> RunPlan:
+    """Decide where a run into `target` writes, reading only: every process of a distributed run plans the same.
+    Refuses, with the fix: a folder with files that are not a run; a run or model without `overwrite`; nothing to
+    resume. `stage_new`: stage a new folder too (for writers that do not resume)."""
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in --output-dir and --overwrite replaces it: choose one.")
+    check_output_dir(target, flag)
+    staging = staging_dir(target)
+    if resume:
+        if is_run(staging):  # a replacement run that stopped before it was swapped in
+            return RunPlan(target, staging, resume=True)
+        if not is_run(target):
+            raise ValueError(f"--resume: {target} holds no run of `posattn train` to continue (no {RUN_FILE}). "
+                             f"Start one without --resume.")
+        return RunPlan(target, target, resume=True)
+    if is_free(target):
+        return RunPlan(target, staging if stage_new else target, stage_new=stage_new)
+    foreign = foreign_entries(target)
+    if not (is_run(target) or holds_model(target)):
+        raise ValueError(f"{flag} {target} holds files that are not a posattn run or model "
+                         f"({', '.join(entries(target)[:5])}{', ...' if len(entries(target)) > 5 else ''}): nothing "
+                         f"is written there, even with --overwrite. Choose another {flag} (or an empty folder).")
+    if not overwrite:
+        unfinished = f"; an unfinished replacement run is in {staging}" if is_run(staging) else ""
+        raise ValueError(f"{target} already holds a model or a training run{unfinished}. Pass --overwrite to replace "
+                         f"it, --resume to continue its training, or choose another {flag}.")
+    if foreign:
+        raise ValueError(f"{target} holds a run and files that are not part of it ({', '.join(foreign)}), which "
+                         f"--overwrite would remove: move them elsewhere first, or choose another {flag}.")
+    return RunPlan(target, staging, overwrite=True, stage_new=stage_new)
+
+
+def lock_path(target: str) -> str:
+    return sibling(target, ".lock")
+
+
+@contextlib.contextmanager
+def locked(target: str) -> Iterator[None]:
+    """Hold `target`'s lock while the block runs; refuse at once when another process holds it."""
+    path = lock_path(target)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    lock = filelock.FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise ValueError(f"{target} is being written by another posattn process (it holds {path}): wait for it to "
+                         f"finish, or choose another folder.") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def claim(plan: RunPlan) -> Iterator[str]:
+    """Own `plan.target` for the block: its lock held, the plan checked again under it (another process may have
+    written since), `plan.work_dir` made (a stale staging folder of a replacement started anew is cleared). When the
+    block ends without error, a staged run is swapped in; on error the target stays as it was (and a staged run
+    stays in its staging folder, for --resume). Yields the folder to write in. Main process only."""
+    with locked(plan.target):
+        again = plan_run(plan.target, plan.resume, plan.overwrite, plan.stage_new)
+        if again != plan:
+            raise ValueError(f"{plan.target} changed while this command started (another process wrote to it): "
+                             f"run the command again.")
+        if plan.staged and not plan.resume:
+            shutil.rmtree(plan.work_dir, ignore_errors=True)
+        os.makedirs(plan.work_dir, exist_ok=True)
+        yield plan.work_dir
+        if plan.staged:
+            swap_in(plan.work_dir, plan.target)
+
+
+def swap_in(staging: str, target: str) -> None:
+    """Replace `target` with `staging`: two renames, then the old folder is removed. (Between the renames, for an
+    instant, `target` does not exist; the old folder is `.NAME.replaced` beside it until the end.)"""
+    replaced = sibling(target, ".replaced")
+    shutil.rmtree(replaced, ignore_errors=True)
+    if os.path.isdir(target):
+        os.rename(target, replaced)
+    os.rename(staging, target)
+    shutil.rmtree(replaced, ignore_errors=True)
+
