@@ -15,6 +15,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+from datasets.exceptions import DatasetsError
 
 
 CORPUS_FILE = files("hf_posattn") / "data" / "shakespeare.jsonl.xz"
@@ -102,6 +103,13 @@ def load_table(paths: list[str], text_column: str) -> DatasetDict:
         raise ValueError(
             f"--data {path}: no such file, and no {where} `datasets` can load ({type(error).__name__}: {error}). "
             "Give text files, a local dataset, or a Hub dataset name (which needs the network)."
+        ) from None
+    except DatasetsError as error:  # a data file `datasets` cannot parse: malformed JSON, a ragged CSV, ...
+        cause = error.__cause__ or error.__context__ or error
+        raise ValueError(
+            f"--data {' '.join(paths)}: cannot be read as {TABLE_BUILDERS.get(os.path.splitext(path)[1].lower(), 'a')} "
+            f"data ({type(cause).__name__}: {str(cause).strip()[:300]}). Fix the file, or give it as plain text "
+            "(a .txt file)."
         ) from None
     if isinstance(data, Dataset):
         data = DatasetDict({"train": data})
