@@ -23,7 +23,7 @@ from .modeling_posattn import PosAttnAttention
 
 DEFAULT_LENGTHS = (64, 128, 256, 512, 1024, 2048, 4096)
 # Sized so that the whole default run takes about a minute on 2 CPU cores; a GPU does it in seconds.
-DEFAULT_HIDDEN, DEFAULT_BATCH, DEFAULT_REPEATS = 256, 4, 5
+DEFAULT_HIDDEN, DEFAULT_BATCH, DEFAULT_REPEATS = 256, 4, 7
 BACKENDS = ("sdpa", "eager")  # flex_attention compiles a kernel per shape and runs no backward on CPU
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 HEAD_DIM = 64  # the default number of heads is hidden // HEAD_DIM, as in GPT-2 and BERT
@@ -141,10 +141,11 @@ def memory_needed(length: int, batch: int, hidden: int, heads: int, attn_impleme
 
 
 def attention_flops(length: int, batch: int, hidden: int, backward: bool = False) -> int:
-    """Multiply-adds x 2 of one attention layer: the q, k, v and output projections (8·T·H²) and the two T x T
-    products, scores and the weighted sum of values (4·T²·H, counted whole although a causal kernel may skip the
-    masked half). A backward costs about twice the forward."""
-    forward = batch * (8 * length * hidden**2 + 4 * length**2 * hidden)
+    """Multiply-adds x 2 of one causal attention layer: the q, k, v and output projections (8·T·H²) and the two
+    products over the (query, key) pairs a causal layer needs, about half of the T² (scores and the weighted sum of
+    values: 2·T²·H). Kernels that skip the masked half (sdpa's) do this much; eager computes the whole T x T and
+    so reaches twice the FLOP/s counted here. A backward costs about twice the forward."""
+    forward = batch * (8 * length * hidden**2 + 2 * length**2 * hidden)
     return forward * (3 if backward else 1)
 
 
@@ -382,9 +383,9 @@ def report(output, lengths, hidden, heads, batch, repeats, resolved, attn_implem
 
 
 def cost_curves(lengths, hidden: int, heads: int, batch: int, backward: bool) -> dict:
-    """Both models' work and memory by formula, on a fine grid of lengths from 1 to the longest timed or 2 x hidden,
+    """Both models' work and memory by formula, on a fine grid of lengths from 1 to the longest timed or 4 x hidden,
     whichever is larger (so that both crossings are on it): {"work": (grid, attention, rnn), "memory": (...)}."""
-    last = max(max(lengths), 2 * hidden)
+    last = max(max(lengths), 4 * hidden)
     return {
         "work": curves(last, lambda t: attention_flops(t, batch, hidden, backward),
                        lambda t: rnn_flops(t, batch, hidden, backward)),
@@ -399,7 +400,7 @@ def curves(last: int, attention, rnn, points_per_octave: int = 16):
 
 def crossovers(rows: list[dict], costs: dict) -> dict:
     """Where attention's cost and the GRU's cross: measured time (a list, see `crossings`: empty if one is faster at
-    every length timed), and by formula where attention's arithmetic (at T = hidden) and its memory (score matrix
+    every length timed), and by formula where attention's arithmetic (at T = 2 x hidden) and its memory (score matrix
     against state, at T = sqrt(hidden / heads)) pass the GRU's: both on the grid of `cost_curves`."""
     lengths = [row["length"] for row in rows]
     return {"time": crossings(lengths, [row["attention_ms"] for row in rows], [row["rnn_ms"] for row in rows]),
@@ -414,9 +415,9 @@ def summary(rows: list[dict], hidden: int, heads: int, batch: int, backward: boo
     lines = [f"\nAt T = {longest['length']} attention is {factor:.1f}x {faster} than the GRU: one step of matrix "
              f"products at {longest['attention_gflop_per_s']:.1f} GFLOP/s against {longest['length']} steps in a row "
              f"at {longest['rnn_gflop_per_s']:.1f} GFLOP/s."]
-    lines.append(f"Time: {time_verdict(rows, cross['time'])}.")
-    lines.append(f"The other side: attention's work grows as T² (4·T²·H for the scores and the weighted sum) and "
-                 f"passes the GRU's 12·T·H² at T ≈ {cross['work']:.0f} (= hidden); its score matrix "
+    lines.append(f"Time: {time_verdict(rows, cross['time'])}, on this machine.")
+    lines.append(f"The other side: attention's work grows as T² (2·T²·H for the causal scores and the weighted sum) "
+                 f"and passes the GRU's 12·T·H² at T ≈ {cross['work']:.0f} (= 2 x hidden); its score matrix "
                  f"(batch·heads·T² floats) outgrows the GRU's state (batch·hidden floats, whatever T) at "
                  f"T ≈ {cross['memory']:.0f}, and at T = {longest['length']} is {longest['score_matrix_mb']:.1f} MB "
                  f"against {longest['rnn_state_kb']:.1f} KB.")
@@ -424,12 +425,16 @@ def summary(rows: list[dict], hidden: int, heads: int, batch: int, backward: boo
 
 
 def time_verdict(rows: list[dict], time_crossings: list) -> str:
-    """Which is faster where, in words."""
+    """Which is faster where, in words. Several crossings mean times too close to tell apart on a noisy machine:
+    the last one says who wins at length."""
     if not time_crossings:
         faster = "attention" if rows[0]["attention_ms"] < rows[0]["rnn_ms"] else "the GRU"
         return f"{faster} is faster at every length timed"
-    return "; ".join(f"{'the GRU' if attention_slower else 'attention'} is faster from T ≈ {length:.0f}"
-                     for length, attention_slower in time_crossings) + " on this machine"
+    length, attention_slower = time_crossings[-1]
+    last = f"{'the GRU' if attention_slower else 'attention'} is faster from T ≈ {length:.0f}"
+    if len(time_crossings) == 1:
+        return last
+    return (f"close from T ≈ {time_crossings[0][0]:.0f} (they cross {len(time_crossings)} times); {last}")
 
 
 ATTENTION_STYLE = {"color": "tab:blue", "marker": "o", "label": "self-attention (1 layer)"}
@@ -441,7 +446,7 @@ def mark(axes, length, text: str) -> None:
     axes.axvline(length, color="gray", linestyle=":", linewidth=1.2)
     axes.annotate(text, (length, 0.97), xycoords=("data", "axes fraction"), rotation=90, ha="center", va="top",
                   fontsize=8, color="dimgray", bbox={"boxstyle": "round,pad=0.2", "facecolor": "white",
-                                                     "edgecolor": "none"})
+                                                     "edgecolor": "none", "alpha": 0.8})
 
 
 def shade_timed(axes, lengths) -> None:
@@ -472,16 +477,17 @@ def draw(output: str, rows: list[dict], hidden: int, heads: int, batch: int, rep
     speed_axes.semilogx(lengths, [row["attention_gflop_per_s"] for row in rows], **ATTENTION_STYLE)
     speed_axes.semilogx(lengths, [row["rnn_gflop_per_s"] for row in rows], **RNN_STYLE)
     speed_axes.set(title="why: attention is 1 step of large matrix products,\nthe GRU T small steps, each waiting "
-                         "for the one before", xlabel="sequence length T", ylabel="achieved GFLOP/s", ylim=(0, None))
+                         "for the one before", xlabel="sequence length T", ylabel="achieved GFLOP/s",
+                   ylim=(0, 1.4 * max(max(row["attention_gflop_per_s"], row["rnn_gflop_per_s"]) for row in rows)))
     speed_axes.legend(fontsize=8, title="sequential steps per layer:\nattention 1, GRU T", title_fontsize=8,
-                      loc="upper left")
+                      loc="upper left", ncols=2)  # one row: above the points, in the headroom of the y axis
 
     grid, attention_work, rnn_work = costs["work"]
     work_axes.loglog(grid, [flops / 1e9 for flops in attention_work], color="tab:blue",
-                     label="attention: 8·T·H² + 4·T²·H")
+                     label="attention: 8·T·H² + 2·T²·H (causal: half the T² pairs)")
     work_axes.loglog(grid, [flops / 1e9 for flops in rnn_work], color="tab:red", label="GRU: 12·T·H²")
     shade_timed(work_axes, lengths)
-    mark(work_axes, cross["work"], f"more arithmetic than the GRU past T = H = {hidden}")
+    mark(work_axes, cross["work"], f"more arithmetic than the GRU past T = 2H = {2 * hidden}")
     work_axes.set(title="the other side: attention's work grows as T², the GRU's as T", xlabel="sequence length T",
                   ylabel=f"GFLOP per {what} (batch {batch})")
     work_axes.legend(fontsize=8, loc="upper left")

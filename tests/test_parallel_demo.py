@@ -9,7 +9,7 @@ import torch
 
 from hf_posattn.cli import main
 from hf_posattn.parallel_demo import (attention_flops, cost_curves, crossings, crossovers, measure, parallel_demo,
-                                      rnn_flops, score_bytes)
+                                      rnn_flops, score_bytes, time_verdict)
 from hf_posattn.plots import DPI
 
 from conftest import assert_png
@@ -139,14 +139,15 @@ def test_crossings_find_each_change_of_the_cheaper_one_in_either_direction():
 
 @pytest.mark.parametrize("hidden, heads", [(256, 4), (64, 1), (96, 3), (512, 8)])
 @pytest.mark.parametrize("backward", [False, True])
-def test_attention_does_more_work_past_t_equal_hidden_and_outgrows_the_state_at_sqrt_head_dim(hidden, heads,
+def test_attention_does_more_work_past_twice_hidden_and_outgrows_the_state_at_sqrt_head_dim(hidden, heads,
                                                                                                backward):
     costs = cost_curves([64, 4096], hidden, heads, batch=4, backward=backward)
     cross = crossovers([{"length": 64, "attention_ms": 1.0, "rnn_ms": 2.0}], costs)
-    assert cross["work"] == pytest.approx(hidden, rel=0.05)  # 8TH² + 4T²H = 12TH²  <=>  T = H
+    assert cross["work"] == pytest.approx(2 * hidden, rel=0.05)  # 8TH² + 2T²H = 12TH²  <=>  T = 2H
     assert cross["memory"] == pytest.approx((hidden / heads) ** 0.5, rel=0.05)  # heads·T² = H
     assert cross["time"] == []
-    assert attention_flops(2 * hidden, 4, hidden, backward) > rnn_flops(2 * hidden, 4, hidden, backward)
+    assert attention_flops(4 * hidden, 4, hidden, backward) > rnn_flops(4 * hidden, 4, hidden, backward)
+    assert attention_flops(hidden, 4, hidden, backward) < rnn_flops(hidden, 4, hidden, backward)
     assert score_bytes(4096, 4, heads) == 4 * heads * 4096**2 * 4
 
 
@@ -161,3 +162,12 @@ def test_threads_are_used_and_given_back(tmp_path, capsys):
 def test_lengths_that_cannot_fit_in_memory_are_refused_before_any_work(backend, length):
     with pytest.raises(ValueError, match="GiB free"):
         measure([2, length], attn_implementation=backend, **TINY)
+
+
+def test_the_time_verdict_names_the_winner_at_length_even_when_noise_makes_them_cross_several_times():
+    rows = [{"attention_ms": 1.0, "rnn_ms": 2.0}]
+    assert time_verdict(rows, []) == "attention is faster at every length timed"
+    assert time_verdict([{"attention_ms": 3.0, "rnn_ms": 2.0}], []) == "the GRU is faster at every length timed"
+    assert time_verdict(rows, [(1000.0, True)]) == "the GRU is faster from T ≈ 1000"
+    verdict = time_verdict(rows, [(400.0, True), (600.0, False), (1500.0, True)])
+    assert "from T ≈ 400" in verdict and "3 times" in verdict and verdict.endswith("the GRU is faster from T ≈ 1500")
