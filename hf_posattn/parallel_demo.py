@@ -404,7 +404,15 @@ def crossovers(rows: list[dict], costs: dict) -> dict:
     against state, at T = sqrt(hidden / heads)) pass the GRU's: both on the grid of `cost_curves`."""
     lengths = [row["length"] for row in rows]
     return {"time": crossings(lengths, [row["attention_ms"] for row in rows], [row["rnn_ms"] for row in rows]),
-            "work": crossings(*costs["work"])[0][0], "memory": crossings(*costs["memory"])[0][0]}
+            "work": overtakes(*costs["work"]), "memory": overtakes(*costs["memory"])}
+
+
+def overtakes(lengths, attention, rnn) -> float:
+    """The first length at which attention's cost reaches the GRU's (it may from the first length on); the grids of
+    `cost_curves` always hold it."""
+    if attention[0] >= rnn[0]:
+        return lengths[0]
+    return next(length for length, attention_costlier in crossings(lengths, attention, rnn) if attention_costlier)
 
 
 def summary(rows: list[dict], hidden: int, heads: int, batch: int, backward: bool) -> list[str]:

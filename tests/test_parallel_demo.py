@@ -33,6 +33,12 @@ def tiny_options(output) -> list:
     return ["--lengths", "8,2", "--hidden", 16, "--heads", 2, "--batch", 1, "--repeats", 1, "--output", output]
 
 
+def test_the_smallest_sizes_run_and_draw(tmp_path, capsys):
+    rows = parallel_demo(str(tmp_path / "p.png"), lengths=[1, 2], hidden=1, batch=1, repeats=1, backward=True)
+    assert [row["rnn_sequential_steps"] for row in rows] == [1, 2]
+    assert "T ≈ 1" in capsys.readouterr().out  # one score per head (1 float) against a state of 1 float
+
+
 @pytest.mark.parametrize("backend", ["sdpa", "eager"])
 @pytest.mark.parametrize("backward", [False, True])
 def test_measure_gives_one_row_per_length_in_order(backend, backward):
@@ -137,14 +143,14 @@ def test_crossings_find_each_change_of_the_cheaper_one_in_either_direction():
     assert [slower for _, slower in both] == [True, False, True, False]
 
 
-@pytest.mark.parametrize("hidden, heads", [(256, 4), (64, 1), (96, 3), (512, 8)])
+@pytest.mark.parametrize("hidden, heads", [(256, 4), (64, 1), (96, 3), (512, 8), (1, 1), (2, 2), (8, 8)])
 @pytest.mark.parametrize("backward", [False, True])
 def test_attention_does_more_work_past_twice_hidden_and_outgrows_the_state_at_sqrt_head_dim(hidden, heads,
                                                                                                backward):
     costs = cost_curves([64, 4096], hidden, heads, batch=4, backward=backward)
     cross = crossovers([{"length": 64, "attention_ms": 1.0, "rnn_ms": 2.0}], costs)
     assert cross["work"] == pytest.approx(2 * hidden, rel=0.05)  # 8TH² + 2T²H = 12TH²  <=>  T = 2H
-    assert cross["memory"] == pytest.approx((hidden / heads) ** 0.5, rel=0.05)  # heads·T² = H
+    assert cross["memory"] == pytest.approx(max(1, (hidden / heads) ** 0.5), rel=0.05)  # heads·T² = H, T >= 1
     assert cross["time"] == []
     assert attention_flops(4 * hidden, 4, hidden, backward) > rnn_flops(4 * hidden, 4, hidden, backward)
     assert attention_flops(hidden, 4, hidden, backward) < rnn_flops(hidden, 4, hidden, backward)
