@@ -20,7 +20,7 @@ from .modeling_posattn import (
     PosAttnModel,
     PosAttnPreTrainedModel,
 )
-from .positional import POSITION_SCHEMES
+from .positional import POSITION_SCHEMES, Panel, PositionScheme, register_scheme
 
 
 __version__ = "0.1.0"
@@ -44,9 +44,12 @@ for _auto_class, _model_class in _AUTO_CLASSES.items():
 __all__ = [
     "POSITION_EMBEDDING_TYPES",
     "POSITION_SCHEMES",
+    "Panel",
+    "PositionScheme",
     "PosAttnConfig",
     "PosAttnForCausalLM",
     "PosAttnForSequenceClassification",
     "PosAttnModel",
     "PosAttnPreTrainedModel",
+    "register_scheme",
 ]
