@@ -214,14 +214,24 @@ def plot_positions(output: str, model=None, positions: int = 128, dim: int | Non
 # ---- attention ----
 
 WORD_START = "▁"  # drawn before a token that starts a word (as SentencePiece shows it)
+# How white space shows in token labels: escaped by `token_labels`, or as byte-level BPE ('Ġ', 'Ċ') and SentencePiece
+# ('▁') store it.
+WHITE_SPACE_FORMS = {"\\n": "\n", "Ġ": " ", "Ċ": "\n", "▁": " "}
+
+
+def label_text(label: str) -> str:
+    for form, space in WHITE_SPACE_FORMS.items():
+        label = label.replace(form, space)
+    return label
 
 
 def word_starts(labels: list[str]) -> list[bool]:
-    """Which tokens start a word: the first one, one that begins with a space (byte-level BPE's 'Ġ', which decoding
-    turns into a space; '▁' in SentencePiece) and one after a line break. Sub-word pieces that continue a word do
-    not (' Jul', 'iet')."""
-    return [index == 0 or label[:1] in (" ", "Ġ", "▁") or labels[index - 1].endswith(("\n", "\\n"))
-            for index, label in enumerate(labels)]
+    """Which tokens start a word: a token with something visible in it that begins with white space (a space, or
+    byte-level BPE's 'Ġ', which decoding turns into a space) or comes first or after white space (a line break).
+    Sub-word pieces that continue a word do not (' Jul', 'iet'), nor do tokens of white space alone."""
+    texts = [label_text(label) for label in labels]
+    return [bool(text.strip()) and (index == 0 or text[0].isspace() or texts[index - 1][-1:].isspace())
+            for index, text in enumerate(texts)]
 
 
 def token_labels(tokenizer, ids: list[int]) -> list[str]:
@@ -281,7 +291,7 @@ def attention_figure(weights: torch.Tensor, labels: list[str], layer: int | None
     figure, axes = plt.subplots(len(layers), len(heads), figsize=size, squeeze=False, layout="constrained")
     font = 7 if len(labels) > 16 else 9
     starts = word_starts(labels)
-    ticks = [WORD_START + label.lstrip(" Ġ▁") if start else label for label, start in zip(labels, starts)]
+    ticks = [WORD_START + label.lstrip(" \tĠ▁") if start else label for label, start in zip(labels, starts)]
     for row, layer_index in enumerate(layers):
         for column, head_index in enumerate(heads):
             ax = axes[row][column]

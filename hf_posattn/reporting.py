@@ -22,7 +22,7 @@ from transformers.trainer_utils import sort_checkpoints
 REPORT_TO_DEFAULT = "none"
 TRAINING_FIGURE = "training.png"  # in a run folder; the model card shows it and `posattn push` uploads it
 STATE_FILE = "trainer_state.json"
-RUN_FILE = "posattn_run.json"  # training.RUN_FILE; not imported from there, which imports this module
+RUN_FILE = "posattn_run.json"  # the run file `posattn train` writes (options, results)
 
 # What each integration of transformers needs, and how transformers checks that it is there. A name transformers
 # adds later is checked with its `is_<name>_available` and offered as `pip install <name>`.
@@ -53,15 +53,22 @@ def integration_missing(name: str) -> str | None:
 
 
 def check_report_to(names: str | list[str] | None) -> list[str]:
-    """The integrations to pass to `TrainingArguments(report_to=...)`: `names` checked, `none` (the default) as
-    `[]`, `all` as every integration installed. Raises ValueError naming an unknown integration (with the known
-    ones) or a missing package (with the `pip install` that fixes it). Idempotent: its result checks as itself."""
-    names = [REPORT_TO_DEFAULT] if names is None else [names] if isinstance(names, str) else list(names)
+    """The integrations to pass to `TrainingArguments(report_to=...)`: `names` (a list, or one string; names may be
+    separated by commas, in any case) checked, `none` (the default) as `[]`, `all` as every integration installed.
+    Raises ValueError naming an unknown integration (with the known ones) or a missing package (with the
+    `pip install` that fixes it). Idempotent: its result checks as itself."""
+    given = [REPORT_TO_DEFAULT] if names is None else [names] if isinstance(names, str) else list(names)
+    if not all(isinstance(name, str) for name in given):
+        raise ValueError(f"report_to={names!r}: give integration names as strings, e.g. ['tensorboard'].")
+    names = [part.strip().lower() for name in given for part in name.split(",") if part.strip()]
+    if given and not names:
+        raise ValueError(f"--report-to {' '.join(map(repr, given))}: no integration named; give 'none' for none.")
     known = known_integrations()
     unknown = [name for name in names if name not in (*known, "all", "none")]
     if unknown:
         raise ValueError(f"--report-to {' '.join(unknown)}: unknown integration; choose from none, all, "
                          f"{', '.join(known)}.")
+    names = list(dict.fromkeys(names))
     if len(names) > 1 and ("none" in names or "all" in names):
         raise ValueError(f"--report-to {' '.join(names)}: 'none' and 'all' stand alone; give one of them, or the "
                          f"integrations to use.")
@@ -69,7 +76,6 @@ def check_report_to(names: str | list[str] | None) -> list[str]:
         return []
     if names == ["all"]:
         return integration_utils.get_available_reporting_integrations()
-    names = list(dict.fromkeys(names))
     problems = [problem for problem in map(integration_missing, names) if problem]
     if problems:
         raise ValueError("; ".join(problems))
@@ -93,34 +99,35 @@ def add_report_to_option(parser) -> None:
 
 # ---- a run's history ----
 
-def state_file(folder: str) -> str | None:
-    """The Trainer's state of the run in `folder`: its own `trainer_state.json` (written at the end of training),
-    else the one of its last checkpoint (a run still training, or one stopped)."""
-    path = os.path.join(folder, STATE_FILE)
-    if os.path.isfile(path):
-        return path
-    checkpoints = [os.path.join(checkpoint, STATE_FILE) for checkpoint in sort_checkpoints(folder)]
-    return next((path for path in reversed(checkpoints) if os.path.isfile(path)), None)
+def state_files(folder: str) -> list[str]:
+    """The Trainer's states of the run in `folder`, newest first: its own `trainer_state.json` (written at the end of
+    training), then those of its checkpoints (a run still training, or one stopped), last one first."""
+    candidates = [os.path.join(folder, STATE_FILE)]
+    candidates += [os.path.join(checkpoint, STATE_FILE) for checkpoint in reversed(sort_checkpoints(folder))]
+    return [path for path in candidates if os.path.isfile(path)]
 
 
 def read_log_history(folder: str) -> list[dict]:
     """What the Trainer logged during the run in `folder`: one dict per log (loss, learning_rate, eval_loss, step,
-    num_input_tokens_seen, ...)."""
+    num_input_tokens_seen, ...), from the newest state that can be read (a run killed while saving a checkpoint
+    leaves a truncated one)."""
     if not os.path.isdir(folder):
         raise ValueError(f"{folder} is not a folder: give a folder written by `posattn train`.")
-    path = state_file(folder)
-    if path is None:
+    paths = state_files(folder)
+    if not paths:
         raise ValueError(f"{folder} holds no {STATE_FILE} (nor a checkpoint-*/{STATE_FILE}): give a folder written "
                          f"by `posattn train`.")
-    try:
-        with open(path) as file:
-            history = json.load(file)["log_history"]
-    except (OSError, ValueError, KeyError) as error:
-        raise ValueError(f"{path} cannot be read ({type(error).__name__}: {error}): the run may have stopped while "
-                         f"saving it.") from None
-    if not history:
-        raise ValueError(f"{path} holds no logs yet: the run stopped before its first logging step.")
-    return history
+    for path in paths:
+        try:
+            with open(path) as file:
+                history = json.load(file)["log_history"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not isinstance(history, list) or not history:
+            continue
+        return history
+    raise ValueError(f"{folder}: no {STATE_FILE} there can be read or holds any logs ({', '.join(paths)}): the run "
+                     f"stopped before its first log, or while saving.")
 
 
 def recorded_baseline(folder: str) -> float | None:

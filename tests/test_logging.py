@@ -4,14 +4,12 @@ Two real runs, once for the module: a tiny Trainer (a 2-layer model on random bl
 TensorBoard, and a tiny `posattn train` run (about 20 s on 2 CPU cores) for a run folder as training leaves it."""
 
 import argparse
-import dataclasses
 import importlib.util
 import json
 import os
 import shutil
 
 import pytest
-import torch
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments, default_data_collator
 
@@ -124,8 +122,9 @@ def test_every_integration_transformers_knows_is_accepted_or_refused_with_its_fi
 
 
 @pytest.mark.parametrize("names, expected", [
-    (None, []), ("none", []), (["none"], []), ([], []), ("tensorboard", ["tensorboard"]),
-    (["tensorboard", "tensorboard"], ["tensorboard"]),
+    (None, []), ("none", []), (["none"], []), ([], []), ("NONE", []), ("tensorboard", ["tensorboard"]),
+    (["tensorboard", "tensorboard"], ["tensorboard"]), ("TensorBoard", ["tensorboard"]),
+    ("tensorboard, tensorboard", ["tensorboard"]), (("tensorboard",), ["tensorboard"]), (["none", "none"], []),
 ])
 def test_report_to_resolves_to_the_trainers_list_and_checks_as_itself(names, expected):
     pytest.importorskip("tensorboard")
@@ -146,9 +145,17 @@ def test_report_to_all_is_every_installed_integration():
     (["wandb2", "mlflow3"], "--report-to wandb2 mlflow3: unknown integration"),
     (["none", "tensorboard"], "'none' and 'all' stand alone"),
     (["all", "tensorboard"], "'none' and 'all' stand alone"),
-    ([""], "unknown integration"),
+    (["tensorboard,wandb2"], "--report-to wandb2: unknown integration"),
+    ([""], "no integration named; give 'none' for none"),
+    ([" , "], "no integration named"),
+    ([True], "give integration names as strings"),
+    ("tensorboard", None),
 ])
 def test_bad_report_to_is_refused_with_the_choices(names, message):
+    if message is None:  # a good one among the bad, so that the refusals are not the only answer
+        pytest.importorskip("tensorboard")
+        assert check_report_to(names) == ["tensorboard"]
+        return
     with pytest.raises(ValueError, match=message) as error:
         check_report_to(names)
     if "unknown" in message:
@@ -244,7 +251,8 @@ def test_a_card_without_a_figure_shows_none(trained, tmp_path):
     config, run = AutoConfig.from_pretrained(trained), read_run(trained)
     assert ".png" not in str(build_model_card(config, run, model_id="user/model"))
     # `posattn push` renders the card for the Hub repo, with the figure it uploads beside it.
-    assert "](training.png)" in str(build_model_card(config, run, model_id="user/model", training_figure="training.png"))
+    card = build_model_card(config, run, model_id="user/model", training_figure="training.png")
+    assert "](training.png)" in str(card)
     assert "--report-to" not in str(build_model_card(config, {**run, "options": {**run["options"],
                                                                               "report_to": ["tensorboard"]}}, "m"))
 
@@ -296,9 +304,33 @@ def test_plot_training_refuses_a_folder_without_a_history_before_drawing(trained
     broken = tmp_path / "broken" / "checkpoint-2"
     broken.mkdir(parents=True)
     (broken / "trainer_state.json").write_text("{not json")
-    with pytest.raises(ValueError, match="cannot be read"):
+    with pytest.raises(ValueError, match="no trainer_state.json there can be read"):
         plot_training_command(broken.parent, "--output", output)
     assert not output.exists()
+
+
+def test_history_skips_a_state_cut_short_for_the_one_before(tensorboard_run, tmp_path):
+    """A run killed while saving checkpoint-6 (or its final state): the newest readable state is read."""
+    _, folder = tensorboard_run
+    copy = tmp_path / "killed"
+    shutil.copytree(folder, copy)
+    newest = copy / "checkpoint-6" / "trainer_state.json"
+    newest.write_text(newest.read_text()[:100])  # truncated
+    (copy / "trainer_state.json").write_text('{"log_history": []}')  # no logs
+    assert read_log_history(str(copy)) == state_history(str(copy / "checkpoint-3" / "trainer_state.json"))
+    assert max(entry["step"] for entry in read_log_history(str(copy))) == 3
+
+
+def test_a_diverged_run_is_drawn_with_its_non_finite_losses(tensorboard_run, tmp_path):
+    history = [dict(entry) for entry in read_log_history(tensorboard_run[1])]
+    losses = [entry for entry in history if "loss" in entry]
+    losses[3]["loss"], losses[4]["loss"] = float("nan"), float("inf")
+    path = tmp_path / "trainer_state.json"
+    path.write_text(json.dumps({"log_history": history}))  # as the Trainer writes them: NaN, Infinity
+    output = tmp_path / "diverged.png"
+    (curves,) = plot_training(str(output), {"diverged": read_log_history(str(tmp_path))})["diverged"]
+    assert_png(output, FIGURE_PIXELS)
+    assert curves["loss"][1][3] != curves["loss"][1][3] and curves["loss"][1][4] == float("inf")
 
 
 def test_study_figure_one_colour_per_scheme(trained, tensorboard_run, tmp_path, capsys):

@@ -77,7 +77,10 @@ def test_plot_attention_zooms_into_one_head(context, tmp_path):
     (["ĠThe", "Ġcat"], [1, 1]),  # raw byte-level BPE pieces
     (["▁The", "▁c", "at"], [1, 1, 0]),  # SentencePiece pieces
     ([":\\n", "Enter", " ROM", "EO"], [1, 1, 1, 0]),  # a line break inside a token
+    (["a", "\n", "b", "Ċ", "c"], [1, 0, 1, 0, 1]),  # a line break as it decodes, or as byte-level BPE stores it
+    (["x", "\tdef", "ine"], [1, 1, 0]),  # other white space
     (["x"], [1]),
+    (["\\n", "ROM", "EO", " ", "\\n", " ", "x"], [0, 1, 0, 0, 0, 0, 1]),  # white space alone starts nothing
 ])
 def test_word_starts(labels, starts):
     from hf_posattn.plots import word_starts
