@@ -49,8 +49,8 @@ def finite_float(text: str) -> float:
 
 
 def positive_float(text: str) -> float:
-    value = finite_float(text)
-    if value <= 0:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
 

@@ -37,6 +37,7 @@ from transformers import (
     default_data_collator,
     set_seed,
 )
+from transformers.trainer_utils import TrainOutput
 from transformers.utils import logging as transformers_logging
 
 from . import PosAttnConfig, PosAttnForCausalLM
@@ -384,6 +385,20 @@ class StopOnCtrlC(TrainerCallback):
             control.should_training_stop = True
 
 
+class NothingLeftToTrain(Exception):
+    pass
+
+
+class StopAtMaxSteps(TrainerCallback):
+    """The Trainer compares the step with max_steps after each step only: resumed from a checkpoint at max_steps
+    (a run killed after its last checkpoint) it would train one step more than the run it continues. Stops it
+    before that step, with the checkpoint's weights and state loaded."""
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            raise NothingLeftToTrain
+
+
 class StopOnNonFinite(TrainerCallback):
     """Stops a run whose loss or weights became NaN or infinite, before they reach a checkpoint: the weights are
     checked whenever a step is about to be logged or saved, the loss whenever it is logged. `found` says what and
@@ -533,9 +548,13 @@ def fit(trainer: Trainer, options: TrainingOptions, plan: RunPlan):
                                                                 f"step 0")
     non_finite = StopOnNonFinite()
     trainer.add_callback(non_finite)
+    trainer.add_callback(StopAtMaxSteps())
     with StopOnCtrlC() as stop:
         trainer.add_callback(stop)
-        train_output = trainer.train(resume_from_checkpoint=checkpoint)
+        try:
+            train_output = trainer.train(resume_from_checkpoint=checkpoint)
+        except NothingLeftToTrain:
+            train_output = TrainOutput(trainer.state.global_step, 0.0, {"train_runtime": 0.0})
     if non_finite.found:
         step, what = non_finite.found
         raise TrainingDiverged(plan.target, step, what, options.learning_rate,
