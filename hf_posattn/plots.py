@@ -16,6 +16,7 @@ no screen needed. Figures have fixed sizes (`DPI` pixels per inch), so the same 
 import io
 import math
 import os
+import textwrap
 
 import torch
 
@@ -176,6 +177,31 @@ def plot_no_positions(axes, model, positions: int) -> None:
                            "tells the model which tokens came before", ha="center", va="center", fontsize=12)
 
 
+def plot_scheme(axes, model, positions: int) -> None:
+    """Any other scheme, from what it says of itself (`PositionScheme.panel`, `description`, `citation`): its panel,
+    the cosine similarity between positions when the panel is a table of positions, and what it is."""
+    scheme = model.model.positions
+    panel = scheme.panel(positions)
+    if panel is not None and panel.kind == "heatmap":
+        heat_map(axes[0], panel.data, panel.title, panel.xlabel, panel.ylabel)
+        heat_map(axes[1], similarity(panel.data), f"{scheme.name}: cosine similarity between positions",
+                 "position q", "position p", cmap="viridis", symmetric=False)
+    elif panel is not None:
+        for row, label in zip(panel.data, panel.series or [None] * len(panel.data)):
+            axes[0].plot(row, label=label)
+        axes[0].set(title=panel.title, xlabel=panel.xlabel, ylabel=panel.ylabel)
+        if panel.series:
+            axes[0].legend(fontsize=7)
+        axes[1].axis("off")
+    else:
+        axes[0].axis("off")
+        axes[1].axis("off")
+    axes[2].axis("off")
+    about = textwrap.fill(f"{scheme.name}: {scheme.description}", 50)
+    axes[2].text(0.5, 0.5, about + "\n\n" + textwrap.fill(scheme.citation, 50), ha="center", va="center", fontsize=11)
+
+
+# Schemes with panels of their own; the others get `plot_scheme`.
 MODEL_PANELS = {
     "learned": plot_learned,
     "sinusoidal": plot_sinusoidal,
@@ -207,7 +233,7 @@ def plot_positions(output: str, model=None, positions: int = 128, dim: int | Non
     if model is not None:
         scheme = model.config.position_embedding_type
         with torch.no_grad():
-            MODEL_PANELS[scheme](axes[1], model, positions)
+            MODEL_PANELS.get(scheme, plot_scheme)(axes[1], model, positions)
     return save(figure, output)
 
 
