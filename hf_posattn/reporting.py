@@ -18,11 +18,12 @@ import sys
 from transformers.integrations import integration_utils
 from transformers.trainer_utils import sort_checkpoints
 
+from .runs import read_run_record
+
 
 REPORT_TO_DEFAULT = "none"
 TRAINING_FIGURE = "training.png"  # in a run folder; the model card shows it and `posattn push` uploads it
 STATE_FILE = "trainer_state.json"
-RUN_FILE = "posattn_run.json"  # the run file `posattn train` writes (options, results)
 
 # What each integration of transformers needs, and how transformers checks that it is there. A name transformers
 # adds later is checked with its `is_<name>_available` and offered as `pip install <name>`.
@@ -132,19 +133,13 @@ def read_log_history(folder: str) -> list[dict]:
 
 def recorded_baseline(folder: str) -> float | None:
     """The unigram baseline loss that `posattn train` recorded for the run in `folder`, once it finished."""
-    try:
-        with open(os.path.join(folder, RUN_FILE)) as file:
-            return (json.load(file).get("results") or {}).get("unigram_loss")
-    except (OSError, ValueError):
-        return None
+    run = read_run_record(folder)
+    return ((run or {}).get("results") or {}).get("unigram_loss")
 
 
 def recorded_position(folder: str) -> str | None:
-    try:
-        with open(os.path.join(folder, RUN_FILE)) as file:
-            return json.load(file)["options"]["position"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    run = read_run_record(folder)
+    return run["options"].get("position") if run else None
 
 
 def matplotlib_missing() -> bool:

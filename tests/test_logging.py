@@ -22,6 +22,7 @@ from hf_posattn.reporting import (
     run_name,
     write_training_figure,
 )
+from hf_posattn.runs import read_run
 
 from conftest import assert_png, random_ids, tiny_lm
 
@@ -66,12 +67,6 @@ def trained(tmp_path_factory):
     train(TrainingOptions(output_dir=str(folder), position="alibi", data=[str(text)], max_steps=8, seq_len=32,
                           batch_size=4, vocab_size=300, eval_steps=4, quiet=True))
     return str(folder)
-
-
-def read_run(folder: str) -> dict:
-    """What `posattn train` recorded in the run file: options and results."""
-    with open(os.path.join(folder, "posattn_run.json")) as file:
-        return json.load(file)
 
 
 def state_history(path: str) -> list[dict]:
@@ -306,6 +301,11 @@ def test_plot_training_refuses_a_folder_without_a_history_before_drawing(trained
     (broken / "trainer_state.json").write_text("{not json")
     with pytest.raises(ValueError, match="no trainer_state.json there can be read"):
         plot_training_command(broken.parent, "--output", output)
+    damaged = tmp_path / "damaged"
+    shutil.copytree(trained, damaged)
+    (damaged / "posattn_run.json").write_text('{"options": ')
+    with pytest.raises(ValueError, match="posattn_run.json cannot be read"):
+        plot_training_command(trained, damaged, "--output", output)
     assert not output.exists()
 
 
