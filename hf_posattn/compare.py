@@ -158,11 +158,10 @@ def tokenizer_source(options: CompareOptions) -> dict:
 
 
 def recorded_tokenizer_source(folder: str) -> dict | None:
+    from .loading import read_json
+
     path = os.path.join(folder, TOKENIZER_SOURCE)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as file:
-        return json.load(file)
+    return read_json(path) if os.path.isfile(path) else None
 
 
 def compare(options: CompareOptions, command: str | None = None) -> dict:
