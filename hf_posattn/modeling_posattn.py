@@ -46,7 +46,7 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_posattn import PosAttnConfig
-from .positional import POSITION_SCHEMES, SCORE_BIAS, PositionScheme, Rotation, apply_rotation
+from .positional import POSITION_SCHEMES, SCORE_BIAS, DistanceBias, PositionScheme, Rotation, apply_rotation
 
 
 logger = logging.get_logger(__name__)
@@ -543,20 +543,33 @@ class PosAttnModel(PosAttnPreTrainedModel):
 
         return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), cache=cache)
 
-    def inside_attention(self, position_ids, sizes: Sizes, dtype) -> tuple[Rotation | None, torch.Tensor | None]:
+    def inside_attention(
+        self, position_ids, sizes: Sizes, dtype
+    ) -> tuple[Rotation | None, torch.Tensor | DistanceBias | None]:
         """What the position scheme does inside attention, computed once for all layers: the rotation of queries and
-        keys, and the bias of the scores (`[batch, heads, queries, keys]`)."""
+        keys, and the bias of the scores."""
         rotation = self.positions.rotation(position_ids)
+        return (rotation.to(dtype) if rotation is not None else None), self.score_bias(position_ids, sizes, dtype)
+
+    def score_bias(self, position_ids, sizes: Sizes, dtype) -> torch.Tensor | DistanceBias | None:
+        """The bias of the scores: a `[batch, heads, queries, keys]` tensor, or, under flex_attention and for a bias
+        of the distance alone, a `[heads, keys]` table that the kernel reads entry by entry (`DistanceBias`): a T x T
+        bias per forward is what makes prefill memory grow faster than T otherwise."""
         # A bias depends on how far back a key lies from a query. Within a row, that is the distance between their
         # cache slots (padding is masked, and packed documents cannot see each other), so slot indices give it, for
         # the whole batch; a scheme that also needs the query's own position gets `position_ids`.
         device = position_ids.device
+        if self.config._attn_implementation == "flex_attention":
+            table = self.positions.distance_table(sizes.key_length, device)
+            if table is not None:
+                heads = self.config.num_attention_heads
+                return DistanceBias(table.to(dtype).expand(heads, -1), torch.tensor(sizes.past_length, device=device))
         query_slots = torch.arange(sizes.query_length, device=device) + sizes.past_length
         distance = query_slots[:, None] - torch.arange(sizes.key_length, device=device)[None, :]
         position_bias = self.positions.attention_bias(distance, position_ids)
         if position_bias is not None:
             position_bias = position_bias.to(dtype).expand(sizes.batch, -1, -1, -1)
-        return (rotation.to(dtype) if rotation is not None else None), position_bias
+        return position_bias
 
     @staticmethod
     def position_ids_from_mask(attention_mask, past_length, query_length, device) -> torch.LongTensor:

@@ -77,6 +77,9 @@ class PositionScheme(nn.Module):
     citation: str = ""
     # Whether the scheme reads `config.rope_parameters` (transformers then checks them).
     uses_rope_parameters: bool = False
+    # Whether `attention_bias` depends on the head and the distance alone, not on the query's own position: the bias
+    # is then a `[heads, distances]` table (`distance_table`), which flex_attention reads inside its kernel.
+    bias_from_distance_alone: bool = False
 
     def __init__(self, config):
         super().__init__()
@@ -114,6 +117,18 @@ class PositionScheme(nn.Module):
         """
         return None
 
+    def distance_table(self, length: int, device=None) -> torch.Tensor | None:
+        """`[heads or 1, length]`: the bias of a key d = 0, 1, ..., length - 1 tokens back, read from `attention_bias`
+        (one query row), if the bias depends on the distance alone (`bias_from_distance_alone`); else None.
+
+        O(length) numbers where `attention_bias` over a whole input takes O(length²). Gradients flow through it to the
+        scheme's parameters."""
+        if not self.bias_from_distance_alone:
+            return None
+        distance = torch.arange(length, device=device if device is not None else self.device_hint())[None]
+        bias = self.attention_bias(distance, distance[:, -1:])
+        return None if bias is None else bias[0, :, 0]
+
     def initialize(self, initializer_range: float) -> None:
         """(Re)build this scheme's tables and initialise its parameters, with `transformers.initialization`."""
 
@@ -139,6 +154,30 @@ class PositionScheme(nn.Module):
     def device_hint(self) -> torch.device:
         tensors = [*self.parameters(), *self.buffers()]
         return tensors[0].device if tensors else torch.device("cpu")
+
+
+class DistanceBias:
+    """A score bias that depends on the head and the distance alone, kept as `table[head, distance]` (`[heads, keys]`,
+    from `PositionScheme.distance_table`) instead of a `[batch, heads, queries, keys]` tensor.
+
+    Indexed as that tensor would be, `bias[batch, head, query, key]`, it looks the entry up where it is read: query
+    i sits at cache slot i + `query_offset` (the tokens already cached), key j at slot j, so the distance is
+    i + query_offset - j. transformers' flex_attention reads `position_bias` exactly so, inside the kernel's score_mod,
+    so that no T x T bias is ever made; `score_mod` is the same lookup for torch's `flex_attention` called directly.
+    Later keys (negative distances, hidden by the causal mask) read distance 0; `query_offset` is a tensor so that a
+    compiled kernel serves every decoding step."""
+
+    def __init__(self, table: torch.Tensor, query_offset: torch.Tensor):
+        self.table = table
+        self.query_offset = query_offset
+
+    def __getitem__(self, index):
+        batch, head, query, key = index
+        distance = (query + self.query_offset - key).clamp(0, self.table.shape[-1] - 1)
+        return self.table[head, distance]
+
+    def score_mod(self, score, batch, head, query, key):
+        return score + self[batch, head, query, key]
 
 
 class SchemeNames(Sequence):
@@ -464,6 +503,8 @@ class AlibiBias(PositionScheme):
     citation = "Press et al. 2022, Train Short, Test Long: Attention with Linear Biases Enables Input Length " \
                "Extrapolation"
 
+    bias_from_distance_alone = True
+
     def __init__(self, config):
         super().__init__(config)
         self.slopes = nn.Buffer(alibi_slopes(config.num_attention_heads), persistent=False)
@@ -496,6 +537,8 @@ class T5Bias(PositionScheme):
     name = "t5"
     description = "one learned score bias per head and log-spaced bucket of the distance"
     citation = "Raffel et al. 2020, Exploring the Limits of Transfer Learning with a Unified Text-to-Text Transformer"
+
+    bias_from_distance_alone = True
 
     def __init__(self, config):
         super().__init__(config)
@@ -536,6 +579,8 @@ class KerpleLogBias(PositionScheme):
     description = "a learned logarithmic penalty of the distance, per head"
     citation = "Chi et al. 2022, KERPLE: Kernelized Relative Positional Embedding for Length Extrapolation"
 
+    bias_from_distance_alone = True
+
     def __init__(self, config):
         super().__init__(config)
         self.raw_r1 = nn.Parameter(torch.empty(config.num_attention_heads))
@@ -567,6 +612,9 @@ class FireBias(PositionScheme):
     f: 1 -> 32 -> heads (ReLU), c > 0 and the threshold L > 0 learned (kept positive by softplus; L starts at
     max_position_embeddings / 2, c at 1). One MLP serves every layer: the bias is computed once per forward
     and handed to every layer, as ALiBi's is, instead of one MLP over a T x T grid per layer.
+
+    The bias depends on the query's position, not on the distance alone: a table of it would be T x T again, so under
+    flex_attention too it goes in as the `[batch, heads, queries, keys]` tensor.
     """
 
     name = "fire"
