@@ -1,0 +1,169 @@
+"""Score biases under flex_attention: a bias of the distance alone is read from a [heads, keys] table inside the
+kernel (no [batch, heads, T, T] tensor), and gives what sdpa gives with the full tensor: outputs, losses and the
+gradients of the bias parameters. A bias that also depends on the query's position (FIRE) keeps the tensor."""
+
+import pytest
+import torch
+import transformers.integrations.flex_attention as transformers_flex
+import torch.nn.attention.flex_attention as torch_flex
+from torch import nn
+
+from hf_posattn.positional import POSITION_SCHEMES, DistanceBias, PositionScheme, register_scheme
+
+from conftest import BIAS_SCHEMES, random_ids, tiny_config, tiny_lm
+
+
+# Read from the registry, so that a scheme added later is covered: those whose bias the kernel reads from a table.
+TABLE_SCHEMES = [name for name in BIAS_SCHEMES if POSITION_SCHEMES[name].bias_from_distance_alone]
+TENSOR_SCHEMES = [name for name in BIAS_SCHEMES if name not in TABLE_SCHEMES]
+LENGTHS = [9, 140]  # within one of flex's 128-token blocks, and across two
+
+
+class SharedSquareRootBias(PositionScheme):
+    """A scheme defined outside the package, one bias for every head (a [1, 1, queries, keys] answer): a learned
+    multiple of the square root of the distance."""
+
+    name = "shared_sqrt_distance"
+    description = "a learned penalty of the square root of the distance, the same for every head"
+    bias_from_distance_alone = True
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.weight = nn.Parameter(torch.tensor(0.3))
+
+    def attention_bias(self, distance, query_positions):
+        return -(self.weight * distance.clamp(min=0).float().sqrt())[None, None]
+
+
+@pytest.fixture(autouse=True)
+def registered():
+    """The scheme above is registered for each test here only: other test files see the registry as it ships."""
+    register_scheme(SharedSquareRootBias)
+    yield
+    del POSITION_SCHEMES[SharedSquareRootBias.name]
+
+
+def test_schemes_of_the_distance_alone_are_read_from_a_table():
+    assert {"alibi", "t5", "kerple"} <= set(TABLE_SCHEMES) and "fire" in TENSOR_SCHEMES
+    for name in TENSOR_SCHEMES:
+        assert tiny_lm(name).model.positions.distance_table(8) is None
+    for name in ("none", "rotary", "sinusoidal"):  # no bias: no table either
+        assert tiny_lm(name).model.positions.distance_table(8) is None
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("scheme", [*TABLE_SCHEMES, "shared_sqrt_distance"])
+@pytest.mark.parametrize("query_length, past_length", [(1, 0), (7, 0), (1, 12), (5, 30)])
+def test_table_entries_equal_the_bias_tensor(scheme, query_length, past_length):
+    """Every entry the kernel can read equals the tensor's, for prefill and for decoding steps after a cache, and
+    whatever the rows' positions (left padding shifts them; a bias of the distance alone ignores them)."""
+    positions = tiny_lm(scheme).model.positions
+    key_length = past_length + query_length
+    distance = (torch.arange(query_length) + past_length)[:, None] - torch.arange(key_length)[None, :]
+    row_positions = (torch.arange(query_length) + past_length)[None] - torch.tensor([[0], [3]])
+    expected = positions.attention_bias(distance, row_positions).expand(2, 4, -1, -1)
+    table = positions.distance_table(key_length).expand(4, -1)
+    bias = DistanceBias(table, torch.tensor(past_length))
+    batch, head, query, key = torch.meshgrid(*(torch.arange(n) for n in expected.shape), indexing="ij")
+    seen = distance >= 0  # later keys are masked: any value will do there
+    torch.testing.assert_close(bias[batch, head, query, key][:, :, seen], expected[:, :, seen], rtol=0, atol=0)
+    scores = torch.randn(expected.shape)
+    torch.testing.assert_close(bias.score_mod(scores, batch, head, query, key)[:, :, seen],
+                               (scores + expected)[:, :, seen])
+
+
+def _left_padded_batch(length):
+    """Two rows, the second left-padded by 4. Labels are -100 where the token before is padding: the logits at a
+    padded position (which predict the next label) are not the model's to match."""
+    ids = random_ids(2, length, seed=length)
+    mask = torch.ones_like(ids)
+    mask[1, :4] = 0
+    ids[1, :4] = 0
+    labels = ids.clone()
+    labels[:, 1:][mask[:, :-1] == 0] = -100
+    return ids, mask, labels
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("length", LENGTHS)
+@pytest.mark.parametrize("scheme", [*BIAS_SCHEMES, "shared_sqrt_distance"])
+def test_flex_prefill_equals_sdpa(scheme, length):
+    if scheme in TENSOR_SCHEMES:
+        # torch 2.13's CPU flex kernel fails to compile (CppCompileError) when it recompiles for a new length with a
+        # [batch, heads, T, T] bias (dynamic shapes): each length starts from a fresh compile here.
+        torch._dynamo.reset()
+    ids, mask, labels = _left_padded_batch(length)
+    sdpa = tiny_lm(scheme, "sdpa")(ids, attention_mask=mask, labels=labels)
+    flex = tiny_lm(scheme, "flex_attention")(ids, attention_mask=mask, labels=labels)
+    real = mask.bool()
+    torch.testing.assert_close(flex.logits[real], sdpa.logits[real], rtol=0, atol=1e-5)
+    torch.testing.assert_close(flex.loss, sdpa.loss, rtol=0, atol=1e-5)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("scheme", [*TABLE_SCHEMES, "shared_sqrt_distance"])
+def test_flex_makes_no_query_by_key_bias(scheme):
+    """Under flex the scheme is asked for one query row of bias (the table), never for queries x keys; under sdpa for
+    the whole grid, which is what the table saves."""
+    asked = {}
+    for attn in ("flex_attention", "sdpa"):
+        model = tiny_lm(scheme, attn)
+        positions = model.model.positions
+        answer = positions.attention_bias
+        asked[attn] = []
+        positions.attention_bias = lambda distance, query_positions: asked[attn].append(distance.shape) or answer(
+            distance, query_positions)
+        ids, mask, _ = _left_padded_batch(LENGTHS[0])
+        model(ids, attention_mask=mask)
+    assert asked["flex_attention"] == [(1, LENGTHS[0])]
+    assert asked["sdpa"] == [(LENGTHS[0], LENGTHS[0])]
+
+
+def _bias_gradients(scheme, attn, ids, mask, labels, device="cpu"):
+    model = tiny_lm(scheme, attn).to(device).train()
+    out = model(ids.to(device), attention_mask=mask.to(device), labels=labels.to(device))
+    out.loss.backward()
+    gradients = {name: parameter.grad.cpu() for name, parameter in model.model.positions.named_parameters()}
+    assert gradients and all(gradient.abs().sum() > 0 for gradient in gradients.values()), gradients
+    return out.loss.detach().cpu(), gradients
+
+
+# The schemes whose bias has parameters to train.
+LEARNED_BIAS_SCHEMES = [name for name in BIAS_SCHEMES if list(POSITION_SCHEMES[name](tiny_config()).parameters())]
+LEARNED_BIAS_SCHEMES.append(SharedSquareRootBias.name)
+
+
+@pytest.fixture
+def flex_reference_kernel(monkeypatch):
+    """flex_attention's reference implementation with its backward, on CPU: torch 2.13 runs no flex backward on
+    CPU (`_validate_device` refuses), and its compiled kernels run on a GPU only. The uncompiled flex_attention is
+    torch's own definition of what the kernels compute, autograd included (it computes gradients for the tensors a
+    score_mod captures: the bias table); transformers' flex_attention_forward, which reads the bias, runs unchanged."""
+    monkeypatch.setattr(torch_flex, "_validate_device", lambda *tensors: None)
+    monkeypatch.setattr(transformers_flex, "compile_friendly_flex_attention",
+                        lambda query, key, value, training=False, **kwargs: torch_flex.flex_attention(
+                            query, key, value, **kwargs))
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+@pytest.mark.parametrize("length", [9, 33])
+@pytest.mark.parametrize("scheme", LEARNED_BIAS_SCHEMES)
+def test_bias_gradients_through_flex_equal_sdpa(scheme, length, flex_reference_kernel):
+    ids, mask, labels = _left_padded_batch(length)
+    sdpa_loss, sdpa_gradients = _bias_gradients(scheme, "sdpa", ids, mask, labels)
+    flex_loss, flex_gradients = _bias_gradients(scheme, "flex_attention", ids, mask, labels)
+    torch.testing.assert_close(flex_loss, sdpa_loss, rtol=0, atol=1e-5)
+    for name, gradient in sdpa_gradients.items():
+        torch.testing.assert_close(flex_gradients[name], gradient, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="flex_attention's compiled backward runs on a GPU only")
+@pytest.mark.parametrize("length", LENGTHS)
+@pytest.mark.parametrize("scheme", LEARNED_BIAS_SCHEMES)
+def test_bias_gradients_through_the_flex_kernel_equal_sdpa_on_a_gpu(scheme, length):
+    ids, mask, labels = _left_padded_batch(length)
+    sdpa_loss, sdpa_gradients = _bias_gradients(scheme, "sdpa", ids, mask, labels, "cuda")
+    flex_loss, flex_gradients = _bias_gradients(scheme, "flex_attention", ids, mask, labels, "cuda")
+    torch.testing.assert_close(flex_loss, sdpa_loss, rtol=0, atol=1e-4)
+    for name, gradient in sdpa_gradients.items():
+        torch.testing.assert_close(flex_gradients[name], gradient, rtol=1e-3, atol=1e-5, msg=name)
