@@ -18,6 +18,7 @@ import shlex
 import sys
 
 from .configuration_posattn import POSITION_EMBEDDING_TYPES
+from .reporting import add_plot_training, add_report_to_option
 
 
 MAX_PLOTTED_POSITIONS = 4096  # plot-positions draws a positions x positions similarity map: 4096² is 64 MB
@@ -116,6 +117,7 @@ def add_run_options(parser, defaults: dict[str, str]) -> None:
                         help=f"peak learning rate (default: {defaults['learning_rate']})")
     parser.add_argument("--vocab-size", type=positive_int, metavar="N",
                         help=f"tokens in the BPE vocabulary (default: {defaults['vocab_size']})")
+    add_report_to_option(parser)
 
 
 def add_train(subparsers):
@@ -486,8 +488,8 @@ def json_alone_on_stdout(enabled: bool):
         yield
 
 
-SUBCOMMANDS = [add_train, add_generate, add_evaluate, add_push, add_plot_positions, add_plot_attention, add_demo,
-               add_compare]
+SUBCOMMANDS = [add_train, add_generate, add_evaluate, add_push, add_plot_positions, add_plot_attention,
+               add_plot_training, add_demo, add_compare]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from .configuration_posattn import POSITION_EMBEDDING_TYPES
 from .corpus import load_texts
 from .evaluation import evaluate_lengths_of_ids, token_stream, unigram_baseline
+from .reporting import plot_study_training
 from .runs import check_output_dir, is_free, locked, notice, plan_run, read_run_record, remove_checkpoints, write_text
 from .tokenization import has_tokenizer, train_tokenizer
 from .training import RUN_IDENTITY, TrainingOptions, hardware, resolve, train
@@ -44,7 +45,8 @@ TOKENIZER_SOURCE = "source.json"  # beside it: the data and vocabulary size it w
 
 
 # What every training run of a study shares.
-SHARED = ("preset", "data", "text_column", "seq_len", "max_steps", "batch_size", "learning_rate", "vocab_size")
+SHARED = ("preset", "data", "text_column", "seq_len", "max_steps", "batch_size", "learning_rate", "vocab_size",
+          "report_to")
 
 
 @dataclass
@@ -67,6 +69,7 @@ class CompareOptions:
     batch_size: int | None = None
     learning_rate: float | None = None
     vocab_size: int | None = None
+    report_to: list[str] | None = None
 
 
 def resolve_study(options: CompareOptions) -> CompareOptions:
@@ -288,6 +291,7 @@ def write_outputs(study: dict, folder: str) -> None:
                 + ["; ".join(f"{n}: {reason}" for n, reason in row["skipped"].items())])
         write_text(os.path.join(folder, "compare.csv"), file.getvalue())
     plot_study(study, os.path.join(folder, "compare.png"))
+    plot_study_training(study, os.path.join(folder, "compare-training.png"))
     write_text(os.path.join(folder, "compare.md"), markdown_table(study))
 
 

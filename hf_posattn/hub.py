@@ -9,13 +9,14 @@ from transformers.dynamic_module_utils import get_relative_import_files
 from .configuration_posattn import PosAttnConfig
 from .loading import read_json
 from .model_card import build_model_card
+from .reporting import TRAINING_FIGURE, training_figure
 from .runs import RUN_FILE, read_run
 
 
 # What a model repo needs, from a folder written by `posattn train`: checkpoints, optimizer states and the
 # Trainer's arguments stay local, and of the code only what config.json's auto_map loads (`code_files`).
 PUSHED_FILES = ("config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json",
-                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", RUN_FILE)
+                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", RUN_FILE, TRAINING_FIGURE)
 REQUIRED_FILES = ("config.json", "tokenizer.json", RUN_FILE)
 
 
@@ -62,7 +63,8 @@ def push(folder: str, repo_id: str, private: bool = False, token: str | None = N
     rendered for `repo_id`; returns the commit URL. Everything is checked before the first request, and nothing is
     written locally: offline, without a token, or when the Hub refuses, it raises a `ValueError` saying why."""
     names = files_to_push(folder)
-    card = build_model_card(PosAttnConfig.from_pretrained(folder), read_run(folder), model_id=repo_id)
+    card = build_model_card(PosAttnConfig.from_pretrained(folder), read_run(folder), model_id=repo_id,
+                            training_figure=training_figure(folder))
     if constants.is_offline_mode():
         raise ValueError("cannot push: offline mode is on (HF_HUB_OFFLINE=1). Unset HF_HUB_OFFLINE and connect to "
                          "the network, then push again.")

@@ -35,7 +35,8 @@ RUN_FILE = "posattn_run.json"  # the options a run was started with (read by --r
 # Everything a run folder may hold: the model, its code and card, the tokenizer, the run file, the checkpoints.
 RUN_ENTRIES = (RUN_FILE, "config.json", "generation_config.json", "model.safetensors", "model-*.safetensors",
                "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-               "chat_template.jinja", "*.py", "README.md", "training_args.bin", "checkpoint-*")
+               "chat_template.jinja", "*.py", "README.md", "training_args.bin", "checkpoint-*",
+               "trainer_state.json", "training.png", "runs")  # runs/: TensorBoard's event files (--report-to)
 SAVING_DIR = ".saving"  # inside a run folder: final files before they are renamed into place
 
 

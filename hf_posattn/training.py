@@ -46,6 +46,7 @@ from .corpus import CORPUS_NAME, load_texts
 from .evaluation import EVAL_BATCH_TOKENS, unigram_baseline
 from .generation import generate_text
 from .model_card import write_model_card
+from .reporting import check_report_to, run_name, write_training_figure
 from .runs import (RUN_FILE, RunPlan, claim, last_complete_checkpoint, notice, plan_run, read_run_record,
                    saved_whole, write_run_file)
 from .tokenization import encode_documents, has_tokenizer, split_blocks, train_tokenizer
@@ -119,6 +120,7 @@ class TrainingOptions:
     overwrite: bool = False  # replace the run in output_dir
     sample_prompt: str | None = None  # the first speaker's cue (or first line) of the validation text
     quiet: bool = False  # no progress bar or logs
+    report_to: list[str] | None = None  # no logging integration; else the Trainer's (reporting.check_report_to)
 
 
 DEFAULTS = {"position": "sinusoidal", "preset": "tiny", "text_column": "text", "gradient_accumulation_steps": 1,
@@ -188,6 +190,7 @@ def resolve(options: TrainingOptions) -> TrainingOptions:
         options,
         output_dir=options.output_dir or os.path.join("runs", f"posattn-{options.preset}-{options.position}"),
         data=list(options.data) if options.data else None,
+        report_to=check_report_to(options.report_to),
         **{name: getattr(preset, name) if getattr(options, name) is None else getattr(options, name)
            for name in ("seq_len", "max_steps", "batch_size", "learning_rate", "vocab_size")},
     )
@@ -451,7 +454,9 @@ def training_arguments(options: TrainingOptions, folder: str) -> TrainingArgumen
         logging_nan_inf_filter=False,  # a NaN loss must be seen (StopOnNonFinite), not averaged away
         include_num_input_tokens_seen="all",
         seed=options.seed,
-        report_to=[],
+        report_to=options.report_to,
+        run_name=run_name(options.output_dir),  # the target's name, not the staging folder's
+        project="hf-posattn",  # trackio's project (transformers' default: "huggingface")
         # Without an accelerator the Trainer must be told that it runs on the CPU: otherwise the processes started by
         # torchrun or accelerate launch do not form a process group (each would train alone, on the same data).
         use_cpu=not torch.accelerator.is_available(),
@@ -569,6 +574,7 @@ def finish(trainer: Trainer, options: TrainingOptions, plan: RunPlan, texts: Dat
     """Evaluate on the whole validation split, save the model whole, sample it, then record the results: the card,
     and the run file last (a run without results is an unfinished one)."""
     args, model, tokenizer = trainer.args, trainer.model, trainer.processing_class
+    trainer.save_state()  # trainer_state.json in the run folder, for its training figure (checkpoints may go)
     eval_loss = trainer.evaluate(blocks["validation"])["eval_loss"]
     validation_ids = np.array(blocks["validation"]["input_ids"])
     baseline = unigram_baseline(np.array(blocks["train"]["input_ids"]), validation_ids[:, 1:], len(tokenizer))
@@ -603,6 +609,7 @@ def finish(trainer: Trainer, options: TrainingOptions, plan: RunPlan, texts: Dat
                    validation_tokens=int(validation_ids[:, 1:].size))
     if args.should_save:
         run = {"options": result.options, "results": results}
+        write_training_figure(plan.work_dir, baseline=baseline["loss"], label=run_name(plan.target))
         write_model_card(plan.work_dir, model.config, run)
         write_run_file(plan.work_dir, run["options"], run["results"])
     return result

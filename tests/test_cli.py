@@ -300,3 +300,38 @@ def test_python_m_hf_posattn_lists_the_subcommands():
     out = subprocess.run([sys.executable, "-m", "hf_posattn", "--help"], capture_output=True, text=True, check=True)
     for command in ("train", "generate", "evaluate", "push"):
         assert command in out.stdout
+
+
+def test_train_logs_to_tensorboard_draws_its_training_and_the_card_and_push_show_it(tmp_path):
+    """--report-to reaches the Trainer's own TensorBoard callback; the finished run holds training.png (from its
+    trainer_state.json), its card shows the figure, and push uploads it with the model."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from hf_posattn.hub import files_to_push
+
+    folder = tmp_path / "logged"
+    assert posattn("train", *FAST, "--report-to", "tensorboard", "--output-dir", folder) == 0
+    names = set(os.listdir(folder))
+    assert {"training.png", "trainer_state.json", "runs"} <= names, names
+    events = [os.path.join(root, name) for root, _, files in os.walk(folder / "runs") for name in files
+              if name.startswith("events.out.tfevents")]
+    assert events
+    accumulator = EventAccumulator(os.path.dirname(events[0]))
+    accumulator.Reload()
+    assert "train/loss" in accumulator.Tags()["scalars"]
+    assert (folder / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](training.png)" in (folder / "README.md").read_text()
+    assert "training.png" in files_to_push(str(folder))
+    # The folder stays a run: --resume recognises it (and says it has finished) instead of calling it foreign.
+    assert posattn("train", *FAST, "--report-to", "tensorboard", "--output-dir", folder, "--resume") == 2
+    # plot-training redraws it from the folder.
+    assert posattn("plot-training", folder, "--output", tmp_path / "again.png") == 0
+    assert (tmp_path / "again.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_missing_logging_integration_is_refused_before_any_work(tmp_path, capsys):
+    import importlib.util
+
+    assert importlib.util.find_spec("comet_ml") is None  # the case this test is about
+    assert posattn("train", *FAST, "--report-to", "comet_ml", "--output-dir", tmp_path / "never") == 2
+    assert "pip install" in capsys.readouterr().err and not (tmp_path / "never").exists()
