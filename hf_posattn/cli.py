@@ -117,6 +117,9 @@ def add_run_options(parser, defaults: dict[str, str]) -> None:
                         help=f"peak learning rate (default: {defaults['learning_rate']})")
     parser.add_argument("--vocab-size", type=positive_int, metavar="N",
                         help=f"tokens in the BPE vocabulary (default: {defaults['vocab_size']})")
+    parser.add_argument("--scale-embeddings", action="store_const", const=True,
+                        help="the setup of Vaswani et al. and fairseq: token embeddings times sqrt(hidden size), "
+                             "sinusoidal waves at amplitude 1 (default: off; waves at the embeddings' starting scale)")
     add_report_to_option(parser)
 
 

@@ -46,7 +46,7 @@ TOKENIZER_SOURCE = "source.json"  # beside it: the data and vocabulary size it w
 
 # What every training run of a study shares.
 SHARED = ("preset", "data", "text_column", "seq_len", "max_steps", "batch_size", "learning_rate", "vocab_size",
-          "report_to")
+          "scale_embeddings", "report_to")
 
 
 @dataclass
@@ -69,6 +69,7 @@ class CompareOptions:
     batch_size: int | None = None
     learning_rate: float | None = None
     vocab_size: int | None = None
+    scale_embeddings: bool | None = None
     report_to: list[str] | None = None
 
 

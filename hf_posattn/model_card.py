@@ -30,11 +30,14 @@ def training_command(options: dict) -> str:
     """The `posattn train` command line that gives these options."""
     words = ["posattn", "train"]
     for name, value in options.items():
-        # What does not change the model: where it goes, how often it is checked, where the logs go.
-        if value is None or isinstance(value, bool) or name in ("output_dir", "eval_steps", "save_steps",
-                                                                "report_to"):
+        # What does not change the model: where it goes, how often it is checked, where the logs go, how it runs.
+        if value is None or value is False or name in ("output_dir", "eval_steps", "save_steps", "report_to",
+                                                       "resume", "overwrite", "quiet"):
             continue
         flag = "--grad-accum" if name == "gradient_accumulation_steps" else "--" + name.replace("_", "-")
+        if value is True:  # a switch that changes the model, e.g. --scale-embeddings
+            words.append(flag)
+            continue
         words += [flag, *map(str, value)] if isinstance(value, list) else [flag, str(value)]
     return shlex.join(words)
 

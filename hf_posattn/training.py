@@ -112,6 +112,7 @@ class TrainingOptions:
     gradient_accumulation_steps: int | None = None  # 1
     learning_rate: float | None = None
     vocab_size: int | None = None
+    scale_embeddings: bool | None = None  # False: see PosAttnConfig.scale_embeddings (the Vaswani et al. setup)
     tokenizer: str | None = None  # a folder with a tokenizer to reuse instead of training one
     seed: int | None = None  # 0
     eval_steps: int | None = None  # 5 evaluations per run
@@ -124,11 +125,11 @@ class TrainingOptions:
 
 
 DEFAULTS = {"position": "sinusoidal", "preset": "tiny", "text_column": "text", "gradient_accumulation_steps": 1,
-            "seed": 0}
+            "seed": 0, "scale_embeddings": False}
 
 # Options that must be the same to continue a run: the others (steps, evaluation, prompt) may change on resume.
 RUN_IDENTITY = ("position", "preset", "data", "text_column", "seq_len", "batch_size", "gradient_accumulation_steps",
-                "learning_rate", "vocab_size", "tokenizer", "seed")
+                "learning_rate", "vocab_size", "scale_embeddings", "tokenizer", "seed")
 
 
 @dataclass
@@ -228,6 +229,7 @@ def model_config(options: TrainingOptions, tokenizer) -> PosAttnConfig:
         intermediate_size=4 * preset.hidden_size,
         max_position_embeddings=max_positions,
         position_embedding_type=options.position,
+        scale_embeddings=options.scale_embeddings,
         hidden_dropout_prob=preset.dropout,
         attention_probs_dropout_prob=preset.dropout,
         pad_token_id=tokenizer.pad_token_id,

@@ -335,3 +335,11 @@ def test_a_missing_logging_integration_is_refused_before_any_work(tmp_path, caps
     assert importlib.util.find_spec("comet_ml") is None  # the case this test is about
     assert posattn("train", *FAST, "--report-to", "comet_ml", "--output-dir", tmp_path / "never") == 2
     assert "pip install" in capsys.readouterr().err and not (tmp_path / "never").exists()
+
+
+def test_scale_embeddings_reaches_the_model_the_run_file_and_the_card(tmp_path):
+    folder = tmp_path / "vaswani"
+    assert posattn("train", *FAST, "--scale-embeddings", "--output-dir", folder) == 0
+    assert AutoModelForCausalLM.from_pretrained(folder).config.scale_embeddings is True
+    assert json.loads((folder / RUN_FILE).read_text())["options"]["scale_embeddings"] is True
+    assert "--scale-embeddings" in (folder / "README.md").read_text()
