@@ -19,6 +19,7 @@ no T x T score tensor is built). On a GPU, training rows also give MFU (nanoGPT'
     python scripts/benchmark.py --quick                               # a smoke test: seconds, tiny model
     python scripts/benchmark.py --device cuda --dtype bf16 --compile  # GPT-2 124M dimensions, T = 1024
     python scripts/benchmark.py --json results.json                   # the table as JSON as well
+    python scripts/benchmark.py --bias-memory                         # score biases: sdpa vs flex, T and 4T
 """
 
 import argparse
@@ -38,6 +39,7 @@ from transformers.generation import CompileConfig
 
 from hf_posattn import POSITION_EMBEDDING_TYPES, PosAttnConfig, PosAttnForCausalLM
 from hf_posattn.convert import from_gpt2
+from hf_posattn.positional import POSITION_SCHEMES, SCORE_BIAS
 from hf_posattn.training import hardware
 
 
@@ -356,6 +358,25 @@ def memory_rows(args, sizes, device):
     return rows
 
 
+def bias_memory_rows(args, sizes, device):
+    """The prefill's peak memory at T and 4T for each scheme that biases the scores, under sdpa (which takes the bias
+    as a [batch, heads, T, T] tensor) and flex_attention (which reads a bias of the distance alone from a [heads, T]
+    table inside its kernel), against sdpa without a bias. Each case in a fresh process of its own: flex compiles
+    its kernel for the first call there, which is not the one measured."""
+    base = dict(sizes=dataclasses.asdict(sizes), device=device, dtype=args.dtype, model="ours", workload="prefill")
+    cases = {"none sdpa (no bias)": dict(scheme="none", attn="sdpa")}
+    for scheme in args.schemes:
+        if SCORE_BIAS in POSITION_SCHEMES[scheme].contributes():
+            cases.update({f"{scheme} {attn}": dict(scheme=scheme, attn=attn) for attn in ("sdpa", "flex_attention")})
+    rows = []
+    for label, spec in cases.items():
+        at_t, at_4t = (peak_memory([dict(base, **spec, seq=seq)], device)[0]
+                       for seq in (sizes.memory_seq, 4 * sizes.memory_seq))
+        rows.append(dict(name="prefill memory 4T / T", scheme=label, unit="MiB", a=f"T={sizes.memory_seq}",
+                         b=f"4T={4 * sizes.memory_seq}", a_value=at_t, b_value=at_4t, ratio=at_4t / at_t))
+    return rows
+
+
 def judge(rows, targets):
     """Attach the issue's target (if any) to each row, and whether it is met."""
     for row in rows:
@@ -387,6 +408,8 @@ def print_table(rows, correctness):
             target += f" (MFU gpt2 {100 * row['mfu_gpt2']:.1f}%, ours {100 * row['mfu_ours']:.1f}%)"
         print(f"| {row['name']} | {row['scheme']} | {row['a']} {row['a_value']:.1f} | {row['b']} {row['b_value']:.1f} "
               f"| {row['unit']} | {row['ratio']:.3f} | {spread_text} | {target} |")
+    if correctness is None:
+        return
     print(f"\nConverted pair: loss gpt2 {correctness['loss_gpt2']:.6f}, ours {correctness['loss_ours']:.6f} "
           f"(|difference| {correctness['loss_difference']:.1e}, equal: {correctness['losses_equal']}); "
           f"greedy tokens identical: {correctness['greedy_tokens_identical']}.")
@@ -403,6 +426,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2, help="torch threads on CPU (default 2)")
     parser.add_argument("--peak-tflops", type=float, default=PEAK_TFLOPS, help="for MFU (default: H100/H200 bf16)")
     parser.add_argument("--json", help="also write the rows and the setup to this file")
+    parser.add_argument("--bias-memory", action="store_true",
+                        help="only the prefill memory of the score-bias schemes, sdpa against flex_attention")
     parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -427,7 +452,10 @@ def main(argv=None):
                  threads=torch.get_num_threads(), torch=torch.__version__, transformers=transformers.__version__,
                  python=platform.python_version(), machine=hardware(), load_before=os.getloadavg())
     print(json.dumps(setup), file=sys.stderr)
-    rows, correctness = benchmark(args, sizes, args.device, DTYPES[args.dtype])
+    if args.bias_memory:
+        rows, correctness = bias_memory_rows(args, sizes, args.device), None
+    else:
+        rows, correctness = benchmark(args, sizes, args.device, DTYPES[args.dtype])
     # The issue's CPU targets are for eager models, its GPU targets for compiled ones.
     judge(rows, TARGETS.get(preset, {}) if (preset == "cuda") == args.compile else {})
     setup["load_after"] = os.getloadavg()
