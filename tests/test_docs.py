@@ -1,0 +1,47 @@
+"""The documentation stays true to the code: the generated reference pages are current, every local link in the
+README and docs/ leads to a file, the README stays short, and it speaks the user's words."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAGES = ["README.md"] + [os.path.join("docs", name) for name in sorted(os.listdir(os.path.join(ROOT, "docs")))
+                         if name.endswith(".md")]
+
+
+def read(path: str) -> str:
+    with open(os.path.join(ROOT, path), encoding="utf-8") as file:
+        return file.read()
+
+
+def test_generated_pages_are_current():
+    """docs/cli.md and docs/schemes.md are written by scripts/make_docs.py from the parser and the registry."""
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_docs.py"), "--check"],
+                            capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_local_links_lead_to_files(page):
+    folder = os.path.dirname(os.path.join(ROOT, page))
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", read(page)):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        assert os.path.exists(os.path.join(folder, target)), f"{page} links to {target}, which does not exist"
+
+
+def test_readme_is_read_in_minutes():
+    assert len(read("README.md").splitlines()) <= 300
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_pages_speak_the_users_words(page):
+    """No words of the project's own bookkeeping: say what is meant instead."""
+    text = read(page).lower()
+    for word in ("seed lesson", "the issue", "issue's", "this session", "no gpu was lent"):
+        assert word not in text, f"{page} says {word!r}"
