@@ -17,7 +17,7 @@ import math
 import shlex
 import sys
 
-from .configuration_posattn import POSITION_EMBEDDING_TYPES
+from .positional import POSITION_EMBEDDING_TYPES
 from .reporting import add_plot_training, add_report_to_option
 
 
@@ -93,6 +93,60 @@ def int_list(text: str) -> list[int]:
     return values
 
 
+def scaling_factor(text: str) -> float:
+    """A rotary scaling factor: how many times the training length the inputs may reach (transformers only warns
+    about one below 1)."""
+    value = float(text)
+    if not (math.isfinite(value) and value >= 1):
+        raise argparse.ArgumentTypeError(f"expected a number >= 1 (how many times the training length), got {text}")
+    return value
+
+
+def json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error}): give an object such as "
+                                         f"'{{\"rope_type\": \"yarn\", \"factor\": 4}}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"rope_type\": \"yarn\", "
+                                         f"\"factor\": 4}}', got {text}")
+    return value
+
+
+def add_rope_options(parser, applied_to: str) -> None:
+    """--rope-scaling TYPE [--factor F], or --rope-parameters JSON: one of transformers' rotary variants applied to
+    `applied_to` (rotary and xpos models), read by `rope_parameters`."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    group = parser.add_argument_group(
+        "rotary context extension",
+        f"apply one of transformers' rotary variants to {applied_to}, extending from the length it was trained at "
+        f"(rotary and xpos models only)")
+    choice = group.add_mutually_exclusive_group()
+    choice.add_argument("--rope-scaling", choices=["default", *ROPE_INIT_FUNCTIONS], metavar="TYPE",
+                        help=f"rope_type: {', '.join(['default', *ROPE_INIT_FUNCTIONS])} (llama3 and longrope take "
+                             f"more parameters: use --rope-parameters)")
+    choice.add_argument("--rope-parameters", type=json_object, metavar="JSON", dest="rope_json",
+                        help='all of transformers\' rope_parameters, e.g. \'{"rope_type": "yarn", "factor": 4}\'')
+    group.add_argument("--factor", type=scaling_factor, metavar="F",
+                       help="with --rope-scaling: how many times the training length the inputs may reach")
+
+
+def rope_parameters(args) -> dict | None:
+    """The rope_parameters that --rope-scaling/--factor or --rope-parameters give, or None; checked before any
+    work."""
+    if args.factor is not None and args.rope_scaling is None:
+        raise ValueError(f"--factor {args.factor:g} scales a rotary variant: give it with --rope-scaling TYPE (e.g. "
+                         f"--rope-scaling yarn --factor {args.factor:g}).")
+    if args.rope_scaling is None:
+        return args.rope_json
+    given = {"rope_type": args.rope_scaling}
+    if args.factor is not None:
+        given["factor"] = args.factor
+    return given
+
+
 # ---- train ----
 
 def add_run_options(parser, defaults: dict[str, str]) -> None:
@@ -138,6 +192,9 @@ def add_train(subparsers):
     parser.add_argument("--grad-accum", type=positive_int, metavar="N", dest="gradient_accumulation_steps",
                         help="batches accumulated per optimizer step (default: 1)")
     parser.add_argument("--tokenizer", metavar="DIR", help="reuse the tokenizer in DIR instead of training one")
+    parser.add_argument("--init-from", metavar="DIR",
+                        help="start from the model in DIR (its weights, architecture and tokenizer) instead of a new "
+                             "one: a fine-tune, e.g. at a longer --seq-len with --rope-scaling")
     parser.add_argument("--output-dir", metavar="DIR", help="where to save (default: runs/posattn-PRESET-POSITION)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last "
                                                               "checkpoint")
@@ -152,6 +209,7 @@ def add_train(subparsers):
                              "line, of the validation text)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or training logs")
     parser.add_argument("--json", action="store_true", help="print the results as JSON (alone on stdout)")
+    add_rope_options(parser, "the model of --init-from")
     parser.set_defaults(run=run_train)
 
 
@@ -160,6 +218,7 @@ def run_train(args) -> int:
 
     from .training import TrainingOptions, train
 
+    args.rope_parameters = rope_parameters(args)
     options = TrainingOptions(**{name: getattr(args, name) for name in TrainingOptions.__dataclass_fields__})
     with json_alone_on_stdout(args.json):
         result = train(options)
@@ -197,6 +256,7 @@ def add_generate(subparsers):
                                                                         "(default: the model's generation config)")
     parser.add_argument("--greedy", action="store_true", help="always take the most likely token (no sampling)")
     parser.add_argument("--seed", type=seed, default=0, metavar="N", help="random seed of the sampling")
+    add_rope_options(parser, "the model for this text")
     parser.set_defaults(run=run_generate)
 
 
@@ -208,7 +268,7 @@ def run_generate(args) -> int:
         raise ValueError(f"--temperature {args.temperature} must be above 0 (or use --greedy).")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise ValueError(f"--top-p {args.top_p} must be in (0, 1].")
-    model, tokenizer = load_model(args.dir)
+    model, tokenizer = load_model(args.dir, rope_parameters=rope_parameters(args))
     generate_text(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                   top_p=args.top_p, top_k=args.top_k, greedy=args.greedy, seed=args.seed, stream=True)
     return 0
@@ -236,6 +296,7 @@ def add_evaluate(subparsers):
                                                                 "worth)")
     parser.add_argument("--output", metavar="FILE", help="write the JSON here instead of stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_rope_options(parser, "the model for this evaluation (the JSON records the rope_parameters used)")
     parser.set_defaults(run=run_evaluate)
 
 
@@ -243,17 +304,22 @@ def run_evaluate(args) -> int:
     from .corpus import load_texts
     from .evaluation import evaluate_lengths_of_ids, token_stream, unigram_baseline
     from .loading import load_model
+    from .positional import POSITION_SCHEMES
     from .runs import check_output_file, notice, write_text
 
+    scaling = rope_parameters(args)
     if args.output:  # checked before the work rather than found wrong after it
         check_output_file(args.output)
-    model, tokenizer = load_model(args.dir)
+    model, tokenizer = load_model(args.dir, rope_parameters=scaling)
     texts = load_texts(args.data, args.text_column)
     validation = list(texts["validation"]["text"])
     validation_ids = token_stream(tokenizer, validation)
     report = {
         "model": args.dir,
         "position_embedding_type": model.config.position_embedding_type,
+        # What the rotation used, scaled or as trained (None: the scheme has no rotary parameters).
+        "rope_parameters": model.config.rope_parameters
+        if POSITION_SCHEMES[model.config.position_embedding_type].uses_rope_parameters else None,
         "data": " ".join(args.data) if args.data else "embedded corpus",
         "tokens": len(validation_ids),
         "unigram_baseline": unigram_baseline(token_stream(tokenizer, texts["train"]["text"]), validation_ids,
@@ -444,7 +510,10 @@ def add_compare(subparsers):
         "compare", help="length extrapolation: one model per position scheme, perplexity at L, 2L, 4L, 8L",
         description="Train one model per position scheme (and seed) with the same budget, data, tokenizer and seed "
                     "at length L, evaluate each at L, 2L, 4L, 8L in non-overlapping windows on the same validation "
-                    "tokens, and write compare.csv, compare.json, compare.md and compare.png in --output-dir. "
+                    "tokens, and write compare.csv, compare.json, compare.md, compare.png (perplexity against "
+                    "length; with several seeds the mean and its 95 % Student t interval) and compare-positions.png "
+                    "(the loss at each position of the longest window) in --output-dir. Rotary-type schemes get "
+                    "rows for linear interpolation, dynamic NTK and YaRN from the same trained model. "
                     "Default: L = 128, 800 steps of 16 blocks (27.5 minutes on 2 CPU cores); --quick: L = 64, "
                     "200 steps, 32,768 evaluation tokens (4 minutes). Finished runs with the same options "
                     "are reused; their checkpoints are removed (the models stay).",
@@ -452,9 +521,10 @@ def add_compare(subparsers):
     )
     parser.add_argument("--quick", action="store_true", help="the small study (4 minutes on 2 CPU cores)")
     parser.add_argument("--positions", nargs="+", choices=POSITION_EMBEDDING_TYPES, metavar="SCHEME",
-                        help="schemes to compare (default: all five)")
+                        help="schemes to compare (default: sinusoidal learned rotary alibi none)")
     parser.add_argument("--seeds", type=seed_list, metavar="S1,S2,...", help="one run per scheme and seed; the "
-                                                                             "table shows mean and std (default: 0)")
+                                                                             "table shows the mean and its 95 %% "
+                                                                             "interval (default: 0)")
     parser.add_argument("--factors", type=int_list, metavar="F1,F2,...", help="evaluation lengths as multiples of L "
                                                                               "(default: 1,2,4,8)")
     add_run_options(parser, {"seq_len": "128; --quick 64", "max_steps": "800; --quick 200", "batch_size": "16",
@@ -478,8 +548,8 @@ def run_compare(args) -> int:
         print(json.dumps(study, indent=2))
         return 0
     print(f"\n{markdown_table(study)}\n")
-    print(f"{study['wall_seconds'] / 60:.1f} min on {study['hardware']}; wrote compare.csv, compare.json, compare.md "
-          f"and compare.png in {study['settings']['output_dir']}")
+    print(f"{study['wall_seconds'] / 60:.1f} min on {study['hardware']}; wrote compare.csv, compare.json, compare.md, "
+          f"compare.png and compare-positions.png in {study['settings']['output_dir']}")
     return 0
 
 

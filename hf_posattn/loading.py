@@ -8,25 +8,103 @@ folder: `load_model` refuses it with a `ValueError` that names the file and what
 
 import contextlib
 import json
+import math
 import os
 
 from .runs import read_run_record
 
 
-def load_model(folder: str, **kwargs):
+def load_model(folder: str, rope_parameters: dict | None = None, **kwargs):
     """The model and tokenizer saved in `folder` (on the GPU when there is one), after checking every file they
     come from: config.json (readable, an hf_posattn config), the weights (readable, every tensor the model has and
     no other, each of its shape), tokenizer.json (readable, no more tokens than the model's vocabulary) and the run
-    file if there is one."""
+    file if there is one.
+
+    `rope_parameters` (e.g. `{"rope_type": "yarn", "factor": 4}`) rebuilds a rotary model's frequencies with one of
+    transformers' rotary variants, without retraining: see `scaled_config`. Checked before the weights are read."""
     import torch
 
-    check_model_folder(folder)
-    config = load_config(folder)
+    config = load_model_config(folder, rope_parameters)
     tokenizer = load_tokenizer(folder, config.vocab_size)
-    read_run_record(folder)  # a damaged run file is named now, not when a card or a push needs it
     model = load_weights(folder, config, **kwargs)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     return model, tokenizer
+
+
+def load_model_config(folder: str, rope_parameters: dict | None = None):
+    """The config of the model in `folder`, checked (and the run file, if any: a damaged one is named now, not when a
+    card or a push needs it), with `rope_parameters` applied when given (`scaled_config`)."""
+    check_model_folder(folder)
+    config = load_config(folder)
+    run = read_run_record(folder)
+    if rope_parameters is None:
+        return config
+    trained_length = run["options"].get("seq_len") if run is not None else None
+    return scaled_config(config, rope_parameters, trained_length or config.max_position_embeddings)
+
+
+def scaled_config(config, rope_parameters: dict, trained_length: int):
+    """`config` with `rope_parameters` applied: the given rotary variant over the model's own `rope_theta`, with
+    the length the model was trained at as the length the variant extends from. transformers reads that length as
+    `max_position_embeddings` (dynamic) or `original_max_position_embeddings` (yarn, longrope, llama3, which it
+    fills from `max_position_embeddings` unless given): setting the former gives both. (For the schemes that read
+    rope parameters, `max_position_embeddings` sizes no weights.) transformers then checks the parameters; what it
+    refuses, or only warns about, is a ValueError naming `rope_parameters`."""
+    from .positional import POSITION_SCHEMES
+
+    scheme = config.position_embedding_type
+    if not POSITION_SCHEMES[scheme].uses_rope_parameters:
+        rotating = ", ".join(name for name, cls in POSITION_SCHEMES.items() if cls.uses_rope_parameters)
+        raise ValueError(f"rope_parameters (--rope-scaling, --rope-parameters) change the rotation of queries and "
+                         f"keys, which only {rotating} models have: this model uses {scheme} positions. Evaluate "
+                         f"it as it is, without them.")
+    check_rope_parameters(rope_parameters)
+    merged = {"rope_theta": config.rope_theta, **rope_parameters}
+    values = {**config.to_dict(), "rope_parameters": merged, "max_position_embeddings": trained_length}
+    try:
+        with rope_warnings_raised():
+            return type(config)(**values)
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{str(error).strip()} (given rope_parameters: {json.dumps(rope_parameters)}; see "
+                         f"transformers' rope_parameters for what each rope_type takes).") from None
+
+
+@contextlib.contextmanager
+def rope_warnings_raised():
+    """transformers' checks of rope parameters that only log a warning (a long_factor of the wrong length, a key its
+    rope_type does not read) raise a ValueError instead: a model built from them would fail or ignore them later.
+    Its once-only notices are advice, not findings, and stay notices."""
+    import logging
+
+    from transformers.utils import logging as transformers_logging
+
+    logger = transformers_logging.get_logger("transformers.modeling_rope_utils")
+    found = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: found.append(record) if record.funcName != "warning_once" else None
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)  # seen even when transformers' verbosity hides warnings
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    if found:
+        raise ValueError("; ".join(record.getMessage().strip() for record in found))
+
+
+def check_rope_parameters(rope_parameters) -> None:
+    """What transformers lets through with a warning only: a factor that is not a finite number >= 1."""
+    if not isinstance(rope_parameters, dict) or not isinstance(rope_parameters.get("rope_type", "default"), str):
+        raise ValueError(f"rope_parameters must be a JSON object with a rope_type, e.g. "
+                         f'{{"rope_type": "yarn", "factor": 4}}; got {json.dumps(rope_parameters)}.')
+    factor = rope_parameters.get("factor")
+    if factor is None:
+        return
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor < 1:
+        raise ValueError(f"rope_parameters factor={factor!r} is invalid: it is how many times longer than the "
+                         f"training length the inputs may be, a finite number >= 1 (e.g. 4).")
 
 
 def check_model_folder(folder: str) -> None:

@@ -1,6 +1,7 @@
 """The model card of a trained model: the `README.md` of its folder, a Hub model card built with huggingface_hub's
 `ModelCard`/`ModelCardData` from the template in `model_cards/`."""
 
+import json
 import os
 import shlex
 from importlib.resources import files
@@ -8,18 +9,10 @@ from importlib.resources import files
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from . import reporting
+from .positional import POSITION_SCHEMES
 
 
 TEMPLATE = files("hf_posattn") / "model_cards" / "posattn.md"
-
-POSITION_DESCRIPTIONS = {
-    "sinusoidal": "fixed sin/cos waves of the position, added to the token embeddings (Vaswani et al. 2017).",
-    "learned": "one trained vector per position, added to the token embeddings (BERT, GPT-2).",
-    "rotary": "queries and keys rotated by position-dependent angles (RoFormer, Llama).",
-    "alibi": "a per-head penalty linear in the query-key distance, added to the attention scores "
-             "(Press et al. 2022).",
-    "none": "no position information; only the causal mask tells order.",
-}
 
 CONFIG_FIELDS = ("position_embedding_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                  "intermediate_size", "max_position_embeddings", "type_vocab_size", "hidden_act",
@@ -38,7 +31,10 @@ def training_command(options: dict) -> str:
         if value is True:  # a switch that changes the model, e.g. --scale-embeddings
             words.append(flag)
             continue
-        words += [flag, *map(str, value)] if isinstance(value, list) else [flag, str(value)]
+        if isinstance(value, dict):  # rope_parameters, as --rope-parameters reads them
+            words += [flag, json.dumps(value)]
+        else:
+            words += [flag, *map(str, value)] if isinstance(value, list) else [flag, str(value)]
     return shlex.join(words)
 
 
@@ -48,6 +44,7 @@ def build_model_card(config, run: dict, model_id: str, training_figure: str | No
     `training_figure` (its path relative to the model folder, which the Hub renders from the repository) shown
     under Training."""
     options, results = run["options"], run["results"]
+    scheme = POSITION_SCHEMES[config.position_embedding_type]
     name = os.path.basename(os.path.normpath(model_id))
     card_data = ModelCardData(
         language="en",
@@ -67,7 +64,10 @@ def build_model_card(config, run: dict, model_id: str, training_figure: str | No
         model_name=name,
         model_id=model_id,
         position=config.position_embedding_type,
-        position_description=POSITION_DESCRIPTIONS[config.position_embedding_type],
+        # What the card says of the scheme is what the scheme says of itself: a scheme registered at run time has a card.
+        position_description=scheme.description,
+        position_citation=scheme.citation,
+        length_limit=scheme.max_length(config),
         config_rows=[(field, getattr(config, field)) for field in CONFIG_FIELDS],
         vocab_size=config.vocab_size,
         max_positions=config.max_position_embeddings,

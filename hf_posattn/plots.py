@@ -20,7 +20,8 @@ import textwrap
 
 import torch
 
-from .positional import sinusoidal_table
+from .positional import (POSITION_SCHEMES, AlibiBias, LearnedPositions, NoPositions, RotaryPositions,
+                         SinusoidalPositions, sinusoidal_table)
 
 
 DPI = 100
@@ -201,13 +202,14 @@ def plot_scheme(axes, model, positions: int) -> None:
     axes[2].text(0.5, 0.5, about + "\n\n" + textwrap.fill(scheme.citation, 50), ha="center", va="center", fontsize=11)
 
 
-# Schemes with panels of their own; the others get `plot_scheme`.
+# Built-in schemes with richer panels of their own, by class (a subclass, or a scheme registered at run time, is
+# drawn from what it says of itself by `plot_scheme`).
 MODEL_PANELS = {
-    "learned": plot_learned,
-    "sinusoidal": plot_sinusoidal,
-    "rotary": plot_rotary,
-    "alibi": plot_alibi,
-    "none": plot_no_positions,
+    LearnedPositions: plot_learned,
+    SinusoidalPositions: plot_sinusoidal,
+    RotaryPositions: plot_rotary,
+    AlibiBias: plot_alibi,
+    NoPositions: plot_no_positions,
 }
 
 
@@ -220,8 +222,9 @@ def plot_positions(output: str, model=None, positions: int = 128, dim: int | Non
     if model is not None and getattr(model.config, "model_type", None) != "posattn":
         raise ValueError(f"the model is a {model.config.model_type!r} model, not an hf_posattn one: give a folder "
                          f"written by `posattn train`.")
-    if model is not None and model.config.position_embedding_type == "learned":
-        positions = min(positions, model.config.max_position_embeddings)
+    limit = None if model is None else POSITION_SCHEMES[model.config.position_embedding_type].max_length(model.config)
+    if limit is not None:  # nothing to draw past the longest input
+        positions = min(positions, limit)
     dim = dim or (model.config.hidden_size if model is not None else 128)
     if dim < 2 or dim % 2:
         raise ValueError(f"--dim {dim}: the encoding pairs sines with cosines; give an even number of dimensions.")
@@ -231,9 +234,8 @@ def plot_positions(output: str, model=None, positions: int = 128, dim: int | Non
                                 layout="constrained")
     plot_closed_form(axes[0], positions, dim)
     if model is not None:
-        scheme = model.config.position_embedding_type
         with torch.no_grad():
-            MODEL_PANELS.get(scheme, plot_scheme)(axes[1], model, positions)
+            MODEL_PANELS.get(type(model.model.positions), plot_scheme)(axes[1], model, positions)
     return save(figure, output)
 
 

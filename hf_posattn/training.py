@@ -41,7 +41,7 @@ from transformers.trainer_utils import TrainOutput
 from transformers.utils import logging as transformers_logging
 
 from . import PosAttnConfig, PosAttnForCausalLM
-from .configuration_posattn import POSITION_EMBEDDING_TYPES
+from .positional import POSITION_SCHEMES
 from .corpus import CORPUS_NAME, load_texts
 from .evaluation import EVAL_BATCH_TOKENS, unigram_baseline
 from .generation import generate_text
@@ -122,6 +122,8 @@ class TrainingOptions:
     sample_prompt: str | None = None  # the first speaker's cue (or first line) of the validation text
     quiet: bool = False  # no progress bar or logs
     report_to: list[str] | None = None  # no logging integration; else the Trainer's (reporting.check_report_to)
+    init_from: str | None = None  # start from the model in this folder: its weights, architecture and tokenizer
+    rope_parameters: dict | None = None  # with init_from: a rotary variant applied to it (loading.scaled_config)
 
 
 DEFAULTS = {"position": "sinusoidal", "preset": "tiny", "text_column": "text", "gradient_accumulation_steps": 1,
@@ -129,7 +131,7 @@ DEFAULTS = {"position": "sinusoidal", "preset": "tiny", "text_column": "text", "
 
 # Options that must be the same to continue a run: the others (steps, evaluation, prompt) may change on resume.
 RUN_IDENTITY = ("position", "preset", "data", "text_column", "seq_len", "batch_size", "gradient_accumulation_steps",
-                "learning_rate", "vocab_size", "scale_embeddings", "tokenizer", "seed")
+                "learning_rate", "vocab_size", "scale_embeddings", "tokenizer", "seed", "init_from", "rope_parameters")
 
 
 @dataclass
@@ -178,14 +180,16 @@ class TrainingDiverged(TrainingStopped, ValueError):
 
 
 def resolve(options: TrainingOptions) -> TrainingOptions:
-    """The options with every default filled in from the preset; checks what can be checked before any work."""
+    """The options with every default filled in from the preset (or from the model of `init_from`); checks what can
+    be checked before any work."""
+    options = from_initial_model(options)
     options = dataclasses.replace(
         options, **{name: value for name, value in DEFAULTS.items() if getattr(options, name) is None})
     if options.preset not in PRESETS:
         raise ValueError(f"unknown preset {options.preset!r}: choose one of {', '.join(PRESETS)}.")
-    if options.position not in POSITION_EMBEDDING_TYPES:
+    if options.position not in POSITION_SCHEMES:  # read live: schemes registered at run time count
         raise ValueError(f"unknown position scheme {options.position!r}: choose one of "
-                         f"{', '.join(POSITION_EMBEDDING_TYPES)}.")
+                         f"{', '.join(POSITION_SCHEMES)}.")
     preset = PRESETS[options.preset]
     resolved = dataclasses.replace(
         options,
@@ -205,21 +209,67 @@ def resolve(options: TrainingOptions) -> TrainingOptions:
             raise ValueError(f"{name} must be a positive number, got {value}.")
     if not 0 <= resolved.seed < 2**32:  # before anything is written: set_seed would refuse it only after
         raise ValueError(f"seed must be an integer from 0 to 2**32 - 1, got {resolved.seed}.")
-    if resolved.position == "learned" and resolved.seq_len > preset.max_position_embeddings:
+    limit = bounded_length(resolved)
+    if limit is not None and resolved.seq_len > limit:
         raise ValueError(
-            f"--seq-len {resolved.seq_len} is above the {preset.max_position_embeddings} positions that learned "
-            f"position embeddings have in preset {resolved.preset!r} (max_position_embeddings): use --seq-len <= "
-            f"{preset.max_position_embeddings}, or a scheme that runs at any length (sinusoidal, rotary, alibi, none)."
+            f"--seq-len {resolved.seq_len} is above the {limit} positions that {resolved.position} positions have "
+            f"in {resolved.init_from or f'preset {resolved.preset!r}'} (max_position_embeddings): use --seq-len <= "
+            f"{limit}, or a scheme that runs at any length ({', '.join(unbounded_schemes())})."
         )
     return resolved
 
 
+def from_initial_model(options: TrainingOptions) -> TrainingOptions:
+    """With `init_from`: the options that the model there fixes (its scheme, tokenizer, vocabulary and embedding
+    scale) filled in from it; a different value given for one of them is refused. `rope_parameters` need it."""
+    if options.init_from is None:
+        if options.rope_parameters is not None:
+            raise ValueError("rope_parameters (--rope-scaling, --rope-parameters) change a trained rotary model: give "
+                             "the model with --init-from DIR (init_from).")
+        return options
+    from .loading import load_model_config
+
+    config = load_model_config(options.init_from, options.rope_parameters)
+    fixed = {"position": config.position_embedding_type, "tokenizer": options.init_from,
+             "vocab_size": config.vocab_size, "scale_embeddings": config.scale_embeddings}
+    changed = [f"{name}={getattr(options, name)!r} (the model's: {value!r})" for name, value in fixed.items()
+               if getattr(options, name) not in (None, value)]
+    if changed:
+        raise ValueError(f"--init-from {options.init_from} starts from that model, with its own {', '.join(changed)}: "
+                         f"drop those options, or train from scratch without --init-from.")
+    return dataclasses.replace(options, **fixed)
+
+
+def initial_config(options: TrainingOptions) -> PosAttnConfig | None:
+    """The config of the model `init_from` starts from, `rope_parameters` applied; None without `init_from`."""
+    if options.init_from is None:
+        return None
+    from .loading import load_model_config
+
+    return load_model_config(options.init_from, options.rope_parameters)
+
+
+def unbounded_schemes() -> list[str]:
+    """The registered schemes that run at any length (their `max_length` says None)."""
+    return [name for name, scheme in POSITION_SCHEMES.items() if scheme.max_length(PosAttnConfig()) is None]
+
+
+def bounded_length(options: TrainingOptions) -> int | None:
+    """The longest input the scheme of `options` can take with its preset's table (`PositionScheme.max_length`), or
+    None if it runs at any length."""
+    preset = PRESETS[options.preset]
+    config = initial_config(options) or PosAttnConfig(position_embedding_type=options.position, hidden_size=preset.hidden_size,
+                           num_hidden_layers=preset.num_hidden_layers, num_attention_heads=preset.num_attention_heads,
+                           max_position_embeddings=preset.max_position_embeddings)
+    return POSITION_SCHEMES[options.position].max_length(config)
+
+
 def model_config(options: TrainingOptions, tokenizer) -> PosAttnConfig:
     preset = PRESETS[options.preset]
-    # Learned positions get exactly the preset's table; the other schemes run at any length, and their tables
-    # (sinusoidal, rotary) are only a cache that should cover the training length.
+    # A length-bounded scheme (learned) gets exactly the preset's table; the others run at any length, and their
+    # tables (sinusoidal, rotary) are only a cache that should cover the training length.
     max_positions = preset.max_position_embeddings
-    if options.position != "learned":
+    if bounded_length(options) is None:
         max_positions = max(max_positions, options.seq_len)
     return PosAttnConfig(
         vocab_size=len(tokenizer),
@@ -283,10 +333,10 @@ def check_inputs(options: TrainingOptions) -> tuple[TrainingOptions, DatasetDict
 
 def usable_length(options: TrainingOptions) -> int:
     """The longest input the model is good for, which the saved tokenizer truncates to (`truncation=True`): the
-    learned table's length, else the training length (the other schemes run longer, but were not trained to)."""
-    if options.position == "learned":
-        return PRESETS[options.preset].max_position_embeddings
-    return options.seq_len
+    longest input of a length-bounded scheme (learned: its table), else the training length (the other schemes run
+    longer, but were not trained to)."""
+    limit = bounded_length(options)
+    return options.seq_len if limit is None else limit
 
 
 def tokenizer_for(options: TrainingOptions, train_texts, plan: RunPlan):
@@ -532,10 +582,20 @@ def record_start(options: TrainingOptions, plan: RunPlan, tokenizer) -> None:
     write_run_file(plan.work_dir, dataclasses.asdict(options), None)
 
 
+def initial_model(options: TrainingOptions, tokenizer) -> PosAttnForCausalLM:
+    """A new model of the preset, or the model of `init_from` (`rope_parameters` applied), checked as every tool
+    checks a model folder."""
+    if options.init_from is None:
+        return PosAttnForCausalLM(model_config(options, tokenizer))
+    from .loading import load_model
+
+    return load_model(options.init_from, rope_parameters=options.rope_parameters)[0]
+
+
 def make_trainer(options: TrainingOptions, args: TrainingArguments, tokenizer, blocks: DatasetDict) -> Trainer:
     set_seed(options.seed)
     trainer = Trainer(
-        model=PosAttnForCausalLM(model_config(options, tokenizer)),
+        model=initial_model(options, tokenizer),
         args=args,
         train_dataset=blocks["train"],
         eval_dataset=evenly_spaced(blocks["validation"], PERIODIC_EVAL_BLOCKS),
