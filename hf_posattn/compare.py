@@ -13,6 +13,16 @@ JSON, Markdown on stdout) and a plot of perplexity against evaluation length, on
 Learned positions have no vector past `max_position_embeddings` (1,024 in the presets): longer lengths are listed
 as skipped, with the reason. Their vectors past `L` exist but were never trained (no training window reaches
 them): they keep their random initialisation, shrunk by weight decay.
+
+What the study reports besides the perplexities (docs/study.md reads them):
+- with several seeds, the mean and the 95 % interval of the mean (Student's t over seeds, `statistics.py`) at
+  every length, and the growth ppl(kL) / ppl(L) per seed, averaged the same way;
+- the loss at each position of the window at the longest length (`compare-positions.png`): where a scheme breaks;
+- for schemes that read `rope_parameters` (rotary, xpos): rows for linear interpolation, dynamic NTK and YaRN
+  applied to the same trained model without retraining, with factor = the longest length / L;
+- for schemes that add a vector to the token embeddings (sinusoidal, learned): the ratio of the RMS of that
+  vector to the RMS of the (scaled) token embeddings of the validation tokens, at initialisation and after
+  training: how loud the position signal is in the sum the model reads.
 """
 
 import csv
@@ -20,20 +30,31 @@ import dataclasses
 import io
 import json
 import os
-import statistics
 import time
 from dataclasses import dataclass
 
 from .configuration_posattn import POSITION_EMBEDDING_TYPES
 from .corpus import load_texts
 from .evaluation import evaluate_lengths_of_ids, token_stream, unigram_baseline
+from .positional import EMBEDDING, POSITION_SCHEMES
+from .statistics import mean_interval
 from .reporting import plot_study_training
 from .runs import check_output_dir, is_free, locked, notice, plan_run, read_run_record, remove_checkpoints, write_text
 from .tokenization import has_tokenizer, train_tokenizer
 from .training import RUN_IDENTITY, TrainingOptions, hardware, resolve, train
 
 
-# The two budgets, measured on 2 CPU cores: `default` 27.5 minutes, `quick` 4. Options given explicitly win.
+# The schemes a study trains unless --positions says otherwise: the five that Press et al. (2022) and the first
+# studies compared. Every registered scheme can be selected; all nine at the default budget would not fit in 30
+# minutes on 2 CPU cores.
+DEFAULT_POSITIONS = ("sinusoidal", "learned", "rotary", "alibi", "none")
+
+# Context extension applied to a trained rotary-type model at evaluation, without retraining: transformers'
+# rope_type and what the row says.
+EXTENSIONS = {"linear": "linear interpolation", "dynamic": "dynamic NTK", "yarn": "YaRN"}
+
+# The two budgets, measured on 2 CPU cores (quiet machine): `default` 27.5 minutes for the five default schemes and
+# one seed, `quick` 4. Options given explicitly win.
 STUDIES = {
     "default": {"seq_len": 128, "max_steps": 800, "batch_size": 16, "eval_tokens": None,
                 "output_dir": os.path.join("runs", "compare")},
@@ -54,7 +75,7 @@ class CompareOptions:
     """What to compare. `None` means the study's value (`STUDIES`), else the training preset's."""
 
     output_dir: str | None = None
-    positions: list[str] | None = None  # all five schemes
+    positions: list[str] | None = None  # DEFAULT_POSITIONS
     factors: list[int] | None = None  # evaluation lengths as multiples of seq_len: 1, 2, 4, 8
     seeds: list[int] | None = None  # [0]
     eval_tokens: int | None = None  # validation tokens scored at every length (default: all)
@@ -77,7 +98,7 @@ def resolve_study(options: CompareOptions) -> CompareOptions:
     study = STUDIES["quick" if options.quick else "default"]
     options = dataclasses.replace(
         options,
-        positions=list(options.positions or POSITION_EMBEDDING_TYPES),
+        positions=list(dict.fromkeys(options.positions or DEFAULT_POSITIONS)),
         factors=sorted(set(options.factors or (1, 2, 4, 8))),
         seeds=list(dict.fromkeys(options.seeds if options.seeds is not None else [0])),
         **{name: value if getattr(options, name) is None else getattr(options, name)
@@ -181,8 +202,6 @@ def compare(options: CompareOptions, command: str | None = None) -> dict:
 
 
 def run_study(options: CompareOptions, command: str | None) -> dict:
-    from .loading import load_model
-
     start = time.perf_counter()
     runs = {(p, s): training_options(options, p, s) for p in options.positions for s in options.seeds}
     tokenizer, tokenizer_dir, ids, baseline = study_tokens(options)
@@ -207,19 +226,16 @@ def run_study(options: CompareOptions, command: str | None) -> dict:
             results = train(dataclasses.replace(run, resume=action == "resume")).to_dict()
             remove_checkpoints(run.output_dir)  # optimizer state for --resume; the study keeps only the final model
         evaluation_start = time.perf_counter()
-        model, _ = load_model(run.output_dir)
-        evaluation = evaluate_lengths_of_ids(model, ids, lengths)
-        del model
         record = {"position": position, "seed": seed, "output_dir": run.output_dir,
                   "parameters": results["parameters"], "train_seconds": results["train_seconds"],
-                  "wall_seconds": results["wall_seconds"],
-                  "evaluation_seconds": time.perf_counter() - evaluation_start, "results": evaluation}
+                  "wall_seconds": results["wall_seconds"], **evaluate_run(run, ids, lengths, options)}
+        record["evaluation_seconds"] = time.perf_counter() - evaluation_start
         records.append(record)
         notice(f"{label}: perplexity " + ", ".join(
             f"{r['length']}: {r['perplexity']:.2f}" if "perplexity" in r else f"{r['length']}: skipped"
-            for r in evaluation) + f" ({results['train_seconds'] / 60:.1f} min of training)")
+            for r in record["results"]) + f" ({results['train_seconds'] / 60:.1f} min of training)")
 
-    table = summarize(records, options, lengths)
+    table = summarize(records, options.positions, lengths)
     study = {
         "command": command,
         "settings": {**dataclasses.asdict(options), "lengths": lengths, "eval_tokens": len(ids),
@@ -227,6 +243,7 @@ def run_study(options: CompareOptions, command: str | None) -> dict:
         "hardware": hardware(),
         "unigram_baseline": baseline,
         "wall_seconds": time.perf_counter() - start,
+        "train_seconds": sum(record["train_seconds"] for record in records),  # of every run, reused ones too
         "table": table,
         "runs": records,
     }
@@ -234,66 +251,220 @@ def run_study(options: CompareOptions, command: str | None) -> dict:
     return study
 
 
-def summarize(records: list[dict], options: CompareOptions, lengths: list[int]) -> list[dict]:
-    """One row per scheme: the perplexity at every length (the mean over seeds, with its standard deviation when
-    there are several), or why a length was skipped."""
+def evaluate_run(run: TrainingOptions, ids: list[int], lengths: list[int], options: CompareOptions) -> dict:
+    """Everything the study measures on one finished run: the perplexity at every length (with the loss at each
+    position at the longest), the same for each context extension of a rotary-type model, and the loudness of the
+    position signal in the embeddings."""
+    from .loading import load_model
+
+    model, _ = load_model(run.output_dir)
+    evaluation = {"results": evaluate_lengths_of_ids(model, ids, lengths, per_position=True),
+                  "embedding_signal": embedding_signal_of_run(model, run, ids)}
+    del model
+    factor = max(options.factors)
+    if POSITION_SCHEMES[run.position].uses_rope_parameters and factor > 1:
+        evaluation["extensions"] = {}
+        for rope_type in EXTENSIONS:
+            extended = extended_model(run.output_dir, rope_type, factor, options.seq_len)
+            evaluation["extensions"][rope_type] = evaluate_lengths_of_ids(extended, ids, lengths, per_position=True)
+            del extended
+    return evaluation
+
+
+def extension_parameters(rope_type: str, factor: float, seq_len: int, rope_theta: float) -> dict:
+    """transformers' `rope_parameters` for stretching a model trained at `seq_len` by `factor`."""
+    return {"rope_type": rope_type, "factor": float(factor), "rope_theta": rope_theta,
+            "original_max_position_embeddings": seq_len}
+
+
+def extended_model(folder: str, rope_type: str, factor: float, seq_len: int):
+    """The trained model in `folder` with its rotary frequencies stretched (`rope_type` of `EXTENSIONS`): the same
+    weights, other `rope_parameters`. `max_position_embeddings` becomes the training length, the length dynamic NTK
+    starts stretching from (no weight depends on it for these schemes)."""
+    import torch
+
+    from .loading import load_config, load_weights
+
+    config = load_config(folder)
+    config.max_position_embeddings = seq_len
+    config.rope_parameters = extension_parameters(rope_type, factor, seq_len, config.rope_parameters["rope_theta"])
+    config.validate()  # transformers' own checks of the new parameters, before the weights are read
+    model = load_weights(folder, config)
+    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+
+
+def embedding_signal_of_run(model, run: TrainingOptions, ids: list[int]) -> dict | None:
+    """`embedding_signal` of the trained model ("end") and of the model it started from ("start": built from the
+    same config with the run's seed, as training builds it), or None for a scheme that adds nothing to the
+    embeddings."""
+    import torch
+    from transformers import set_seed
+
+    from .modeling_posattn import PosAttnForCausalLM
+
+    if EMBEDDING not in type(model.base_model.positions).contributes():
+        return None
+    set_seed(run.seed)
+    start = PosAttnForCausalLM(model.config).to(model.device)
+    return {"start": embedding_signal(start, ids, run.seq_len), "end": embedding_signal(model, ids, run.seq_len)}
+
+
+def embedding_signal(model, ids: list[int], length: int) -> dict:
+    """How loud the position signal is in the sum the model reads: the RMS of what the scheme adds at positions
+    0 .. length - 1, the RMS of the token embeddings (times sqrt(d) with `scale_embeddings`) of `ids`, and their
+    ratio. The LayerNorm after the sum divides both by the same number, so the ratio is what the layers see."""
+    import torch
+
+    base = model.base_model
+    with torch.no_grad():
+        positions = base.positions.embed(torch.arange(length, device=model.device)).float()
+        tokens = base.embeddings.word_embeddings(torch.tensor(ids, device=model.device)).float()
+        tokens = tokens * base.embeddings.scale
+    position_rms = float(positions.pow(2).mean().sqrt())
+    token_rms = float(tokens.pow(2).mean().sqrt())
+    return {"position_rms": position_rms, "token_rms": token_rms, "ratio": position_rms / token_rms}
+
+
+def seed_summary(values: list[float]) -> dict:
+    """The mean over seeds and its 95 % Student t interval (`low`, `high`: None with one seed)."""
+    interval = mean_interval(values)
+    return {"mean": interval.mean, "low": interval.low, "high": interval.high, "std": interval.std}
+
+
+def summarize(records: list[dict], positions: list[str], lengths: list[int]) -> list[dict]:
+    """One row per scheme, then one per context extension of a rotary-type scheme: at every length the mean
+    perplexity over seeds with its 95 % interval (`perplexity`, `low`, `high`, `std`), the growth ppl(length) /
+    ppl(L) averaged over seeds the same way, or why the length was skipped; the loss at each position of the
+    longest window, averaged over seeds (`position_loss`); the embedding signal ratios, averaged likewise."""
     rows = []
-    for position in options.positions:
+    for position in positions:
         runs = [r for r in records if r["position"] == position]
-        row = {"position": position, "parameters": runs[0]["parameters"], "seeds": len(runs),
-               "train_minutes": statistics.mean(r["train_seconds"] for r in runs) / 60, "perplexity": {},
-               "std": {}, "skipped": {}}
-        for index, length in enumerate(lengths):
-            results = [r["results"][index] for r in runs]
-            if "skipped" in results[0]:
-                row["skipped"][length] = results[0]["skipped"]
-                continue
-            values = [r["perplexity"] for r in results]
-            row["perplexity"][length] = statistics.mean(values)
-            row["std"][length] = statistics.stdev(values) if len(values) > 1 else None
-        rows.append(row)
+        variants = [(None, [r["results"] for r in runs])]
+        variants += [(rope_type, [r["extensions"][rope_type] for r in runs])
+                     for rope_type in EXTENSIONS if all(rope_type in r.get("extensions", {}) for r in runs)]
+        for extension, results in variants:
+            row = {"position": position, "extension": extension, "label": row_label(position, extension, lengths),
+                   "parameters": runs[0]["parameters"], "seeds": len(runs),
+                   "train_minutes": mean_interval([r["train_seconds"] for r in runs]).mean / 60,
+                   **length_summary(results, lengths), "position_loss": position_loss_summary(results)}
+            if extension is None:
+                row["embedding_signal"] = signal_summary([r.get("embedding_signal") for r in runs])
+            rows.append(row)
     return rows
+
+
+def row_label(position: str, extension: str | None, lengths: list[int]) -> str:
+    if extension is None:
+        return position
+    return f"{position} + {EXTENSIONS[extension]} (x{lengths[-1] // lengths[0]:g})"
+
+
+def length_summary(results: list[list[dict]], lengths: list[int]) -> dict:
+    """`results`: one list per seed, one entry per length (as `evaluate_lengths_of_ids` gives)."""
+    summary = {name: {} for name in ("perplexity", "low", "high", "std", "growth", "growth_low", "growth_high",
+                                     "skipped")}
+    for index, length in enumerate(lengths):
+        at_length = [seed[index] for seed in results]
+        if "skipped" in at_length[0]:
+            summary["skipped"][length] = at_length[0]["skipped"]
+            continue
+        perplexity = seed_summary([r["perplexity"] for r in at_length])
+        growth = seed_summary([r["perplexity"] / seed[0]["perplexity"] for r, seed in zip(at_length, results)])
+        for name in ("low", "high", "std"):
+            summary[name][length] = perplexity[name]
+        summary["perplexity"][length] = perplexity["mean"]
+        summary["growth"][length], summary["growth_low"][length], summary["growth_high"][length] = (
+            growth["mean"], growth["low"], growth["high"])
+    return summary
+
+
+def position_loss_summary(results: list[list[dict]]) -> dict | None:
+    """The per-position loss of the longest length that has one, averaged over seeds."""
+    curves = [next((r for r in reversed(seed) if "position_loss" in r), None) for seed in results]
+    if any(curve is None for curve in curves):
+        return None
+    mean = [None if None in values else sum(values) / len(values)
+            for values in zip(*(curve["position_loss"] for curve in curves))]
+    return {"length": curves[0]["length"], "loss": mean}
+
+
+def signal_summary(signals: list[dict | None]) -> dict | None:
+    if any(signal is None for signal in signals):
+        return None
+    return {moment: {name: seed_summary([signal[moment][name] for signal in signals])
+                     for name in ("position_rms", "token_rms", "ratio")}
+            for moment in ("start", "end")}
+
+
+def interval_cell(mean: float, low: float | None) -> str:
+    """`mean ± half width` of the 95 % interval (symmetric: Student's t), or the mean alone with one seed."""
+    return f"{mean:.2f}" if low is None else f"{mean:.2f} ± {mean - low:.2f}"
 
 
 def markdown_table(study: dict) -> str:
     lengths = study["settings"]["lengths"]
     seq_len = study["settings"]["seq_len"]
     header = ["scheme", "parameters"] + [f"{length} ({length // seq_len}L)" if length != seq_len else f"{length} (L)"
-                                         for length in lengths]
+                                         for length in lengths] + [f"ppl({lengths[-1] // seq_len}L) / ppl(L)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in study["table"]:
-        cells = [row["position"], f"{row['parameters'] / 1e6:.2f}M"]
+        cells = [row["label"], f"{row['parameters'] / 1e6:.2f}M"]
         for length in lengths:
             if length in row["skipped"]:
                 cells.append("skipped")
             else:
-                std = row["std"][length]
-                cells.append(f"{row['perplexity'][length]:.2f}" + (f" ± {std:.2f}" if std is not None else ""))
+                cells.append(interval_cell(row["perplexity"][length], row["low"][length]))
+        last = lengths[-1]
+        cells.append("" if last in row["skipped"] else interval_cell(row["growth"][last], row["growth_low"][last]))
         lines.append("| " + " | ".join(cells) + " |")
     unigram = f"{study['unigram_baseline']['perplexity']:.2f}"
-    lines.append("| " + " | ".join(["unigram baseline (no context)", ""] + [unigram] * len(lengths)) + " |")
+    lines.append("| " + " | ".join(["unigram baseline (no context)", ""] + [unigram] * len(lengths) + [""]) + " |")
+    seeds = study["settings"]["seeds"]
+    if len(seeds) > 1:
+        lines.append(f"\nMean over {len(seeds)} seeds ({', '.join(map(str, seeds))}) ± the half width of the 95 % "
+                     f"interval of the mean (Student's t with {len(seeds) - 1} degrees of freedom).")
     return "\n".join(lines)
 
 
+def csv_cell(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
 def write_outputs(study: dict, folder: str) -> None:
-    """The tables and the plot; each file is written whole (a temporary file renamed over the old one)."""
+    """The tables and the plots; each file is written whole (a temporary file renamed over the old one)."""
     lengths = study["settings"]["lengths"]
     write_text(os.path.join(folder, "compare.json"), json.dumps(study, indent=2))
+    columns = ("ppl", "low", "high", "std", "growth", "growth_low", "growth_high")
+    fields = {"ppl": "perplexity"}
     with io.StringIO(newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["position", "parameters", "seeds", "train_minutes"]
-                        + [f"ppl_{length}" for length in lengths] + [f"std_{length}" for length in lengths]
-                        + ["notes"])
+        writer.writerow(["scheme", "position", "extension", "parameters", "seeds", "train_minutes"]
+                        + [f"{column}_{length}" for column in columns for length in lengths] + ["notes"])
         for row in study["table"]:
             writer.writerow(
-                [row["position"], row["parameters"], row["seeds"], f"{row['train_minutes']:.2f}"]
-                + [f"{row['perplexity'][n]:.4f}" if n in row["perplexity"] else "" for n in lengths]
-                + [f"{row['std'][n]:.4f}" if row["std"].get(n) is not None else "" for n in lengths]
+                [row["label"], row["position"], row["extension"] or "", row["parameters"], row["seeds"],
+                 f"{row['train_minutes']:.2f}"]
+                + [csv_cell(row[fields.get(column, column)].get(length)) for column in columns for length in lengths]
                 + ["; ".join(f"{n}: {reason}" for n, reason in row["skipped"].items())])
         write_text(os.path.join(folder, "compare.csv"), file.getvalue())
     plot_study(study, os.path.join(folder, "compare.png"))
+    plot_position_loss(study, os.path.join(folder, "compare-positions.png"))
     plot_study_training(study, os.path.join(folder, "compare-training.png"))
     write_text(os.path.join(folder, "compare.md"), markdown_table(study))
+
+
+def study_title(settings: dict) -> str:
+    seeds = settings["seeds"]
+    return (f"{settings['preset']} preset, {settings['max_steps']} steps at L = {settings['seq_len']}"
+            + (", scaled embeddings" if settings.get("scale_embeddings") else "")
+            + f", seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
+
+
+def row_style(row: dict, colours: dict) -> dict:
+    """One colour per scheme; its context extensions share it, dashed, dotted or dash-dotted."""
+    colour = colours.setdefault(row["position"], f"C{len(colours)}")
+    dashes = {None: "-", "linear": "--", "dynamic": ":", "yarn": "-."}
+    return {"color": colour, "linestyle": dashes.get(row["extension"], "--")}
 
 
 def plot_study(study: dict, output: str) -> str:
@@ -305,11 +476,16 @@ def plot_study(study: dict, output: str) -> str:
     settings = study["settings"]
     lengths, seq_len = settings["lengths"], settings["seq_len"]
     figure, axes = plt.subplots(figsize=(9, 6), layout="constrained")
+    colours = {}
     for row in study["table"]:
         shown = [n for n in lengths if n in row["perplexity"]]
-        errors = [row["std"][n] or 0 for n in shown] if row["seeds"] > 1 else None
-        axes.errorbar(shown, [row["perplexity"][n] for n in shown], yerr=errors, marker="o", capsize=3,
-                      label=row["position"] + (" (not evaluated past its last position)" if row["skipped"] else ""))
+        means = [row["perplexity"][n] for n in shown]
+        errors = None
+        if row["seeds"] > 1:  # the 95 % interval of the mean, as error bars
+            errors = [[mean - row["low"][n] for n, mean in zip(shown, means)],
+                      [row["high"][n] - mean for n, mean in zip(shown, means)]]
+        axes.errorbar(shown, means, yerr=errors, marker="o", capsize=3, **row_style(row, colours),
+                      label=row["label"] + (" (not evaluated past its last position)" if row["skipped"] else ""))
     axes.axhline(study["unigram_baseline"]["perplexity"], color="gray", linestyle="--", label="unigram baseline")
     axes.axvline(seq_len, color="black", linestyle=":", linewidth=1, label=f"training length L = {seq_len}")
     axes.set_xscale("log", base=2)
@@ -319,11 +495,52 @@ def plot_study(study: dict, output: str) -> str:
     axes.yaxis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))  # plain numbers, not 10^k
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     axes.yaxis.set_minor_locator(NullLocator())
-    seeds = settings["seeds"]
+    several = len(settings["seeds"]) > 1
     axes.set(xlabel="evaluation length (tokens; non-overlapping windows)", ylabel="validation perplexity (log scale)",
-             title=f"train short, test long: {settings['preset']} preset, {settings['max_steps']} steps at L = "
-                   f"{seq_len}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-                   + (" (mean ± std)" if len(seeds) > 1 else ""))
-    axes.legend(fontsize=9)
+             title=f"train short, test long: {study_title(settings)}"
+                   + ("\nmean over seeds, bars: 95 % interval of the mean (Student's t)" if several else ""))
+    axes.legend(fontsize=8)
     axes.grid(True, which="major", alpha=0.3)
+    return save(figure, output)
+
+
+def smoothed(values: list[float], width: int) -> list[float]:
+    """A centred moving average: a position's loss is averaged over a few hundred windows only, and its noise would
+    hide the shape the figure is about."""
+    half = width // 2
+    return [sum(values[max(0, i - half): i + half + 1]) / len(values[max(0, i - half): i + half + 1])
+            for i in range(len(values))]
+
+
+def plot_position_loss(study: dict, output: str) -> str | None:
+    """The loss at each position of the longest evaluation window, one line per row of the table (mean over seeds
+    and windows), with the training length marked: an absolute scheme breaks right after L."""
+    from .plots import pyplot, save
+
+    rows = [row for row in study["table"] if row["position_loss"] is not None]
+    if not rows:
+        return None
+    plt = pyplot()
+    settings = study["settings"]
+    seq_len = settings["seq_len"]
+    figure, axes = plt.subplots(figsize=(10, 6), layout="constrained")
+    colours = {}
+    longest = max(row["position_loss"]["length"] for row in rows)
+    width = max(1, longest // 64)
+    for row in rows:
+        losses = row["position_loss"]["loss"]
+        positions = [p + 1 for p, loss in enumerate(losses) if loss is not None]
+        values = smoothed([loss for loss in losses if loss is not None], width)
+        label = row["label"] + (f" (up to {row['position_loss']['length']})"
+                                if row["position_loss"]["length"] < longest else "")
+        axes.plot(positions, values, linewidth=1.4, label=label, **row_style(row, colours))
+    axes.axhline(study["unigram_baseline"]["loss"], color="gray", linestyle="--", label="unigram baseline")
+    axes.axvline(seq_len, color="black", linestyle=":", linewidth=1.2, label=f"training length L = {seq_len}")
+    axes.set_xlim(0, longest)
+    axes.set(xlabel="position in the evaluation window (the token predicted from all before it)",
+             ylabel="validation loss (nats per token)",
+             title=f"where each scheme breaks: loss at each position of {longest}-token windows\n"
+                   f"{study_title(settings)}; mean over seeds and windows, moving average of {width} positions")
+    axes.legend(fontsize=8, ncol=2)
+    axes.grid(True, alpha=0.3)
     return save(figure, output)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .tokenization import encode_documents
@@ -41,12 +42,15 @@ def token_stream(tokenizer, text: str | Sequence[str]) -> list[int]:
 
 @torch.no_grad()
 def perplexity_of_ids(model, ids: Sequence[int], length: int, stride: int | None = None, batch_size: int | None = None,
-                      progress: bool = False) -> dict:
+                      progress: bool = False, per_position: bool = False) -> dict:
     """Perplexity of `model` on the token stream `ids`, in windows of `length` tokens (see the module docstring).
 
     Returns `{"length", "stride", "loss", "perplexity", "windows", "tokens"}`, `tokens` being the number of
     tokens scored; the tail shorter than a window is left out. `batch_size`: windows per forward pass (default:
-    `EVAL_BATCH_TOKENS` tokens' worth). `progress`: a bar over the windows on stderr.
+    `EVAL_BATCH_TOKENS` tokens' worth). `progress`: a bar over the windows on stderr. `per_position`: also
+    `"position_loss"`, from the same forward passes: entry `p - 1` is the mean loss of the token at position `p` of
+    a window (predicted from positions 0 to p - 1) over the windows that score it, None where none does (sliding
+    windows score only their last `stride` positions after the first window).
     """
     if length < 2:
         raise ValueError(f"cannot evaluate at length {length}: a window scores each token after its first, so it "
@@ -72,20 +76,30 @@ def perplexity_of_ids(model, ids: Sequence[int], length: int, stride: int | None
     batch_size = batch_size or max(1, EVAL_BATCH_TOKENS // length)
     model.eval()
     device = model.device
-    total_loss, total_tokens = 0.0, 0
+    # Sums per position of the predicted token (1 .. length - 1); their total is the perplexity's, so the curve and
+    # the number come from the same forward passes and cannot disagree.
+    position_loss = torch.zeros(length - 1, dtype=torch.float64)
+    position_count = torch.zeros(length - 1, dtype=torch.long)
     bar = tqdm(total=len(windows), desc=f"length {length}", unit="window", disable=not progress, leave=False)
     for batch in range(0, len(windows), batch_size):
         bar.update(len(windows[batch : batch + batch_size]))
         batch_ids = windows[batch : batch + batch_size].to(device)
-        batch_labels = labels[batch : batch + batch_size].to(device)
-        scored = int((batch_labels[:, 1:] != -100).sum())  # the model shifts labels: position t predicts t + 1
-        loss = model(input_ids=batch_ids, labels=batch_labels, use_cache=False).loss
-        total_loss += loss.item() * scored
-        total_tokens += scored
+        targets = labels[batch : batch + batch_size, 1:].to(device)  # position t predicts the token at t + 1
+        logits = model(input_ids=batch_ids, use_cache=False).logits[:, :-1]
+        losses = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100,
+                                 reduction="none").view(targets.shape)
+        scored = targets != -100
+        position_loss += (losses * scored).sum(0).double().cpu()
+        position_count += scored.sum(0).cpu()
     bar.close()
-    mean = total_loss / total_tokens
-    return {"length": length, "stride": None if stride == length else stride, "loss": mean,
-            "perplexity": math.exp(mean), "windows": len(windows), "tokens": total_tokens}
+    total_tokens = int(position_count.sum())
+    mean = float(position_loss.sum()) / total_tokens
+    result = {"length": length, "stride": None if stride == length else stride, "loss": mean,
+              "perplexity": math.exp(mean), "windows": len(windows), "tokens": total_tokens}
+    if per_position:
+        result["position_loss"] = [float(loss / count) if count else None
+                                   for loss, count in zip(position_loss.tolist(), position_count.tolist())]
+    return result
 
 
 def perplexity(model, tokenizer, text: str | Sequence[str], length: int, stride: int | None = None,
@@ -102,18 +116,21 @@ def evaluate_lengths(model, tokenizer, text: str | Sequence[str], lengths: Seque
 
 
 def evaluate_lengths_of_ids(model, ids: Sequence[int], lengths: Sequence[int], stride: int | None = None,
-                            batch_size: int | None = None, progress: bool = False) -> list[dict]:
+                            batch_size: int | None = None, progress: bool = False,
+                            per_position: bool = False) -> list[dict]:
     """`evaluate_lengths` on a token stream: the same ids at every length (e.g. a stream cut to a multiple of the
-    longest length, so that every length scores the same tokens)."""
+    longest length, so that every length scores the same tokens). `per_position`: the longest length the model
+    takes also gets its loss at each position of the window (`perplexity_of_ids`)."""
+    limit = length_limit(model.config)
+    usable = [length for length in lengths if limit is None or length <= limit]
     results = []
     for length in lengths:
-        limit = length_limit(model.config)
-        if limit is not None and length > limit:
+        if length not in usable:
             results.append({"length": length, "skipped": f"learned positions: the model has vectors for {limit} "
                                                          f"positions only (max_position_embeddings)"})
             continue
         results.append(perplexity_of_ids(model, ids, length, min(stride, length) if stride else None, batch_size,
-                                         progress))
+                                         progress, per_position=per_position and length == max(usable)))
     return results
 
 

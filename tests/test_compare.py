@@ -9,9 +9,10 @@ import os
 import pytest
 
 from hf_posattn.cli import main
+from hf_posattn.compare import DEFAULT_POSITIONS
 from hf_posattn.corpus import load_shakespeare
 
-from conftest import SCHEMES, assert_png
+from conftest import assert_png
 
 
 TINY = ["--seq-len", "128", "--factors", "1,2,4,16", "--max-steps", "2", "--batch-size", "2", "--vocab-size", "300"]
@@ -44,7 +45,9 @@ def read_table(folder):
 
 def test_one_row_per_scheme_with_finite_perplexities(study):
     rows = read_table(study)
-    assert [row["position"] for row in rows] == SCHEMES
+    # The default schemes, in order; rotary is followed by its context extensions of the same trained model.
+    assert [row["position"] for row in rows if not row["extension"]] == list(DEFAULT_POSITIONS)
+    assert [row["extension"] for row in rows if row["position"] == "rotary"] == ["", "linear", "dynamic", "yarn"]
     for row in rows:
         for length in LENGTHS:
             if row["position"] == "learned" and length > 1024:
@@ -62,7 +65,7 @@ def test_every_scheme_trains_with_the_same_budget_seed_and_tokens(study):
     recorded = json.loads((study / "compare.json").read_text())
     assert recorded["settings"]["lengths"] == LENGTHS
     assert recorded["command"].startswith("posattn compare --seq-len 128")
-    assert len(recorded["runs"]) == len(SCHEMES)
+    assert len(recorded["runs"]) == len(DEFAULT_POSITIONS)
     options = []
     for run in recorded["runs"]:
         assert not [name for name in os.listdir(run["output_dir"]) if name.startswith("checkpoint-")]
@@ -80,7 +83,7 @@ def test_a_second_call_reuses_finished_runs_and_adds_seeds(study, text, capsys):
     before = read_table(study)
     assert posattn("compare", *TINY, "--data", text, "--output-dir", study) == 0
     out = capsys.readouterr().err  # progress goes to stderr
-    assert out.count("reusing the finished run") == len(SCHEMES) and "training ..." not in out
+    assert out.count("reusing the finished run") == len(DEFAULT_POSITIONS) and "training ..." not in out
     assert read_table(study) == before  # the same models on the same tokens: the same numbers
 
     # An interrupted run (its run file written at the start, no results yet) is trained again; the others are reused.
@@ -88,7 +91,7 @@ def test_a_second_call_reuses_finished_runs_and_adds_seeds(study, text, capsys):
     run_file.write_text(json.dumps({**json.loads(run_file.read_text()), "results": None}))
     assert posattn("compare", *TINY, "--data", text, "--output-dir", study) == 0
     out = capsys.readouterr().err
-    assert "rotary, seed 0: training ..." in out and out.count("reusing the finished run") == len(SCHEMES) - 1
+    assert "rotary, seed 0: training ..." in out and out.count("reusing the finished run") == len(DEFAULT_POSITIONS) - 1
     # Same seed, same options: the same model again (its training time aside).
     assert [{**row, "train_minutes": None} for row in read_table(study)] == [
         {**row, "train_minutes": None} for row in before]

@@ -1,0 +1,209 @@
+"""The study's numbers: intervals over seeds through the study's own summary, the loss at each position of a window,
+the position signal in the embeddings, context-extension rows for rotary-type schemes, and resuming a multi-seed
+study run by run. Tiny settings: 2 training steps per run."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from hf_posattn import PosAttnConfig, PosAttnForCausalLM
+from hf_posattn.cli import main
+from hf_posattn.compare import EXTENSIONS, embedding_signal, extended_model, markdown_table, summarize
+from hf_posattn.corpus import load_shakespeare
+from hf_posattn.evaluation import perplexity_of_ids
+
+from conftest import assert_png
+
+
+# t(0.975, n - 1) from standard tables (NIST/SEMATECH e-Handbook), for n seeds.
+T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571}
+
+
+def run_record(position, seed, perplexities, position_loss=None, extensions=None):
+    """A run as the study records it, with made-up numbers; lengths 64 and 128."""
+    results = [{"length": 64, "perplexity": perplexities[0]}, {"length": 128, "perplexity": perplexities[1]}]
+    if position_loss is not None:
+        results[1]["position_loss"] = position_loss
+    record = {"position": position, "seed": seed, "parameters": 1000, "train_seconds": 60.0, "results": results,
+              "embedding_signal": None}
+    if extensions is not None:
+        record["extensions"] = extensions
+    return record
+
+
+@pytest.mark.parametrize("seeds", sorted(T_975))
+def test_summary_gives_the_mean_and_student_t_interval_over_seeds(seeds):
+    # Perplexities 10, 12, 14, ... at L (sample std 2 * sqrt(n (n + 1) / 12) / ...): computed, not assumed.
+    at_l = [10.0 + 2 * k for k in range(seeds)]
+    at_2l = [3 * value for value in at_l]  # every seed grows 3x: the growth's interval has zero width
+    records = [run_record("alibi", seed, (a, b)) for seed, (a, b) in enumerate(zip(at_l, at_2l))]
+    [row] = summarize(records, ["alibi"], [64, 128])
+    mean = sum(at_l) / seeds
+    std = math.sqrt(sum((value - mean) ** 2 for value in at_l) / (seeds - 1))
+    half = T_975[seeds] * std / math.sqrt(seeds)
+    assert row["seeds"] == seeds and row["perplexity"][64] == pytest.approx(mean)
+    assert row["std"][64] == pytest.approx(std)
+    assert (row["low"][64], row["high"][64]) == pytest.approx((mean - half, mean + half), abs=2e-3 * std)
+    assert (row["low"][128], row["high"][128]) == pytest.approx((3 * (mean - half), 3 * (mean + half)), abs=7e-3 * std)
+    assert (row["growth"][128], row["growth_low"][128], row["growth_high"][128]) == pytest.approx((3, 3, 3))
+    assert row["growth"][64] == 1.0
+
+
+def test_one_seed_has_no_interval_and_the_table_says_how_intervals_are_made():
+    [row] = summarize([run_record("none", 0, (20.0, 30.0))], ["none"], [64, 128])
+    assert row["perplexity"] == {64: 20.0, 128: 30.0} and row["low"] == {64: None, 128: None}
+    assert row["growth"][128] == pytest.approx(1.5)
+
+    records = [run_record("none", seed, (v, v)) for seed, v in enumerate((1.0, 2.0, 3.0))]
+    study = {"settings": {"lengths": [64, 128], "seq_len": 64, "seeds": [0, 1, 2]}, "table": summarize(
+        records, ["none"], [64, 128]), "unigram_baseline": {"perplexity": 500.0}}
+    table = markdown_table(study)
+    # mean 2, std 1, n = 3: half width 4.303 / sqrt(3) = 2.48
+    assert "| none | 0.00M | 2.00 ± 2.48 | 2.00 ± 2.48 | 1.00 ± 0.00 |" in table
+    assert "95 % interval of the mean (Student's t with 2 degrees of freedom)" in table
+
+
+def test_skipped_lengths_per_position_losses_and_extension_rows_are_summarized():
+    curves = ([1.0, 2.0, None], [3.0, 4.0, None])
+    extension = [{"length": 64, "perplexity": 5.0}, {"length": 128, "perplexity": 6.0}]
+    records = [run_record("rotary", seed, (10.0, 20.0), curve, {name: extension for name in EXTENSIONS})
+               for seed, curve in enumerate(curves)]
+    learned = run_record("learned", 0, (10.0, 0.0))
+    learned["results"][1] = {"length": 128, "skipped": "no vector"}
+    rows = summarize(records + [learned], ["rotary", "learned"], [64, 128])
+    assert [(row["position"], row["extension"]) for row in rows] == [
+        ("rotary", None), *(("rotary", name) for name in EXTENSIONS), ("learned", None)]
+    assert rows[0]["position_loss"] == {"length": 128, "loss": [2.0, 3.0, None]}
+    assert rows[1]["label"] == "rotary + linear interpolation (x2)" and rows[1]["perplexity"] == {64: 5.0, 128: 6.0}
+    assert rows[-1]["skipped"] == {128: "no vector"} and 128 not in rows[-1]["perplexity"]
+
+
+def tiny_model(position="sinusoidal", vocab_size=50, **config):
+    torch.manual_seed(0)
+    config = PosAttnConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=64, position_embedding_type=position,
+                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **config)
+    return PosAttnForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("position", ["sinusoidal", "learned", "rotary", "alibi", "none", "t5", "xpos"])
+@pytest.mark.parametrize("stride", [None, 8])
+def test_a_model_that_predicts_uniformly_has_loss_log_v_at_every_position(position, stride):
+    model = tiny_model(position)
+    with torch.no_grad():
+        model.lm_head.weight.zero_()  # every logit 0: every token gets 1 / V
+    ids = torch.randint(0, 50, (200,), generator=torch.Generator().manual_seed(1)).tolist()
+    result = perplexity_of_ids(model, ids, 24, stride=stride, per_position=True)
+    assert len(result["position_loss"]) == 23
+    assert result["position_loss"] == pytest.approx([math.log(50)] * 23, rel=1e-6)
+    assert result["perplexity"] == pytest.approx(50, rel=1e-5)
+
+
+@pytest.mark.parametrize("position", ["sinusoidal", "rotary", "alibi"])
+def test_per_position_losses_add_up_to_the_models_own_loss(position):
+    model = tiny_model(position)
+    ids = torch.randint(0, 50, (240,), generator=torch.Generator().manual_seed(2)).tolist()
+    result = perplexity_of_ids(model, ids, 24, per_position=True, batch_size=3)
+    windows = torch.tensor(ids).view(10, 24)
+    with torch.no_grad():
+        expected = model(input_ids=windows, labels=windows).loss.item()  # transformers' causal-LM loss
+    assert result["loss"] == pytest.approx(expected, rel=1e-5)
+    assert sum(result["position_loss"]) / 23 == pytest.approx(expected, rel=1e-5)  # every position scored 10 times
+    assert len(set(round(loss, 4) for loss in result["position_loss"])) > 1  # a real model differs by position
+
+
+@pytest.mark.parametrize("scale_embeddings", [False, True])
+def test_embedding_signal_measures_the_sinusoidal_waves_against_the_tokens(scale_embeddings):
+    model = tiny_model(scale_embeddings=scale_embeddings, vocab_size=500)
+    ids = list(range(500)) * 2
+    signal = embedding_signal(model, ids, 64)
+    # sin² + cos² = 1 per pair of features: the waves' mean square is amplitude² / 2, whatever the positions.
+    amplitude = 1.0 if scale_embeddings else 0.02
+    assert signal["position_rms"] == pytest.approx(amplitude / math.sqrt(2), rel=1e-5)
+    # Token embeddings start at std initializer_range, times sqrt(d) when scaled.
+    assert signal["token_rms"] == pytest.approx(0.02 * (math.sqrt(32) if scale_embeddings else 1), rel=0.05)
+    assert signal["ratio"] == pytest.approx(signal["position_rms"] / signal["token_rms"])
+
+
+# ---- the study itself, at tiny settings ----
+
+TINY = ["--seq-len", "32", "--factors", "1,2,4", "--max-steps", "2", "--batch-size", "2", "--vocab-size", "300",
+        "--eval-tokens", "4096"]
+
+
+def posattn(*args) -> int:
+    return main([str(arg) for arg in args])
+
+
+@pytest.fixture(scope="module")
+def text(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "play.txt"
+    path.write_text(load_shakespeare()["train"][0]["text"][:100_000], encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def study(text, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("study") / "study"
+    assert posattn("compare", *TINY, "--data", text, "--output-dir", folder, "--positions", "rotary", "xpos",
+                   "sinusoidal", "--seeds", "0,1") == 0
+    return folder
+
+
+def test_rotary_type_schemes_get_context_extension_rows_from_the_same_runs(study):
+    recorded = json.loads((study / "compare.json").read_text())
+    rows = recorded["table"]
+    assert [row["label"] for row in rows] == [
+        "rotary", "rotary + linear interpolation (x4)", "rotary + dynamic NTK (x4)", "rotary + YaRN (x4)",
+        "xpos", "xpos + linear interpolation (x4)", "xpos + dynamic NTK (x4)", "xpos + YaRN (x4)", "sinusoidal"]
+    assert len(recorded["runs"]) == 6  # no run trained for an extension
+    for row in rows:
+        assert row["seeds"] == 2
+        for length in ("32", "64", "128"):
+            assert row["low"][length] <= row["perplexity"][length] <= row["high"][length]
+        # Every row has its per-position curve at the longest length, its 127 predicted positions.
+        assert row["position_loss"]["length"] == 128 and len(row["position_loss"]["loss"]) == 127
+    signal = rows[-1]["embedding_signal"]
+    assert signal["start"]["ratio"]["mean"] > 0 and signal["end"]["ratio"]["mean"] > 0
+    assert rows[0]["embedding_signal"] is None  # rotary adds nothing to the embeddings
+    assert_png(study / "compare-positions.png", (1000, 600))
+    assert_png(study / "compare.png", (900, 600))
+
+
+@pytest.mark.parametrize("rope_type", list(EXTENSIONS))
+def test_an_extended_model_has_the_same_weights_and_stretched_frequencies(study, rope_type):
+    folder = str(study / "rotary-seed0")
+    from hf_posattn.loading import load_model
+
+    model, _ = load_model(folder)
+    extended = extended_model(folder, rope_type, 4, 32)
+    assert extended.config.rope_parameters["factor"] == 4.0
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), extended.state_dict().values()))
+    original = model.base_model.positions.inv_freq
+    stretched = extended.base_model.positions
+    ids = torch.arange(128)[None]
+    stretched.rotation(ids)  # dynamic NTK stretches when it sees a long input
+    if rope_type == "linear":
+        assert torch.allclose(stretched.inv_freq, original / 4)
+    else:  # the slowest waves are stretched, the fastest kept
+        assert stretched.inv_freq[-1] < original[-1] and stretched.inv_freq[0] == pytest.approx(original[0])
+
+
+def test_a_multi_seed_study_resumes_run_by_run(study, text, capsys):
+    import shutil
+
+    before = json.loads((study / "compare.json").read_text())
+    shutil.rmtree(study / "xpos-seed1")  # a run lost
+    run_file = study / "sinusoidal-seed0" / "posattn_run.json"  # a run interrupted: its results not written
+    run_file.write_text(json.dumps({**json.loads(run_file.read_text()), "results": None}))
+    assert posattn("compare", *TINY, "--data", text, "--output-dir", study, "--positions", "rotary", "xpos",
+                   "sinusoidal", "--seeds", "0,1") == 0
+    err = capsys.readouterr().err
+    assert "xpos, seed 1: training ..." in err and "sinusoidal, seed 0: training ..." in err
+    assert err.count("training ...") == 2 and err.count("reusing the finished run") == 4
+    after = json.loads((study / "compare.json").read_text())
+    # The reused runs give the same numbers; the retrained ones too (same seed, same options).
+    for old, new in zip(before["runs"], after["runs"]):
+        assert [r["perplexity"] for r in old["results"]] == pytest.approx([r["perplexity"] for r in new["results"]])
