@@ -265,32 +265,19 @@ def evaluate_run(run: TrainingOptions, ids: list[int], lengths: list[int], optio
     if POSITION_SCHEMES[run.position].uses_rope_parameters and factor > 1:
         evaluation["extensions"] = {}
         for rope_type in EXTENSIONS:
-            extended = extended_model(run.output_dir, rope_type, factor, options.seq_len)
+            extended = extended_model(run.output_dir, rope_type, factor)
             evaluation["extensions"][rope_type] = evaluate_lengths_of_ids(extended, ids, lengths, per_position=True)
             del extended
     return evaluation
 
 
-def extension_parameters(rope_type: str, factor: float, seq_len: int, rope_theta: float) -> dict:
-    """transformers' `rope_parameters` for stretching a model trained at `seq_len` by `factor`."""
-    return {"rope_type": rope_type, "factor": float(factor), "rope_theta": rope_theta,
-            "original_max_position_embeddings": seq_len}
+def extended_model(folder: str, rope_type: str, factor: float):
+    """The trained model in `folder` with its rotary frequencies stretched by `factor` (`rope_type` of
+    `EXTENSIONS`) from the length it was trained at: the same weights, other `rope_parameters`."""
+    from .loading import load_model
 
-
-def extended_model(folder: str, rope_type: str, factor: float, seq_len: int):
-    """The trained model in `folder` with its rotary frequencies stretched (`rope_type` of `EXTENSIONS`): the same
-    weights, other `rope_parameters`. `max_position_embeddings` becomes the training length, the length dynamic NTK
-    starts stretching from (no weight depends on it for these schemes)."""
-    import torch
-
-    from .loading import load_config, load_weights
-
-    config = load_config(folder)
-    config.max_position_embeddings = seq_len
-    config.rope_parameters = extension_parameters(rope_type, factor, seq_len, config.rope_parameters["rope_theta"])
-    config.validate()  # transformers' own checks of the new parameters, before the weights are read
-    model = load_weights(folder, config)
-    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    model, _ = load_model(folder, rope_parameters={"rope_type": rope_type, "factor": float(factor)})
+    return model
 
 
 def embedding_signal_of_run(model, run: TrainingOptions, ids: list[int]) -> dict | None:

@@ -80,10 +80,11 @@ def test_skipped_lengths_per_position_losses_and_extension_rows_are_summarized()
     assert rows[-1]["skipped"] == {128: "no vector"} and 128 not in rows[-1]["perplexity"]
 
 
-def tiny_model(position="sinusoidal", vocab_size=50, **config):
+def tiny_model(position="sinusoidal", vocab_size=50, max_position_embeddings=64, **config):
     torch.manual_seed(0)
     config = PosAttnConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=64, position_embedding_type=position,
+                           intermediate_size=64, max_position_embeddings=max_position_embeddings,
+                           position_embedding_type=position,
                            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **config)
     return PosAttnForCausalLM(config).eval()
 
@@ -172,19 +173,22 @@ def test_rotary_type_schemes_get_context_extension_rows_from_the_same_runs(study
     assert_png(study / "compare.png", (900, 600))
 
 
+@pytest.mark.parametrize("position", ["rotary", "xpos"])
 @pytest.mark.parametrize("rope_type", list(EXTENSIONS))
-def test_an_extended_model_has_the_same_weights_and_stretched_frequencies(study, rope_type):
-    folder = str(study / "rotary-seed0")
+def test_an_extended_model_has_the_same_weights_and_stretched_frequencies(tmp_path, position, rope_type):
     from hf_posattn.loading import load_model
+    from hf_posattn.tokenization import train_tokenizer
 
-    model, _ = load_model(folder)
-    extended = extended_model(folder, rope_type, 4, 32)
+    model = tiny_model(position, vocab_size=300, max_position_embeddings=32)  # "trained" at 32 (no run file)
+    model.save_pretrained(tmp_path)
+    train_tokenizer(load_shakespeare()["train"][0]["text"][:20_000], 300).save_pretrained(tmp_path)
+    model, _ = load_model(str(tmp_path))
+    extended = extended_model(str(tmp_path), rope_type, 4)
     assert extended.config.rope_parameters["factor"] == 4.0
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), extended.state_dict().values()))
     original = model.base_model.positions.inv_freq
     stretched = extended.base_model.positions
-    ids = torch.arange(128)[None]
-    stretched.rotation(ids)  # dynamic NTK stretches when it sees a long input
+    stretched.rotation(torch.arange(128)[None])  # dynamic NTK stretches when it sees an input past 32
     if rope_type == "linear":
         assert torch.allclose(stretched.inv_freq, original / 4)
     else:  # the slowest waves are stretched, the fastest kept
