@@ -43,13 +43,18 @@ def load_model_config(folder: str, rope_parameters: dict | None = None):
     return scaled_config(config, rope_parameters, trained_length or config.max_position_embeddings)
 
 
+# The rotary variants that read the length they extend from as rope_parameters["original_max_position_embeddings"]
+# (transformers' `standardize_rope_params` fills it from max_position_embeddings for these, and llama3 wants it below
+# max_position_embeddings); "dynamic" reads it as max_position_embeddings itself.
+EXTENDED_FROM_ORIGINAL_LENGTH = ("llama3", "yarn", "longrope")
+
+
 def scaled_config(config, rope_parameters: dict, trained_length: int):
-    """`config` with `rope_parameters` applied: the given rotary variant over the model's own `rope_theta`, with
-    the length the model was trained at as the length the variant extends from. transformers reads that length as
-    `max_position_embeddings` (dynamic) or `original_max_position_embeddings` (yarn, longrope, llama3, which it
-    fills from `max_position_embeddings` unless given): setting the former gives both. (For the schemes that read
-    rope parameters, `max_position_embeddings` sizes no weights.) transformers then checks the parameters; what it
-    refuses, or only warns about, is a ValueError naming `rope_parameters`."""
+    """`config` with `rope_parameters` applied: the given rotary variant over the model's own `rope_theta`, extending
+    from the length the model was trained at, where transformers reads that length (see
+    `EXTENDED_FROM_ORIGINAL_LENGTH`; for the schemes that read rope parameters, `max_position_embeddings` sizes no
+    weights). transformers then checks the parameters; what it refuses, or only warns about, is a ValueError naming
+    `rope_parameters`."""
     from .positional import POSITION_SCHEMES
 
     scheme = config.position_embedding_type
@@ -60,7 +65,12 @@ def scaled_config(config, rope_parameters: dict, trained_length: int):
                          f"it as it is, without them.")
     check_rope_parameters(rope_parameters)
     merged = {"rope_theta": config.rope_theta, **rope_parameters}
-    values = {**config.to_dict(), "rope_parameters": merged, "max_position_embeddings": trained_length}
+    length = trained_length
+    if merged.get("rope_type") in EXTENDED_FROM_ORIGINAL_LENGTH:
+        merged.setdefault("original_max_position_embeddings", trained_length)
+        length = max(config.max_position_embeddings, math.ceil(trained_length * merged.get("factor", 1)),
+                     trained_length + 1)
+    values = {**config.to_dict(), "rope_parameters": merged, "max_position_embeddings": length}
     try:
         with rope_warnings_raised():
             return type(config)(**values)
