@@ -114,7 +114,7 @@ def test_a_second_call_reuses_finished_runs_and_adds_seeds(study, text, capsys):
 def test_bad_input_is_refused_before_any_work(text, tmp_path, capsys):
     folder = tmp_path / "study"
     assert posattn("compare", "--seq-len", "2048", "--max-steps", "2", "--data", text, "--output-dir", folder) == 2
-    assert "above the 1024 positions that learned position embeddings have" in capsys.readouterr().err
+    assert "above the 1024 positions that learned positions have" in capsys.readouterr().err
     assert posattn("compare", *TINY, "--eval-tokens", "1000", "--data", text, "--output-dir", folder) == 2
     assert "fewer than one window of the longest evaluation length 2048" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exited:  # argparse: usage and exit status 2
