@@ -527,7 +527,7 @@ def plot_position_loss(study: dict, output: str) -> str | None:
     axes.set(xlabel="position in the evaluation window (the token predicted from all before it)",
              ylabel="validation loss (nats per token)",
              title=f"where each scheme breaks: loss at each position of {longest}-token windows\n"
-                   f"{study_title(settings)}; mean over seeds and windows, moving average of {width} positions")
+                   f"{study_title(settings)}\nmean over seeds and windows, moving average of {width} positions")
     axes.legend(fontsize=8, ncol=2)
     axes.grid(True, alpha=0.3)
     return save(figure, output)
