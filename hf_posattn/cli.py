@@ -438,7 +438,7 @@ def add_demo(subparsers):
     from .parallel_demo import BACKENDS, DEFAULT_BATCH, DEFAULT_HIDDEN, DEFAULT_LENGTHS, DEFAULT_REPEATS
 
     parser = subparsers.add_parser(
-        "demo", help="the seed lesson's ideas, runnable: `lookup`, `context` and `parallel`",
+        "demo", help="the lesson on attention, runnable: `lookup`, `context` and `parallel`",
         description="lookup: attention as a dictionary lookup (one-hot vectors, softmax temperature, blends). "
                     "context: a tiny model learns that 'not like' says 'hate' and 'do like' says 'like', and looks "
                     "at the deciding word. parallel: one attention layer against a GRU of the same width, timed on "

@@ -1,4 +1,4 @@
-"""The two ideas of attention that the seed lesson teaches, runnable (`posattn demo lookup`, `posattn demo context`):
+"""The ideas of the lesson on attention that the demos follow, runnable (`posattn demo lookup`, `posattn demo context`):
 each prints what it shows and draws it.
 
 1. **Attention is a dictionary lookup** (`lookup_demo`). A Python dict maps a key to a value; attention does the

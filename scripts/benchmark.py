@@ -378,7 +378,7 @@ def bias_memory_rows(args, sizes, device):
 
 
 def judge(rows, targets):
-    """Attach the issue's target (if any) to each row, and whether it is met."""
+    """Attach the row's target (if any) to each row, and whether it is met."""
     for row in rows:
         target = targets.get((row["name"], row["scheme"]))
         if target is None:
