@@ -558,6 +558,8 @@ class PosAttnModel(PosAttnPreTrainedModel):
         # A bias depends on how far back a key lies from a query. Within a row, that is the distance between their
         # cache slots (padding is masked, and packed documents cannot see each other), so slot indices give it, for
         # the whole batch; a scheme that also needs the query's own position gets `position_ids`.
+        if SCORE_BIAS not in self.positions.contributes():  # then nothing of size queries x keys is built
+            return None
         device = position_ids.device
         if self.config._attn_implementation == "flex_attention":
             table = self.positions.distance_table(sizes.key_length, device)

@@ -243,8 +243,9 @@ def plan_run(target: str, resume: bool = False, overwrite: bool = False, stage_n
                          f"is written there, even with --overwrite. Choose another {flag} (or an empty folder).")
     if not overwrite:
         unfinished = f"; an unfinished replacement run is in {staging}" if is_run(staging) else ""
+        resume_hint = "" if stage_new else ", --resume to continue its training"  # writers that stage never resume
         raise ValueError(f"{target} already holds a model or a training run{unfinished}. Pass --overwrite to replace "
-                         f"it, --resume to continue its training, or choose another {flag}.")
+                         f"it{resume_hint}, or choose another {flag}.")
     if foreign:
         raise ValueError(f"{target} holds a run and files that are not part of it ({', '.join(foreign)}), which "
                          f"--overwrite would remove: move them elsewhere first, or choose another {flag}.")

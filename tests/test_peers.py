@@ -59,7 +59,8 @@ def test_convert_script(tmp_path):
     # A second conversion into the same folder, or from a folder that holds no model: a message, no traceback.
     again = subprocess.run([sys.executable, "-m", "hf_posattn.convert", str(tmp_path / "gpt2"), str(tmp_path / "ours")],
                            capture_output=True, text=True)
-    assert again.returncode == 2 and "is not empty: choose another folder, or pass --overwrite" in again.stderr
+    assert again.returncode == 2 and "already holds a model" in again.stderr and "Pass --overwrite" in again.stderr
+    assert "--resume" not in again.stderr and "Traceback" not in again.stderr  # convert has no --resume
     missing = subprocess.run([sys.executable, "-m", "hf_posattn.convert", str(tmp_path / "nothing"),
                               str(tmp_path / "other")], capture_output=True, text=True)
     assert missing.returncode == 2 and "error: cannot convert" in missing.stderr and "Traceback" not in missing.stderr
