@@ -140,6 +140,7 @@ def test_model_card_metadata(trained):
     assert card.data.pipeline_tag == "text-generation"
     assert {"hf_posattn", "sinusoidal-positions"} <= set(card.data.tags)
     assert card.data.license == "apache-2.0"
+    assert "pypi.org" not in card.text  # no link to a package page that does not exist
     assert card.data.eval_results[0].metric_type == "perplexity"
     assert card.data.eval_results[0].metric_value == pytest.approx(results["perplexity"], abs=1e-3)
     for text in ("trust_remote_code=True", f"{results['steps']} of", "unigram baseline", results["hardware"],
