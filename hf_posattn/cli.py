@@ -302,7 +302,7 @@ def add_evaluate(subparsers):
 
 def run_evaluate(args) -> int:
     from .corpus import load_texts
-    from .evaluation import evaluate_lengths_of_ids, token_stream, unigram_baseline
+    from .evaluation import evaluate_lengths_of_ids, text_unigram_baseline, token_stream
     from .loading import load_model
     from .positional import POSITION_SCHEMES
     from .runs import check_output_file, notice, write_text
@@ -322,8 +322,7 @@ def run_evaluate(args) -> int:
         if POSITION_SCHEMES[model.config.position_embedding_type].uses_rope_parameters else None,
         "data": " ".join(args.data) if args.data else "embedded corpus",
         "tokens": len(validation_ids),
-        "unigram_baseline": unigram_baseline(token_stream(tokenizer, texts["train"]["text"]), validation_ids,
-                                             len(tokenizer)),
+        "unigram_baseline": text_unigram_baseline(tokenizer, texts["train"]["text"], validation),
         "results": evaluate_lengths_of_ids(model, validation_ids, args.lengths, args.stride, args.batch_size,
                                            progress=not args.quiet),
     }

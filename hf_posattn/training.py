@@ -43,7 +43,7 @@ from transformers.utils import logging as transformers_logging
 from . import PosAttnConfig, PosAttnForCausalLM
 from .positional import POSITION_SCHEMES
 from .corpus import CORPUS_NAME, load_texts
-from .evaluation import EVAL_BATCH_TOKENS, unigram_baseline
+from .evaluation import EVAL_BATCH_TOKENS, text_unigram_baseline
 from .generation import generate_text
 from .model_card import write_model_card
 from .reporting import check_report_to, run_name, write_training_figure
@@ -639,7 +639,7 @@ def finish(trainer: Trainer, options: TrainingOptions, plan: RunPlan, texts: Dat
     trainer.save_state()  # trainer_state.json in the run folder, for its training figure (checkpoints may go)
     eval_loss = trainer.evaluate(blocks["validation"])["eval_loss"]
     validation_ids = np.array(blocks["validation"]["input_ids"])
-    baseline = unigram_baseline(np.array(blocks["train"]["input_ids"]), validation_ids[:, 1:], len(tokenizer))
+    baseline = text_unigram_baseline(tokenizer, texts["train"]["text"], texts["validation"]["text"])
     # How the model samples unless told otherwise (`posattn generate`, the pipeline, `generate`); top_k=0: no top-k
     # cut, which transformers would otherwise apply at 50 tokens.
     model.generation_config.update(do_sample=True, temperature=0.8, top_p=0.95, top_k=0, max_new_tokens=200,

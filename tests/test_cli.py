@@ -105,6 +105,9 @@ def test_evaluate_writes_json_at_several_lengths(trained, user_text, tmp_path, c
     assert posattn("evaluate", trained, "--lengths", "32", "--output", output) == 0
     report = json.loads(output.read_text())
     assert report["unigram_baseline"]["perplexity"] > 1
+    # One definition of the unigram baseline: the same text gives the same figure in train and evaluate.
+    recorded = json.loads((trained / RUN_FILE).read_text())["results"]["unigram_perplexity"]
+    assert report["unigram_baseline"]["perplexity"] == pytest.approx(recorded, rel=1e-12)
     # Non-overlapping windows of the training length are the blocks training evaluated on: the same loss.
     results = json.loads((trained / RUN_FILE).read_text())["results"]
     assert report["results"][0]["loss"] == pytest.approx(results["eval_loss"], rel=1e-4)
