@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from .configuration_posattn import POSITION_EMBEDDING_TYPES
 from .corpus import load_texts
-from .evaluation import evaluate_lengths_of_ids, text_unigram_baseline, token_stream
+from .evaluation import evaluate_lengths_of_ids, token_stream, unigram_baseline
 from .positional import EMBEDDING, POSITION_SCHEMES
 from .statistics import mean_interval
 from .reporting import plot_study_training
@@ -173,7 +173,9 @@ def study_tokens(options: CompareOptions):
         raise ValueError(f"the validation text has {len(ids)} tokens (--eval-tokens {options.eval_tokens}), fewer "
                          f"than one window of the longest evaluation length {longest} (--seq-len {options.seq_len} x "
                          f"{max(options.factors)}): give more text, or a smaller --seq-len or --factors.")
-    baseline = text_unigram_baseline(tokenizer, texts["train"]["text"], texts["validation"]["text"])
+    # The baseline is scored on the tokens the models are scored on (a multiple of the longest window, or the
+    # --eval-tokens subset), so it may differ slightly from `evaluate`'s figure for the whole validation text.
+    baseline = unigram_baseline(token_stream(tokenizer, texts["train"]["text"]), ids[:usable], len(tokenizer))
     return tokenizer, folder, ids[:usable], baseline
 
 

@@ -145,8 +145,8 @@ def unigram_baseline(train_ids: Sequence[int] | np.ndarray, eval_ids: Sequence[i
 
 
 def text_unigram_baseline(tokenizer, train_text: Sequence[str], validation_text: Sequence[str]) -> dict:
-    """The unigram baseline of a data set, as `train`, `evaluate` and `compare` all report it: the frequencies of
-    every token of the training text, scored on every token of the validation text (documents joined as in
-    training), whatever windows a model is evaluated in. One definition, so that one text gives one figure."""
+    """The unigram baseline of a data set, as `train` and `evaluate` report it: the frequencies of every token of
+    the training text, scored on every token of the validation text (documents joined as in training), whatever
+    windows a model is evaluated in, so that one text gives one figure."""
     return unigram_baseline(token_stream(tokenizer, train_text), token_stream(tokenizer, validation_text),
                             len(tokenizer))

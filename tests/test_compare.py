@@ -122,10 +122,3 @@ def test_bad_input_is_refused_before_any_work(text, tmp_path, capsys):
     assert exited.value.code == 2 and "expected seeds (integers >= 0)" in capsys.readouterr().err
     assert not folder.exists()
 
-
-def test_the_studys_unigram_baseline_is_evaluates(study, text, capsys):
-    """One definition of the unigram baseline: a study's run evaluated on the same text reports the study's."""
-    reported = json.loads((study / "compare.json").read_text())["unigram_baseline"]["perplexity"]
-    run = next(path for path in sorted(study.iterdir()) if (path / "config.json").is_file())
-    assert posattn("evaluate", run, "--data", text, "--lengths", "32", "--quiet") == 0
-    assert json.loads(capsys.readouterr().out)["unigram_baseline"]["perplexity"] == pytest.approx(reported, rel=1e-12)
