@@ -10,9 +10,10 @@ Two ways of cutting a long text into windows of `length` tokens:
 - **sliding** (`stride < length`): windows start every `stride` tokens and only their last `stride` tokens are
   scored, each with at least `length - stride` tokens of context; closer to the model's best, and costlier.
 
-Learned positions have one trained vector per position up to `max_position_embeddings` and none beyond:
-`perplexity` raises a `ValueError` past that length, and `evaluate_lengths` records the length as skipped with the
-reason, so that a study over several lengths still runs for every scheme.
+A length-bounded scheme (learned positions: one trained vector per position up to `max_position_embeddings`, none
+beyond; any scheme whose `max_length` says so) cannot be evaluated past its limit: `perplexity` raises a
+`ValueError`, and `evaluate_lengths` records the length as skipped with the reason, so that a study over several
+lengths still runs for every scheme.
 """
 
 import math
@@ -23,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .configuration_posattn import PosAttnConfig
+from .positional import POSITION_SCHEMES
 from .tokenization import encode_documents
 
 
@@ -30,8 +33,19 @@ EVAL_BATCH_TOKENS = 8192  # windows per forward pass, by default: this many toke
 
 
 def length_limit(config) -> int | None:
-    """The longest input the model can take: `max_position_embeddings` for learned positions, else no limit."""
-    return config.max_position_embeddings if config.position_embedding_type == "learned" else None
+    """The longest input the model can take, as its scheme says (`PositionScheme.max_length`), or None."""
+    return POSITION_SCHEMES[config.position_embedding_type].max_length(config)
+
+
+def unbounded_schemes() -> list[str]:
+    """The registered schemes that run at any length (their `max_length` says None)."""
+    return [name for name, scheme in POSITION_SCHEMES.items() if scheme.max_length(PosAttnConfig()) is None]
+
+
+def past_limit(config, limit: int) -> str:
+    """Why a length past `limit` is not evaluated."""
+    return (f"{config.position_embedding_type} positions: the model has vectors for {limit} positions only "
+            f"(max_position_embeddings)")
 
 
 def token_stream(tokenizer, text: str | Sequence[str]) -> list[int]:
@@ -61,9 +75,8 @@ def perplexity_of_ids(model, ids: Sequence[int], length: int, stride: int | None
     limit = length_limit(model.config)
     if limit is not None and length > limit:
         raise ValueError(
-            f"cannot evaluate at length {length}: learned positions have vectors for {limit} positions only "
-            f"(max_position_embeddings). Evaluate at lengths <= {limit}, or train a scheme that runs at any length "
-            f"(sinusoidal, rotary, alibi, none)."
+            f"cannot evaluate at length {length}: {past_limit(model.config, limit)}. Evaluate at lengths <= {limit}, "
+            f"or train a scheme that runs at any length ({', '.join(unbounded_schemes())})."
         )
     if len(ids) < length:
         raise ValueError(f"the text has {len(ids)} tokens, fewer than one window of {length}: give more text, "
@@ -110,7 +123,7 @@ def perplexity(model, tokenizer, text: str | Sequence[str], length: int, stride:
 
 def evaluate_lengths(model, tokenizer, text: str | Sequence[str], lengths: Sequence[int], stride: int | None = None,
                      batch_size: int | None = None) -> list[dict]:
-    """`perplexity` at each length (the text tokenised once). A length the model cannot take (learned positions
+    """`perplexity` at each length (the text tokenised once). A length the model cannot take (a length-bounded scheme
     past `max_position_embeddings`) gives `{"length": L, "skipped": reason}` instead of numbers."""
     return evaluate_lengths_of_ids(model, token_stream(tokenizer, text), lengths, stride, batch_size)
 
@@ -126,8 +139,7 @@ def evaluate_lengths_of_ids(model, ids: Sequence[int], lengths: Sequence[int], s
     results = []
     for length in lengths:
         if length not in usable:
-            results.append({"length": length, "skipped": f"learned positions: the model has vectors for {limit} "
-                                                         f"positions only (max_position_embeddings)"})
+            results.append({"length": length, "skipped": past_limit(model.config, limit)})
             continue
         results.append(perplexity_of_ids(model, ids, length, min(stride, length) if stride else None, batch_size,
                                          progress, per_position=per_position and length == max(usable)))

@@ -43,7 +43,7 @@ from transformers.utils import logging as transformers_logging
 from . import PosAttnConfig, PosAttnForCausalLM
 from .positional import POSITION_SCHEMES
 from .corpus import CORPUS_NAME, load_texts
-from .evaluation import EVAL_BATCH_TOKENS, text_unigram_baseline
+from .evaluation import EVAL_BATCH_TOKENS, text_unigram_baseline, unbounded_schemes
 from .generation import generate_text
 from .model_card import write_model_card
 from .reporting import check_report_to, run_name, write_training_figure
@@ -249,18 +249,14 @@ def initial_config(options: TrainingOptions) -> PosAttnConfig | None:
     return load_model_config(options.init_from, options.rope_parameters)
 
 
-def unbounded_schemes() -> list[str]:
-    """The registered schemes that run at any length (their `max_length` says None)."""
-    return [name for name, scheme in POSITION_SCHEMES.items() if scheme.max_length(PosAttnConfig()) is None]
-
-
 def bounded_length(options: TrainingOptions) -> int | None:
     """The longest input the scheme of `options` can take with its preset's table (`PositionScheme.max_length`), or
     None if it runs at any length."""
     preset = PRESETS[options.preset]
-    config = initial_config(options) or PosAttnConfig(position_embedding_type=options.position, hidden_size=preset.hidden_size,
-                           num_hidden_layers=preset.num_hidden_layers, num_attention_heads=preset.num_attention_heads,
-                           max_position_embeddings=preset.max_position_embeddings)
+    config = initial_config(options) or PosAttnConfig(
+        position_embedding_type=options.position, hidden_size=preset.hidden_size,
+        num_hidden_layers=preset.num_hidden_layers, num_attention_heads=preset.num_attention_heads,
+        max_position_embeddings=preset.max_position_embeddings)
     return POSITION_SCHEMES[options.position].max_length(config)
 
 

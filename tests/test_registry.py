@@ -138,5 +138,14 @@ def test_a_length_limit_comes_from_the_scheme(registered):
         assert resolve(TrainingOptions(position="test_bounded", seq_len=256)).seq_len == 256
         with pytest.raises(ValueError, match="above the 256 positions that test_bounded positions have"):
             resolve(TrainingOptions(position="test_bounded", seq_len=257))
+        # Evaluation asks the same scheme: past its limit a length is skipped (a study goes on), or refused.
+        from conftest import tiny_lm
+        from hf_posattn.evaluation import evaluate_lengths_of_ids, perplexity_of_ids
+
+        model = tiny_lm("test_bounded")  # max_position_embeddings 64: at most 16 positions
+        results = evaluate_lengths_of_ids(model, list(range(3, 67)), [16, 32])
+        assert "perplexity" in results[0] and results[1]["skipped"].startswith("test_bounded positions")
+        with pytest.raises(ValueError, match="test_bounded positions: the model has vectors for 16"):
+            perplexity_of_ids(model, list(range(3, 67)), 32)
     finally:
         POSITION_SCHEMES.pop("test_bounded")
