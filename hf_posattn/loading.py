@@ -25,6 +25,7 @@ def load_model(folder: str, rope_parameters: dict | None = None, **kwargs):
     import torch
 
     config = load_model_config(folder, rope_parameters)
+    check_json_files(folder)
     tokenizer = load_tokenizer(folder, config.vocab_size)
     model = load_weights(folder, config, **kwargs)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
@@ -142,6 +143,19 @@ def read_json(path: str) -> dict:
     return content
 
 
+# The JSON files of a model folder that loading reads besides config.json (which `load_config` checks). Each one
+# there is checked to be whole first: transformers would replace a damaged generation_config.json by its defaults
+# (other sampling settings, silently), and a damaged tokenizer_config.json would surface as the tokenizer's error.
+MODEL_JSON_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
+
+
+def check_json_files(folder: str) -> None:
+    for name in MODEL_JSON_FILES:
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            read_json(path)
+
+
 def load_config(folder: str):
     """The model's config, after checking that config.json describes an hf_posattn model (checked before building,
     as `from_pretrained` would build a random model of whatever type it names)."""
@@ -167,7 +181,6 @@ def load_tokenizer(folder: str, vocab_size: int):
     if not os.path.isfile(path):
         raise ValueError(f"{folder} holds no tokenizer (no tokenizer.json): give a folder written by `posattn "
                          f"train`.")
-    read_json(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except Exception as error:  # the Rust tokenizer's parse errors have no common Python type

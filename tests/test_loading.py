@@ -96,6 +96,11 @@ DAMAGES = {
     "run-file-not-json": (truncate(RUN_FILE), RUN_FILE, "cannot be read"),
     "run-file-edited": (write(RUN_FILE, b"[1, 2]"), RUN_FILE, "not a run file"),
     "no-tokenizer": (remove("tokenizer.json"), "", "no tokenizer.json"),
+    # Every JSON file loading reads is named when damaged, not blamed on another or replaced by defaults.
+    "tokenizer-config-truncated": (truncate("tokenizer_config.json"), "tokenizer_config.json", "cannot be read"),
+    "generation-config-truncated": (truncate("generation_config.json"), "generation_config.json", "cannot be read"),
+    "generation-config-not-an-object": (write("generation_config.json", b"[0.8]"), "generation_config.json",
+                                        "holds no JSON object"),
 }
 COMMANDS = {
     "generate": lambda folder, tmp: ["generate", folder, "ROMEO:", "--max-new-tokens", "2"],
