@@ -472,6 +472,8 @@ class PosAttnModel(PosAttnPreTrainedModel):
         super().__init__(config)
         self.embeddings = PosAttnEmbeddings(config)
         self.positions = POSITION_SCHEMES[config.position_embedding_type](config)
+        # Read once: whether forward builds a score bias (and the query x key distances it needs).
+        self.biases_scores = SCORE_BIAS in self.positions.contributes()
         self.layers = nn.ModuleList(
             [PosAttnDecoderLayer(config, layer_idx) for layer_idx in range(config.num_hidden_layers)]
         )
@@ -558,7 +560,7 @@ class PosAttnModel(PosAttnPreTrainedModel):
         # A bias depends on how far back a key lies from a query. Within a row, that is the distance between their
         # cache slots (padding is masked, and packed documents cannot see each other), so slot indices give it, for
         # the whole batch; a scheme that also needs the query's own position gets `position_ids`.
-        if SCORE_BIAS not in self.positions.contributes():  # then nothing of size queries x keys is built
+        if not self.biases_scores:  # then nothing of size queries x keys is built
             return None
         device = position_ids.device
         if self.config._attn_implementation == "flex_attention":
