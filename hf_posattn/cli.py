@@ -513,12 +513,12 @@ def add_compare(subparsers):
                     "length; with several seeds the mean and its 95 % Student t interval) and compare-positions.png "
                     "(the loss at each position of the longest window) in --output-dir. Rotary-type schemes get "
                     "rows for linear interpolation, dynamic NTK and YaRN from the same trained model. "
-                    "Default: L = 128, 800 steps of 16 blocks (27.5 minutes on 2 CPU cores); --quick: L = 64, "
-                    "200 steps, 32,768 evaluation tokens (4 minutes). Finished runs with the same options "
+                    "Default: L = 128, 800 steps of 16 blocks (about 29 minutes on 2 CPU cores); --quick: L = 64, "
+                    "200 steps, 32,768 evaluation tokens (4.4 minutes). Finished runs with the same options "
                     "are reused; their checkpoints are removed (the models stay).",
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="the small study (4 minutes on 2 CPU cores)")
+    parser.add_argument("--quick", action="store_true", help="the small study (4.4 minutes on 2 CPU cores)")
     parser.add_argument("--positions", nargs="+", choices=POSITION_EMBEDDING_TYPES, metavar="SCHEME",
                         help="schemes to compare (default: sinusoidal learned rotary alibi none)")
     parser.add_argument("--seeds", type=seed_list, metavar="S1,S2,...", help="one run per scheme and seed; the "
