@@ -40,6 +40,11 @@ def default_text(action) -> str:
     return str(action.default)
 
 
+def help_text(parser, action) -> str:
+    """The help as `--help` prints it: argparse's own expansion (`%%` is `%`, `%(default)s` the default)."""
+    return parser._get_formatter()._expand_help(action) if action.help else ""
+
+
 def cli_page() -> str:
     os.environ["COLUMNS"] = "110"  # argparse wraps usage lines to the terminal: the same width wherever this runs
     parser = build_parser()
@@ -56,7 +61,7 @@ def cli_page() -> str:
             if action.dest == "help":
                 continue
             lines.append(f"| `{cell(option_name(action))}` | {cell(default_text(action))} | "
-                         f"{cell(action.help or '')} |")
+                         f"{cell(help_text(subparser, action))} |")
         lines.append("")
     return "\n".join(lines)
 
