@@ -29,13 +29,14 @@ import csv
 import dataclasses
 import io
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
 
 from .configuration_posattn import POSITION_EMBEDDING_TYPES
 from .corpus import load_texts
-from .evaluation import evaluate_lengths_of_ids, token_stream, unigram_baseline
+from .evaluation import evaluate_lengths_of_ids, token_stream, unigram_losses
 from .positional import EMBEDDING, POSITION_SCHEMES
 from .statistics import mean_interval
 from .reporting import plot_study_training
@@ -44,23 +45,24 @@ from .tokenization import has_tokenizer, train_tokenizer
 from .training import RUN_IDENTITY, TrainingOptions, hardware, resolve, train
 
 
-# The schemes a study trains unless --positions says otherwise: the five that Press et al. (2022) and the first
-# studies compared. Every registered scheme can be selected; all nine at the default budget would not fit in 30
-# minutes on 2 CPU cores.
-DEFAULT_POSITIONS = ("sinusoidal", "learned", "rotary", "alibi", "none")
+# The schemes a study trains unless --positions says otherwise. The default study trains every built-in scheme
+# (a scheme registered later is selected with --positions: it would change the study's time); --quick the five
+# that Press et al. (2022) and the first studies compared.
+DEFAULT_POSITIONS = ("sinusoidal", "learned", "rotary", "alibi", "none", "t5", "kerple", "fire", "xpos")
+QUICK_POSITIONS = ("sinusoidal", "learned", "rotary", "alibi", "none")
 
 # Context extension applied to a trained rotary-type model at evaluation, without retraining: transformers'
 # rope_type and what the row says.
 EXTENSIONS = {"linear": "linear interpolation", "dynamic": "dynamic NTK", "yarn": "YaRN"}
 
-# The two budgets, on 2 CPU cores (quiet machine), five default schemes and one seed: `quick` measured at 4.4
-# minutes (the rotary extension rows take 22 s of it); `default` measured at 27.5 minutes before those rows were
-# added, about 29 with them (estimated: the rows cost three more evaluations of the rotary model). Options given
-# explicitly win.
+# The two budgets, sized to fit on 2 CPU cores with one seed, measured on a quiet Intel Xeon: `default` (nine
+# schemes, and the extension rows of rotary and xPos) 21.2 minutes, about 2 per run (1.7 of them training);
+# `quick` (five schemes, rotary's extension rows) 4.4 minutes. Each further seed costs as much again. Options
+# given explicitly win.
 STUDIES = {
-    "default": {"seq_len": 128, "max_steps": 800, "batch_size": 16, "eval_tokens": None,
-                "output_dir": os.path.join("runs", "compare")},
-    "quick": {"seq_len": 64, "max_steps": 200, "batch_size": 16, "eval_tokens": 32768,
+    "default": {"positions": DEFAULT_POSITIONS, "seq_len": 128, "max_steps": 300, "batch_size": 16,
+                "eval_tokens": 65536, "output_dir": os.path.join("runs", "compare")},
+    "quick": {"positions": QUICK_POSITIONS, "seq_len": 64, "max_steps": 200, "batch_size": 16, "eval_tokens": 32768,
               "output_dir": os.path.join("runs", "compare-quick")},
 }
 TOKENIZER_DIR = "tokenizer"  # in the study's folder: one tokenizer for every run, so that all see the same tokens
@@ -77,7 +79,7 @@ class CompareOptions:
     """What to compare. `None` means the study's value (`STUDIES`), else the training preset's."""
 
     output_dir: str | None = None
-    positions: list[str] | None = None  # DEFAULT_POSITIONS
+    positions: list[str] | None = None  # DEFAULT_POSITIONS; --quick QUICK_POSITIONS
     factors: list[int] | None = None  # evaluation lengths as multiples of seq_len: 1, 2, 4, 8
     seeds: list[int] | None = None  # [0]
     eval_tokens: int | None = None  # validation tokens scored at every length (default: all)
@@ -100,12 +102,12 @@ def resolve_study(options: CompareOptions) -> CompareOptions:
     study = STUDIES["quick" if options.quick else "default"]
     options = dataclasses.replace(
         options,
-        positions=list(dict.fromkeys(options.positions or DEFAULT_POSITIONS)),
         factors=sorted(set(options.factors or (1, 2, 4, 8))),
         seeds=list(dict.fromkeys(options.seeds if options.seeds is not None else [0])),
         **{name: value if getattr(options, name) is None else getattr(options, name)
            for name, value in study.items()},
     )
+    options = dataclasses.replace(options, positions=list(dict.fromkeys(options.positions)))
     # The preset's values for what neither the options nor the study set (and their checks).
     run = resolve(TrainingOptions(**{name: getattr(options, name) for name in SHARED}))
     options = dataclasses.replace(options, **{name: getattr(run, name) for name in SHARED})
@@ -177,8 +179,20 @@ def study_tokens(options: CompareOptions):
                          f"{max(options.factors)}): give more text, or a smaller --seq-len or --factors.")
     # The baseline is scored on the tokens the models are scored on (a multiple of the longest window, or the
     # --eval-tokens subset), so it may differ slightly from `evaluate`'s figure for the whole validation text.
-    baseline = unigram_baseline(token_stream(tokenizer, texts["train"]["text"]), ids[:usable], len(tokenizer))
+    losses = unigram_losses(token_stream(tokenizer, texts["train"]["text"]), ids[:usable], len(tokenizer))
+    lengths = [options.seq_len * factor for factor in options.factors]
+    baseline = {"loss": float(losses.mean()), "perplexity": math.exp(float(losses.mean())),
+                "position_loss": unigram_position_loss(losses, lengths)}
     return tokenizer, folder, ids[:usable], baseline
+
+
+def unigram_position_loss(losses, lengths: list[int]) -> dict[str, list[float]]:
+    """The unigram model's loss at each position of the windows of every length, averaged over windows, in the
+    layout of `perplexity_of_ids`'s `position_loss` (entry p - 1: the token at position p), keyed by the length as
+    text (as JSON keeps it). Every scheme is scored on the same tokens at the same positions, so a position that
+    holds rare tokens is hard for all of them: the figure subtracts this to show what each scheme's context adds."""
+    return {str(length): losses[: len(losses) // length * length].reshape(-1, length)[:, 1:].mean(0).tolist()
+            for length in lengths}
 
 
 def tokenizer_source(options: CompareOptions) -> dict:
@@ -465,16 +479,21 @@ def plot_study(study: dict, output: str) -> str:
 
     settings = study["settings"]
     lengths, seq_len = settings["lengths"], settings["seq_len"]
-    figure, axes = plt.subplots(figsize=(9, 6), layout="constrained")
+    figure, axes = plt.subplots(figsize=(11, 6), layout="constrained")
     colours = {}
-    for row in study["table"]:
+    rows = study["table"]
+    for index, row in enumerate(rows):
         shown = [n for n in lengths if n in row["perplexity"]]
         means = [row["perplexity"][n] for n in shown]
         errors = None
         if row["seeds"] > 1:  # the 95 % interval of the mean, as error bars
             errors = [[mean - row["low"][n] for n, mean in zip(shown, means)],
                       [row["high"][n] - mean for n, mean in zip(shown, means)]]
-        axes.errorbar(shown, means, yerr=errors, marker="o", capsize=3, **row_style(row, colours),
+        # Each row a little to the side of the length it was evaluated at (within a fifth of the way to the next
+        # length), so that the error bars of many rows do not cover one another.
+        dodge = 2 ** (0.4 * (index - (len(rows) - 1) / 2) / max(len(rows), 1))
+        axes.errorbar([n * dodge for n in shown], means, yerr=errors, marker="o", markersize=4, capsize=2,
+                      **row_style(row, colours),
                       label=row["label"] + (" (not evaluated past its last position)" if row["skipped"] else ""))
     axes.axhline(study["unigram_baseline"]["perplexity"], color="gray", linestyle="--", label="unigram baseline")
     axes.axvline(seq_len, color="black", linestyle=":", linewidth=1, label=f"training length L = {seq_len}")
@@ -489,7 +508,7 @@ def plot_study(study: dict, output: str) -> str:
     axes.set(xlabel="evaluation length (tokens; non-overlapping windows)", ylabel="validation perplexity (log scale)",
              title=f"train short, test long: {study_title(settings)}"
                    + ("\nmean over seeds, bars: 95 % interval of the mean (Student's t)" if several else ""))
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     axes.grid(True, which="major", alpha=0.3)
     return save(figure, output)
 
@@ -504,7 +523,9 @@ def smoothed(values: list[float], width: int) -> list[float]:
 
 def plot_position_loss(study: dict, output: str) -> str | None:
     """The loss at each position of the longest evaluation window, one line per row of the table (mean over seeds
-    and windows), with the training length marked: an absolute scheme breaks right after L."""
+    and windows), minus the unigram model's loss on the same tokens, with the training length marked: an absolute
+    scheme breaks right after L. Every row is scored on the same windows, so without the subtraction the rare and
+    common tokens at each position would move all the lines together and hide the shape the figure is about."""
     from .plots import pyplot, save
 
     rows = [row for row in study["table"] if row["position_loss"] is not None]
@@ -513,24 +534,25 @@ def plot_position_loss(study: dict, output: str) -> str | None:
     plt = pyplot()
     settings = study["settings"]
     seq_len = settings["seq_len"]
-    figure, axes = plt.subplots(figsize=(10, 6), layout="constrained")
+    figure, axes = plt.subplots(figsize=(12, 6), layout="constrained")
     colours = {}
     longest = max(row["position_loss"]["length"] for row in rows)
-    width = max(1, longest // 64)
+    width = max(1, longest // 32)
     for row in rows:
-        losses = row["position_loss"]["loss"]
-        positions = [p + 1 for p, loss in enumerate(losses) if loss is not None]
-        values = smoothed([loss for loss in losses if loss is not None], width)
-        label = row["label"] + (f" (up to {row['position_loss']['length']})"
-                                if row["position_loss"]["length"] < longest else "")
-        axes.plot(positions, values, linewidth=1.4, label=label, **row_style(row, colours))
-    axes.axhline(study["unigram_baseline"]["loss"], color="gray", linestyle="--", label="unigram baseline")
+        length = row["position_loss"]["length"]
+        unigram = study["unigram_baseline"]["position_loss"][str(length)]
+        gains = [(p + 1, loss - base) for p, (loss, base) in enumerate(zip(row["position_loss"]["loss"], unigram))
+                 if loss is not None]
+        label = row["label"] + (f" (up to {length})" if length < longest else "")
+        axes.plot([p for p, _ in gains], smoothed([gain for _, gain in gains], width), linewidth=1.4, label=label,
+                  **row_style(row, colours))
     axes.axvline(seq_len, color="black", linestyle=":", linewidth=1.2, label=f"training length L = {seq_len}")
     axes.set_xlim(0, longest)
     axes.set(xlabel="position in the evaluation window (the token predicted from all before it)",
-             ylabel="validation loss (nats per token)",
+             ylabel="loss minus the unigram model's loss on the same tokens\n(nats per token; 0: no better than "
+                    "no context; lower: the context helps more)",
              title=f"where each scheme breaks: loss at each position of {longest}-token windows\n"
                    f"{study_title(settings)}\nmean over seeds and windows, moving average of {width} positions")
-    axes.legend(fontsize=8, ncol=2)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     axes.grid(True, alpha=0.3)
     return save(figure, output)

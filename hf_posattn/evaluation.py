@@ -149,11 +149,18 @@ def evaluate_lengths_of_ids(model, ids: Sequence[int], lengths: Sequence[int], s
 def unigram_baseline(train_ids: Sequence[int] | np.ndarray, eval_ids: Sequence[int] | np.ndarray,
                      vocab_size: int) -> dict:
     """Loss and perplexity on `eval_ids` of the unigram model of `train_ids`: every token predicted with its
-    training frequency, whatever came before. Add-one smoothing gives unseen tokens a small probability."""
+    training frequency, whatever came before."""
+    loss = float(unigram_losses(train_ids, eval_ids, vocab_size).mean())
+    return {"loss": loss, "perplexity": math.exp(loss)}
+
+
+def unigram_losses(train_ids: Sequence[int] | np.ndarray, eval_ids: Sequence[int] | np.ndarray,
+                   vocab_size: int) -> np.ndarray:
+    """The loss (nats) of each token of `eval_ids` under the unigram model of `train_ids`. Add-one smoothing gives
+    unseen tokens a small probability."""
     counts = np.bincount(np.asarray(train_ids).ravel(), minlength=vocab_size).astype(np.float64) + 1.0
     log_probs = np.log(counts / counts.sum())
-    loss = float(-log_probs[np.asarray(eval_ids).ravel()].mean())
-    return {"loss": loss, "perplexity": math.exp(loss)}
+    return -log_probs[np.asarray(eval_ids).ravel()]
 
 
 def text_unigram_baseline(tokenizer, train_text: Sequence[str], validation_text: Sequence[str]) -> dict:

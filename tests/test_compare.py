@@ -9,7 +9,8 @@ import os
 import pytest
 
 from hf_posattn.cli import main
-from hf_posattn.compare import DEFAULT_POSITIONS
+from hf_posattn.compare import DEFAULT_POSITIONS, QUICK_POSITIONS, CompareOptions, resolve_study
+from hf_posattn.configuration_posattn import POSITION_EMBEDDING_TYPES
 from hf_posattn.corpus import load_shakespeare
 
 from conftest import assert_png
@@ -56,7 +57,7 @@ def test_one_row_per_scheme_with_finite_perplexities(study):
                 assert "2048: learned positions: the model has vectors for 1024 positions only" in row["notes"]
             else:
                 assert math.isfinite(float(row[f"ppl_{length}"])) and float(row[f"ppl_{length}"]) > 1
-    assert_png(study / "compare.png", (900, 600))
+    assert_png(study / "compare.png", (1100, 600))
     markdown = (study / "compare.md").read_text()
     assert "| 2048 (16L) |" in markdown and "| learned |" in markdown and "skipped" in markdown
 
@@ -109,6 +110,17 @@ def test_a_second_call_reuses_finished_runs_and_adds_seeds(study, text, capsys):
     # Another vocabulary would give new runs other tokens than the study's: refused, before any work.
     assert posattn("compare", *TINY[:-1], "320", "--data", text, "--output-dir", study) == 2
     assert "holds a study made with other data or vocabulary" in capsys.readouterr().err
+
+
+def test_the_default_study_trains_every_built_in_scheme_and_quick_the_five_published_ones():
+    default, quick = resolve_study(CompareOptions()), resolve_study(CompareOptions(quick=True))
+    assert default.positions == list(DEFAULT_POSITIONS) and len(DEFAULT_POSITIONS) == 9
+    assert set(DEFAULT_POSITIONS) <= set(POSITION_EMBEDDING_TYPES)
+    assert quick.positions == list(QUICK_POSITIONS) == ["sinusoidal", "learned", "rotary", "alibi", "none"]
+    assert (default.seq_len, default.max_steps, default.eval_tokens) == (128, 300, 65536)
+    assert (quick.seq_len, quick.max_steps, quick.eval_tokens) == (64, 200, 32768)
+    # --positions selects any, in the order given, once each.
+    assert resolve_study(CompareOptions(quick=True, positions=["fire", "t5", "fire"])).positions == ["fire", "t5"]
 
 
 def test_bad_input_is_refused_before_any_work(text, tmp_path, capsys):

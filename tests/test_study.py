@@ -5,12 +5,14 @@ study run by run. Tiny settings: 2 training steps per run."""
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from hf_posattn import PosAttnConfig, PosAttnForCausalLM
 from hf_posattn.cli import main
-from hf_posattn.compare import EXTENSIONS, embedding_signal, extended_model, markdown_table, summarize
+from hf_posattn.compare import (EXTENSIONS, embedding_signal, extended_model, markdown_table, summarize,
+                                unigram_position_loss)
 from hf_posattn.corpus import load_shakespeare
 from hf_posattn.evaluation import perplexity_of_ids
 
@@ -169,8 +171,21 @@ def test_rotary_type_schemes_get_context_extension_rows_from_the_same_runs(study
     signal = rows[-1]["embedding_signal"]
     assert signal["start"]["ratio"]["mean"] > 0 and signal["end"]["ratio"]["mean"] > 0
     assert rows[0]["embedding_signal"] is None  # rotary adds nothing to the embeddings
-    assert_png(study / "compare-positions.png", (1000, 600))
-    assert_png(study / "compare.png", (900, 600))
+    # The figure subtracts the unigram model's loss at each position of the same windows.
+    unigram = recorded["unigram_baseline"]["position_loss"]
+    assert sorted(unigram, key=int) == ["32", "64", "128"] and len(unigram["128"]) == 127
+    assert all(0 < loss < 20 for loss in unigram["128"])
+    assert_png(study / "compare-positions.png", (1200, 600))
+    assert_png(study / "compare.png", (1100, 600))
+
+
+def test_the_unigram_loss_at_each_position_is_averaged_over_the_windows_the_models_score():
+    losses = np.arange(12, dtype=float)  # the loss of 12 tokens in a row
+    curves = unigram_position_loss(losses, [4, 6, 8])
+    # Windows of 4: tokens 0-3, 4-7, 8-11; position p of each predicts its token p (the first is never predicted).
+    assert curves["4"] == [(1 + 5 + 9) / 3, (2 + 6 + 10) / 3, (3 + 7 + 11) / 3]
+    assert curves["6"] == [(1 + 7) / 2, (2 + 8) / 2, (3 + 9) / 2, (4 + 10) / 2, (5 + 11) / 2]
+    assert curves["8"] == [1, 2, 3, 4, 5, 6, 7]  # one window; the tail shorter than a window is left out, as there
 
 
 @pytest.mark.parametrize("position", ["rotary", "xpos"])
