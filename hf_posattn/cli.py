@@ -515,12 +515,12 @@ def add_compare(subparsers):
                     "rows for linear interpolation, dynamic NTK and YaRN from the same trained model. "
                     "Default: all nine built-in schemes, L = 128, 300 steps of 16 blocks, 65,536 evaluation tokens "
                     "(21 minutes on 2 CPU cores); --quick: the five schemes Press et al. compared "
-                    "(sinusoidal, learned, rotary, alibi, none), L = 64, 200 steps, 32,768 evaluation tokens "
-                    "(4.4 minutes). Finished runs with the same options "
+                    "(sinusoidal, learned, rotary, alibi, none), L = 64, 150 steps, 16,384 evaluation tokens "
+                    "(3.5 minutes). Finished runs with the same options "
                     "are reused; their checkpoints are removed (the models stay).",
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="the small study (4.4 minutes on 2 CPU cores)")
+    parser.add_argument("--quick", action="store_true", help="the small study (3.5 minutes on 2 CPU cores)")
     parser.add_argument("--positions", nargs="+", choices=POSITION_EMBEDDING_TYPES, metavar="SCHEME",
                         help="schemes to compare (default: all nine built-in; --quick: sinusoidal learned "
                              "rotary alibi none)")
@@ -529,11 +529,11 @@ def add_compare(subparsers):
                                                                              "interval (default: 0)")
     parser.add_argument("--factors", type=int_list, metavar="F1,F2,...", help="evaluation lengths as multiples of L "
                                                                               "(default: 1,2,4,8)")
-    add_run_options(parser, {"seq_len": "128; --quick 64", "max_steps": "300; --quick 200", "batch_size": "16",
+    add_run_options(parser, {"seq_len": "128; --quick 64", "max_steps": "300; --quick 150", "batch_size": "16",
                              "learning_rate": "the preset's", "vocab_size": "the preset's"})
     parser.add_argument("--eval-tokens", type=positive_int, metavar="N", help="validation tokens scored at every "
                                                                               "length (default: 65536; --quick "
-                                                                              "32768)")
+                                                                              "16384)")
     parser.add_argument("--output-dir", metavar="DIR", help="where the runs and tables go (default: runs/compare; "
                                                             "--quick: runs/compare-quick)")
     parser.add_argument("--overwrite", action="store_true", help="train every run again, replacing what is there")

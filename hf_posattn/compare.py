@@ -57,12 +57,12 @@ EXTENSIONS = {"linear": "linear interpolation", "dynamic": "dynamic NTK", "yarn"
 
 # The two budgets, sized to fit on 2 CPU cores with one seed, measured on a quiet Intel Xeon: `default` (nine
 # schemes, and the extension rows of rotary and xPos) 21.2 minutes, about 2 per run (1.7 of them training);
-# `quick` (five schemes, rotary's extension rows) 4.4 minutes. Each further seed costs as much again. Options
+# `quick` (five schemes, rotary's extension rows) 3.5 minutes. Each further seed costs as much again. Options
 # given explicitly win.
 STUDIES = {
     "default": {"positions": DEFAULT_POSITIONS, "seq_len": 128, "max_steps": 300, "batch_size": 16,
                 "eval_tokens": 65536, "output_dir": os.path.join("runs", "compare")},
-    "quick": {"positions": QUICK_POSITIONS, "seq_len": 64, "max_steps": 200, "batch_size": 16, "eval_tokens": 32768,
+    "quick": {"positions": QUICK_POSITIONS, "seq_len": 64, "max_steps": 150, "batch_size": 16, "eval_tokens": 16384,
               "output_dir": os.path.join("runs", "compare-quick")},
 }
 TOKENIZER_DIR = "tokenizer"  # in the study's folder: one tokenizer for every run, so that all see the same tokens

@@ -118,7 +118,7 @@ def test_the_default_study_trains_every_built_in_scheme_and_quick_the_five_publi
     assert set(DEFAULT_POSITIONS) <= set(POSITION_EMBEDDING_TYPES)
     assert quick.positions == list(QUICK_POSITIONS) == ["sinusoidal", "learned", "rotary", "alibi", "none"]
     assert (default.seq_len, default.max_steps, default.eval_tokens) == (128, 300, 65536)
-    assert (quick.seq_len, quick.max_steps, quick.eval_tokens) == (64, 200, 32768)
+    assert (quick.seq_len, quick.max_steps, quick.eval_tokens) == (64, 150, 16384)
     # --positions selects any, in the order given, once each.
     assert resolve_study(CompareOptions(quick=True, positions=["fire", "t5", "fire"])).positions == ["fire", "t5"]
 
