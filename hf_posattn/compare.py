@@ -17,7 +17,8 @@ them): they keep their random initialisation, shrunk by weight decay.
 What the study reports besides the perplexities (docs/study.md reads them):
 - with several seeds, the mean and the 95 % interval of the mean (Student's t over seeds, `statistics.py`) at
   every length, and the growth ppl(kL) / ppl(L) per seed, averaged the same way;
-- the loss at each position of the window at the longest length (`compare-positions.png`): where a scheme breaks;
+- the loss at each position of the window at the longest length, and the unigram model's on the same tokens
+  (`compare-positions.png` draws their difference): where a scheme breaks;
 - for schemes that read `rope_parameters` (rotary, xpos): rows for linear interpolation, dynamic NTK and YaRN
   applied to the same trained model without retraining, with factor = the longest length / L;
 - for schemes that add a vector to the token embeddings (sinusoidal, learned): the ratio of the RMS of that
