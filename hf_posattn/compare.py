@@ -83,7 +83,7 @@ class CompareOptions:
     positions: list[str] | None = None  # DEFAULT_POSITIONS; --quick QUICK_POSITIONS
     factors: list[int] | None = None  # evaluation lengths as multiples of seq_len: 1, 2, 4, 8
     seeds: list[int] | None = None  # [0]
-    eval_tokens: int | None = None  # validation tokens scored at every length (default: all)
+    eval_tokens: int | None = None  # validation tokens scored at every length (the study's: 65,536; --quick 16,384)
     quick: bool = False
     overwrite: bool = False
     # Passed to every training run:
