@@ -30,14 +30,14 @@ import csv
 import dataclasses
 import io
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
 
 from .configuration_posattn import POSITION_EMBEDDING_TYPES
 from .corpus import load_texts
-from .evaluation import evaluate_lengths_of_ids, token_stream, unigram_losses
+from .evaluation import evaluate_lengths_of_ids, token_stream, unigram_baseline, unigram_losses
+from . import positional
 from .positional import EMBEDDING, POSITION_SCHEMES
 from .statistics import mean_interval
 from .reporting import plot_study_training
@@ -46,10 +46,11 @@ from .tokenization import has_tokenizer, train_tokenizer
 from .training import RUN_IDENTITY, TrainingOptions, hardware, resolve, train
 
 
-# The schemes a study trains unless --positions says otherwise. The default study trains every built-in scheme
-# (a scheme registered later is selected with --positions: it would change the study's time); --quick the five
-# that Press et al. (2022) and the first studies compared.
-DEFAULT_POSITIONS = ("sinusoidal", "learned", "rotary", "alibi", "none", "t5", "kerple", "fire", "xpos")
+# The schemes a study trains unless --positions says otherwise. The default study trains every built-in scheme, in
+# the registry's order, read from the registry so that a scheme added to positional.py joins it (a scheme registered
+# at run time is selected with --positions: it would change the study's time); --quick the five that Press et al.
+# (2022) and the first studies compared.
+DEFAULT_POSITIONS = tuple(name for name, scheme in POSITION_SCHEMES.items() if scheme.__module__ == positional.__name__)
 QUICK_POSITIONS = ("sinusoidal", "learned", "rotary", "alibi", "none")
 
 # Context extension applied to a trained rotary-type model at evaluation, without retraining: transformers'
@@ -153,6 +154,11 @@ def what_to_do(run: TrainingOptions) -> tuple[str, dict | None]:
     return ("reuse", recorded["results"]) if recorded["results"] is not None else ("resume", None)
 
 
+def study_lengths(options: CompareOptions) -> list[int]:
+    """The evaluation lengths: L times each factor."""
+    return [options.seq_len * factor for factor in options.factors]
+
+
 def study_tokens(options: CompareOptions):
     """The shared tokenizer (trained once, saved in the study's folder) and the validation ids every model is
     scored on: cut to a multiple of the longest evaluation length, so that every length scores the same tokens."""
@@ -180,10 +186,10 @@ def study_tokens(options: CompareOptions):
                          f"{max(options.factors)}): give more text, or a smaller --seq-len or --factors.")
     # The baseline is scored on the tokens the models are scored on (a multiple of the longest window, or the
     # --eval-tokens subset), so it may differ slightly from `evaluate`'s figure for the whole validation text.
-    losses = unigram_losses(token_stream(tokenizer, texts["train"]["text"]), ids[:usable], len(tokenizer))
-    lengths = [options.seq_len * factor for factor in options.factors]
-    baseline = {"loss": float(losses.mean()), "perplexity": math.exp(float(losses.mean())),
-                "position_loss": unigram_position_loss(losses, lengths)}
+    train_ids = token_stream(tokenizer, texts["train"]["text"])
+    losses = unigram_losses(train_ids, ids[:usable], len(tokenizer))
+    baseline = {**unigram_baseline(train_ids, ids[:usable], len(tokenizer)),
+                "position_loss": unigram_position_loss(losses, study_lengths(options))}
     return tokenizer, folder, ids[:usable], baseline
 
 
@@ -228,7 +234,7 @@ def run_study(options: CompareOptions, command: str | None) -> dict:
     os.makedirs(tokenizer_dir, exist_ok=True)
     tokenizer.save_pretrained(tokenizer_dir)
     write_text(os.path.join(tokenizer_dir, TOKENIZER_SOURCE), json.dumps(tokenizer_source(options)))
-    lengths = [options.seq_len * factor for factor in options.factors]
+    lengths = study_lengths(options)
     notice(f"comparing {', '.join(options.positions)} (seeds {', '.join(map(str, options.seeds))}): trained at "
            f"L = {options.seq_len} tokens for {options.max_steps} steps of {options.batch_size} blocks, evaluated on "
            f"{len(ids):,} validation tokens at {', '.join(map(str, lengths))}; unigram baseline "
@@ -492,7 +498,7 @@ def plot_study(study: dict, output: str) -> str:
                       [row["high"][n] - mean for n, mean in zip(shown, means)]]
         # Each row a little to the side of the length it was evaluated at (within a fifth of the way to the next
         # length), so that the error bars of many rows do not cover one another.
-        dodge = 2 ** (0.4 * (index - (len(rows) - 1) / 2) / max(len(rows), 1))
+        dodge = 2 ** (0.4 * (index - (len(rows) - 1) / 2) / len(rows))
         axes.errorbar([n * dodge for n in shown], means, yerr=errors, marker="o", markersize=4, capsize=2,
                       **row_style(row, colours),
                       label=row["label"] + (" (not evaluated past its last position)" if row["skipped"] else ""))

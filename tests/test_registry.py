@@ -120,6 +120,14 @@ def test_it_runs_in_compare(registered, text, tmp_path):
     assert (tmp_path / "study" / f"{registered}-seed0" / "config.json").exists()
 
 
+def test_the_default_study_keeps_to_the_built_in_schemes(registered):
+    from hf_posattn.compare import CompareOptions, resolve_study
+
+    # Registered at run time: selectable (above), but not added to the default study, whose time it would change.
+    assert registered not in resolve_study(CompareOptions()).positions
+    assert len(resolve_study(CompareOptions()).positions) == 9
+
+
 def test_a_length_limit_comes_from_the_scheme(registered):
     """What makes a scheme length-bounded is its `max_length`, not its name: a registered bounded scheme is refused
     past its limit by train, as learned is."""
