@@ -1,0 +1,754 @@
+"""The hf_posattn model: a decoder-only transformer with BERT-style inputs and a switchable position scheme.
+
+Read top to bottom:
+
+1. `PosAttnEmbeddings`: token + segment (+ absolute position) embeddings, summed, LayerNorm, dropout (as BERT).
+2. `eager_attention_forward` and `PosAttnAttention`: attention as a soft dictionary lookup. Each token asks a
+   *query*; every earlier token offers a *key* and a *value*; softmax(q·k / sqrt(d)) says how much of each value
+   the asking token takes. The kernel that computes it is chosen through transformers' attention interface
+   (eager, sdpa, flex_attention, flash_attention_2).
+3. `PosAttnMLP`, `PosAttnDecoderLayer`: pre-LN blocks, attention then MLP, each added to the residual stream.
+4. `PosAttnModel`: the inputs are checked (`checked_sizes`), then positions, the causal mask and the KV cache are
+   prepared once per forward, here.
+5. `PosAttnForCausalLM`: predicts the next token (GPT-style). `PosAttnForSequenceClassification`: one label per
+   text or text pair, read at the last token.
+
+The position scheme (`positional.py`) is asked the same three questions whatever it is; nothing here branches on
+which scheme the config chose.
+
+This file travels with saved models as remote code: it imports only torch, transformers and its flat siblings.
+"""
+
+import math
+import os
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.generation import GenerationMixin
+from transformers.masking_utils import create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutputWithPast,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, load_state_dict, slice_logits_to_keep
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple, logging
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import merge_with_config_defaults
+from transformers.utils.output_capturing import capture_outputs
+
+from .configuration_posattn import PosAttnConfig
+from .positional import POSITION_SCHEMES, SCORE_BIAS, DistanceBias, PositionScheme, Rotation, apply_rotation
+
+
+logger = logging.get_logger(__name__)
+
+
+class Sizes(NamedTuple):
+    """The sizes of one forward call: rows, new tokens, tokens already in the cache, and keys attended to (a static
+    cache's mask spans all of its slots)."""
+
+    batch: int
+    query_length: int
+    past_length: int
+    key_length: int
+
+
+class BadValues(NamedTuple):
+    """Where `values` (an input of the call) holds values that are not allowed (`bad`, boolean, same shape), and
+    what is allowed, for the error message."""
+
+    name: str
+    values: torch.Tensor
+    bad: torch.Tensor
+    allowed: str
+
+
+def outside(name: str, ids: torch.Tensor, limit: int, fix: str, ignored: int | None = None) -> BadValues:
+    """Ids outside [0, limit) (other than `ignored`): they would fail deep inside an embedding lookup or a loss (an
+    IndexError on CPU, a device-side assert that poisons the whole CUDA context on a GPU)."""
+    bad = (ids < 0) | (ids >= limit)
+    if ignored is not None:
+        bad &= ids != ignored
+    return BadValues(name, ids, bad, f"outside the allowed range [0, {limit}): {fix}")
+
+
+def refuse_bad_values(*checks: BadValues | None) -> None:
+    """Raise a ValueError naming the first input that holds a value it must not. All checks are read from the
+    device in one go (one synchronisation on a GPU). Skipped under `torch.compile`, which cannot branch on data."""
+    checks = [check for check in checks if check is not None]
+    if not checks or torch.compiler.is_compiling():
+        return
+    for check, found in zip(checks, torch.stack([check.bad.any() for check in checks]).tolist()):
+        if found:
+            raise ValueError(f"{check.name} contains {check.values[check.bad][0].item()!r}, {check.allowed}")
+
+
+def refuse_non_integer(**tensors: torch.Tensor | None) -> None:
+    """Ids and positions index tables: a float or bool tensor fails deep inside, or is silently truncated."""
+    for name, tensor in tensors.items():
+        if tensor is not None and (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool):
+            raise ValueError(f"{name} has dtype {tensor.dtype}: expected integers (torch.long), e.g. "
+                             f"{name}.long() if the values are whole numbers.")
+
+
+def check_per_token(name: str, values: torch.Tensor | None, batch_size: int, query_length: int) -> None:
+    """Raise a ValueError unless `values` (token_type_ids, position_ids) holds one value per token of the input.
+    Another shape would fail deep inside with a broadcasting error, or be broadcast silently."""
+    if values is not None and (values.ndim != 2 or values.shape[0] not in (1, batch_size)
+                               or values.shape[1] != query_length):
+        raise ValueError(
+            f"{name} has shape {tuple(values.shape)}, expected ({batch_size}, {query_length}): one value per token "
+            f"of the input."
+        )
+
+
+def check_cache(cache, config: PosAttnConfig, batch_size: int) -> None:
+    """Raise a ValueError unless `cache` fits this model and this batch: its layer count, and the batch, heads and
+    head size of the keys it holds. Shapes only: nothing is read from the device."""
+    if cache is None:
+        return
+    if not isinstance(cache, Cache):
+        raise ValueError(f"cache is a {type(cache).__name__}: pass a transformers Cache, e.g. "
+                         f"DynamicCache(config=model.config), or None.")
+    if len(cache.layers) not in (0, config.num_hidden_layers):  # 0: a DynamicCache() that adds layers as it goes
+        raise ValueError(f"cache has {len(cache.layers)} layers, this model has num_hidden_layers="
+                         f"{config.num_hidden_layers}: pass a cache made for this model, e.g. "
+                         f"DynamicCache(config=model.config).")
+    keys = next((layer.keys for layer in cache.layers if layer.is_initialized and layer.keys.ndim == 4), None)
+    expected = (batch_size, config.num_attention_heads, config.head_dim)
+    if keys is not None and (keys.shape[0], keys.shape[1], keys.shape[3]) != expected:
+        raise ValueError(
+            f"cache holds keys of {keys.shape[0]} rows, {keys.shape[1]} heads of size {keys.shape[3]}; this model and "
+            f"input need {expected[0]} rows, {expected[1]} heads of size {expected[2]}: pass the cache of an earlier "
+            f"call with this model and these rows, or a new one (DynamicCache(config=model.config))."
+        )
+
+
+def check_mask_shape(attention_mask, sizes: Sizes) -> None:
+    """Raise a ValueError unless `attention_mask` has one row per sequence and one column per key: the cached tokens
+    and the new ones. A mask of another width does not always fail: positions counted over it would be silently
+    wrong, and a score bias can broadcast over it. A static cache's mask may span all of its slots (`key_length`)."""
+    if attention_mask is None:
+        return
+    batch_size, query_length, past_length, key_length = sizes
+    shape = tuple(attention_mask.shape)
+    rows_fit = (len(shape) == 2 and shape[0] == batch_size) or (
+        len(shape) == 4 and shape[0] in (1, batch_size) and shape[2] == query_length
+    )
+    if not rows_fit or not past_length + query_length <= shape[-1] <= key_length:
+        raise ValueError(
+            f"attention_mask has shape {shape}, expected ({batch_size}, {past_length + query_length}): one row per "
+            f"sequence and one column per token, the {past_length} cached ones and the {query_length} new ones (1 "
+            f"for a token, 0 for padding); or a 4-D mask of shape ({batch_size}, 1, {query_length}, "
+            f"{past_length + query_length})."
+        )
+
+
+def checked_sizes(config: PosAttnConfig, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids,
+                  cache) -> Sizes:
+    """The sizes of the call, after refusing every input that would fail deep inside or, worse, silently change what
+    the model computes; each refusal is a ValueError that names the input and says what is allowed. Nothing has
+    been computed or written (to the cache) when it raises."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+    shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1]
+    if len(shape) != 2 or 0 in shape:
+        raise ValueError(
+            f"Expected input of shape [batch, seq] with batch >= 1 and seq >= 1, got {tuple(shape)}: pass at "
+            f"least one row of at least one token (e.g. a BOS token), batched as a 2-D tensor."
+        )
+    batch_size, query_length = shape
+    if torch.compiler.is_compiling():  # the checks below branch on values that compiled graphs take as given
+        past_length = cache.get_seq_length() if cache is not None else 0
+        return Sizes(batch_size, query_length, past_length, cache_key_length(cache, query_length, past_length))
+    if inputs_embeds is not None and inputs_embeds.shape[-1] != config.hidden_size:
+        raise ValueError(f"inputs_embeds has {inputs_embeds.shape[-1]} features per token, expected hidden_size="
+                         f"{config.hidden_size}.")
+    refuse_non_integer(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
+    if token_type_ids is not None and config.type_vocab_size == 0:
+        raise ValueError("token_type_ids were given but this model has no segment embeddings (type_vocab_size=0): "
+                         "drop them, or build the model with type_vocab_size >= 2.")
+    check_cache(cache, config, batch_size)
+    past_length = cache.get_seq_length() if cache is not None else 0
+    sizes = Sizes(batch_size, query_length, past_length, cache_key_length(cache, query_length, past_length))
+    check_mask_shape(attention_mask, sizes)
+    check_per_token("token_type_ids", token_type_ids, batch_size, query_length)
+    check_per_token("position_ids", position_ids, batch_size, query_length)
+    # Positions are counted over a 2-D mask (its cumulative sum): a value other than 0 and 1 would shift them. 4-D
+    # masks are added to the scores, and may hold any value.
+    mask_values = None
+    if attention_mask is not None and attention_mask.ndim == 2 and attention_mask.dtype != torch.bool:
+        mask_values = BadValues("attention_mask", attention_mask, (attention_mask != 0) & (attention_mask != 1),
+                                "expected 1 for a token and 0 for padding (positions are counted over the mask)")
+    refuse_bad_values(
+        outside("input_ids", input_ids, config.vocab_size, "every id must come from the model's tokenizer")
+        if input_ids is not None else None,
+        outside("token_type_ids", token_type_ids, config.type_vocab_size,
+                f"segment ids index the {config.type_vocab_size} segment embeddings (type_vocab_size)")
+        if token_type_ids is not None else None,
+        mask_values,
+    )
+    return sizes
+
+
+def cache_key_length(cache, query_length: int, past_length: int) -> int:
+    """How many keys the new tokens attend to: the cached and new ones, or all of a static cache's slots."""
+    return cache.get_mask_sizes(query_length, 0)[0] if cache is not None else past_length + query_length
+
+
+def weights_problem(folder: str, use_safetensors: bool | None) -> str | None:
+    """What is wrong with the weights files of a local model folder, as far as reading their headers tells: a
+    safetensors file that cannot be read, or pickled weights only where safetensors were asked for. None if nothing."""
+    if not os.path.isdir(folder):
+        return None
+    names = sorted(os.listdir(folder))
+    for name in names:
+        if name.endswith(".safetensors"):
+            try:
+                load_state_dict(os.path.join(folder, name), map_location="meta")  # the header only
+            except Exception as error:
+                return (
+                    f"{os.path.join(folder, name)} cannot be read ({error}): the file is truncated or corrupted, e.g. "
+                    f"by an interrupted download, copy or save. Save or download the model again."
+                )
+    if use_safetensors and not any(name.endswith(".safetensors") for name in names) and any(
+        name.startswith("pytorch_model") for name in names
+    ):
+        return (
+            f"{folder} holds pickled weights (pytorch_model*.bin) but no model.safetensors. Loading a pickle can run "
+            f"code, so hf_posattn reads weights from safetensors only, unless you pass use_safetensors=False for a "
+            f"file you trust; or convert it once with `save_pretrained`."
+        )
+    return None
+
+
+class PosAttnEmbeddings(nn.Module):
+    """The input of the model, built as BERT builds it: the sum of what a token is (token embedding), which
+    segment it belongs to (sentence A or B: segment embedding), and, for absolute schemes, where it is (position
+    embedding); then LayerNorm and dropout."""
+
+    def __init__(self, config: PosAttnConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.token_type_embeddings = (
+            nn.Embedding(config.type_vocab_size, config.hidden_size) if config.type_vocab_size > 0 else None
+        )
+        self.norm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.embedding_layer_norm else nn.Identity()
+        )
+        self.dropout = config.hidden_dropout_prob
+        # Vaswani et al. scale token embeddings up by sqrt(d) to balance amplitude-1 sinusoidal waves; by default the
+        # waves are scaled down instead (see `SinusoidalPositions`), and token embeddings are used as they are.
+        self.scale = math.sqrt(config.hidden_size) if config.scale_embeddings else 1.0
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        embeddings = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
+        if self.scale != 1.0:
+            embeddings = embeddings * self.scale
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None:  # everything is segment 0, as in BERT
+                embeddings = embeddings + self.token_type_embeddings.weight[0]
+            else:
+                embeddings = embeddings + self.token_type_embeddings(token_type_ids)
+        if position_embeds is not None:
+            embeddings = embeddings + position_embeds
+        return nn.functional.dropout(self.norm(embeddings), self.dropout, self.training)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    position_bias: torch.Tensor | None = None,
+    **kwargs: Unpack[TransformersKwargs],
+):
+    """Attention spelled out: scores = q·kᵀ / sqrt(d) (+ position bias) (+ mask), softmax, weighted sum of values.
+
+    Like a dictionary lookup in which a query matches every key a little: softmax turns the scores into weights
+    that sum to 1, and the result is the weights' blend of the values. The scores are kept in float32, so adding
+    the mask's minimum (and ALiBi's bias) cannot overflow half precision into -inf and NaN.
+    """
+    scores = torch.matmul(query, key.transpose(2, 3)).float() * scaling
+    if position_bias is not None:
+        scores = scores + position_bias
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    attn_weights = nn.functional.softmax(scores, dim=-1).to(value.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+class PosAttnAttention(nn.Module):
+    """Multi-head causal self-attention.
+
+    Every token's hidden state is projected three ways: a query (what am I looking for?), a key (what do I offer
+    to be found by?) and a value (what do I hand over if found?). Each head compares queries with the keys of the
+    tokens before them, and mixes their values by the softmax of the scores. The position scheme can rotate q and
+    k (rotary) or bias the scores (ALiBi); the KV cache keeps past keys and values for generation.
+    """
+
+    def __init__(self, config: PosAttnConfig, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.head_dim = config.head_dim
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_probs_dropout_prob
+        self.is_causal = True
+        # The three projections are one matrix product (as GPT-2's c_attn): one call instead of three, which is what
+        # decoding a few tokens at a time pays for. Its output holds, for each head in turn, that head's query, key
+        # and value, so that splitting the output features across devices (tensor parallelism) gives whole heads.
+        self.qkv_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        rotation: Rotation | None = None,
+        position_bias: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        input_shape = hidden_states.shape[:-1]
+        # [batch, seq, hidden] -> [batch, seq, heads, 3, head_dim] -> query, key, value: [batch, heads, seq, head_dim]
+        qkv = self.qkv_proj(hidden_states).view(*input_shape, -1, 3, self.head_dim).transpose(1, 2)
+        query, key, value = qkv.unbind(dim=3)
+
+        if rotation is not None:
+            query, key = apply_rotation(query, key, rotation)
+        if cache is not None:
+            key, value = cache.update(key, value, self.layer_idx)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            position_bias=position_bias,
+            **kwargs,
+        )
+        attn_output = attn_output.reshape(*input_shape, -1).contiguous()
+        return self.o_proj(attn_output), attn_weights
+
+
+# Activation names of ACT2FN whose function torch computes in one fused kernel under another name. GPT-2's
+# "gelu_new" is the tanh approximation of GELU spelled out in Python (eight elementwise operations forward, each
+# keeping its input for the backward); "gelu_pytorch_tanh" is the same function in one kernel.
+FUSED_ACTIVATIONS = {"gelu_new": "gelu_pytorch_tanh"}
+
+
+class PosAttnMLP(nn.Module):
+    """The position-wise feed-forward network: widen, activate, project back."""
+
+    def __init__(self, config: PosAttnConfig):
+        super().__init__()
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act_fn = ACT2FN[FUSED_ACTIVATIONS.get(config.hidden_act, config.hidden_act)]
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act_fn(self.up_proj(hidden_states)))
+
+
+class PosAttnDecoderLayer(GradientCheckpointingLayer):
+    """A pre-LN block (GPT-2, nanoGPT): x + attention(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, config: PosAttnConfig, layer_idx: int):
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.self_attn = PosAttnAttention(config, layer_idx)
+        self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = PosAttnMLP(config)
+        # Dropout as a function, not `nn.Dropout` modules: in eval mode (every decoding step) a module call does
+        # nothing but cost a Python call.
+        self.dropout = config.hidden_dropout_prob
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        rotation: Rotation | None = None,
+        position_bias: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        attn_output, _ = self.self_attn(
+            self.attn_norm(hidden_states),
+            attention_mask=attention_mask,
+            rotation=rotation,
+            position_bias=position_bias,
+            cache=cache,
+            **kwargs,
+        )
+        hidden_states = hidden_states + nn.functional.dropout(attn_output, self.dropout, self.training)
+        mlp_output = self.mlp(self.mlp_norm(hidden_states))
+        return hidden_states + nn.functional.dropout(mlp_output, self.dropout, self.training)
+
+
+class PosAttnPreTrainedModel(PreTrainedModel):
+    config_class = PosAttnConfig
+    config: PosAttnConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["PosAttnDecoderLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+    _can_record_outputs = {"hidden_states": PosAttnDecoderLayer, "attentions": PosAttnAttention}
+
+    def __init__(self, config: PosAttnConfig, *args, **kwargs):
+        config.validate()  # the config may have been edited since it was built
+        super().__init__(config, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, with weights read from safetensors only unless the caller passes
+        `use_safetensors=False` (a `.bin` file is a pickle, which can run code when loaded), and an error that names
+        the weights file when one cannot be read: safetensors' own message does not say which file it was."""
+        kwargs.setdefault("use_safetensors", True)
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except Exception as error:
+            folder = os.path.normpath(os.path.join(str(pretrained_model_name_or_path), kwargs.get("subfolder") or ""))
+            problem = weights_problem(folder, kwargs["use_safetensors"])
+            if problem is None:
+                raise
+            raise OSError(problem) from error
+
+    def _init_weights(self, module):
+        super()._init_weights(module)  # normal(0, initializer_range) for Linear/Embedding, (1, 0) for LayerNorm
+        if isinstance(module, PositionScheme):
+            module.initialize(self.config.initializer_range)
+        elif isinstance(module, (PosAttnAttention, PosAttnMLP)):
+            # The projections that write into the residual stream are scaled down by sqrt(2 * layers), as in GPT-2:
+            # each layer adds two such terms, and the stream's variance should not grow with depth.
+            residual = module.o_proj if isinstance(module, PosAttnAttention) else module.down_proj
+            std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
+            init.normal_(residual.weight, mean=0.0, std=std)
+
+    def _flash_attn_can_dispatch(self, flash_attn_version: int, is_init_check: bool = False) -> bool:
+        if SCORE_BIAS in POSITION_SCHEMES[self.config.position_embedding_type].contributes():
+            raise ValueError(
+                f"position_embedding_type={self.config.position_embedding_type!r} adds a bias to the attention "
+                f"scores, which the flash-attention kernels behind attn_implementation='flash_attention_"
+                f"{flash_attn_version}' cannot take. Use attn_implementation='sdpa', 'flex_attention' or 'eager'."
+            )
+        return super()._flash_attn_can_dispatch(flash_attn_version, is_init_check)
+
+
+class PosAttnModel(PosAttnPreTrainedModel):
+    """The bare decoder: embeddings, N decoder layers, a final LayerNorm. Returns hidden states (and the cache)."""
+
+    def __init__(self, config: PosAttnConfig):
+        super().__init__(config)
+        self.embeddings = PosAttnEmbeddings(config)
+        self.positions = POSITION_SCHEMES[config.position_embedding_type](config)
+        # Read once: whether forward builds a score bias (and the query x key distances it needs).
+        self.biases_scores = SCORE_BIAS in self.positions.contributes()
+        self.layers = nn.ModuleList(
+            [PosAttnDecoderLayer(config, layer_idx) for layer_idx in range(config.num_hidden_layers)]
+        )
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.word_embeddings = value
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @merge_with_config_defaults
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPast:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch, seq)`): token ids, in `[0, vocab_size)`.
+        attention_mask (`torch.Tensor` of shape `(batch, past + seq)`): 1 for real tokens, 0 for padding. Left
+            padding is fine: positions are counted from each row's first real token.
+        token_type_ids (`torch.LongTensor` of shape `(batch, seq)`): segment of each token, in
+            `[0, type_vocab_size)`; all 0 when not given.
+        position_ids (`torch.LongTensor` of shape `(batch, seq)`): overrides the positions derived from the mask.
+        cache (`Cache`): keys and values of earlier tokens (a `DynamicCache` is made when `use_cache`).
+        inputs_embeds (`torch.Tensor` of shape `(batch, seq, hidden)`): instead of `input_ids`.
+        """
+        sizes = checked_sizes(self.config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, cache)
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
+        device = input_ids.device if input_ids is not None else inputs_embeds.device
+        if position_ids is None:
+            position_ids = self.position_ids_from_mask(attention_mask, sizes.past_length, sizes.query_length, device)
+
+        hidden_states = self.embeddings(
+            input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
+            token_type_ids=token_type_ids,
+            position_embeds=self.positions.embed(position_ids),
+        )
+        causal_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=attention_mask,
+            cache=cache,
+            position_ids=position_ids,
+        )
+        rotation, position_bias = self.inside_attention(position_ids, sizes, hidden_states.dtype)
+
+        for decoder_layer in self.layers:
+            hidden_states = decoder_layer(
+                hidden_states,
+                attention_mask=causal_mask,
+                rotation=rotation,
+                position_bias=position_bias,
+                cache=cache,
+                **kwargs,
+            )
+
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), cache=cache)
+
+    def inside_attention(
+        self, position_ids, sizes: Sizes, dtype
+    ) -> tuple[Rotation | None, torch.Tensor | DistanceBias | None]:
+        """What the position scheme does inside attention, computed once for all layers: the rotation of queries and
+        keys, and the bias of the scores."""
+        rotation = self.positions.rotation(position_ids)
+        return (rotation.to(dtype) if rotation is not None else None), self.score_bias(position_ids, sizes, dtype)
+
+    def score_bias(self, position_ids, sizes: Sizes, dtype) -> torch.Tensor | DistanceBias | None:
+        """The bias of the scores: a `[batch, heads, queries, keys]` tensor, or, under flex_attention and for a bias
+        of the distance alone, a `[heads, keys]` table that the kernel reads entry by entry (`DistanceBias`): a T x T
+        bias per forward is what makes prefill memory grow faster than T otherwise."""
+        # A bias depends on how far back a key lies from a query. Within a row, that is the distance between their
+        # cache slots (padding is masked, and packed documents cannot see each other), so slot indices give it, for
+        # the whole batch; a scheme that also needs the query's own position gets `position_ids`.
+        if not self.biases_scores:  # then nothing of size queries x keys is built
+            return None
+        device = position_ids.device
+        if self.config._attn_implementation == "flex_attention":
+            table = self.positions.distance_table(sizes.key_length, device)
+            if table is not None:
+                heads = self.config.num_attention_heads
+                return DistanceBias(table.to(dtype).expand(heads, -1), torch.tensor(sizes.past_length, device=device))
+        query_slots = torch.arange(sizes.query_length, device=device) + sizes.past_length
+        distance = query_slots[:, None] - torch.arange(sizes.key_length, device=device)[None, :]
+        position_bias = self.positions.attention_bias(distance, position_ids)
+        if position_bias is not None:
+            position_bias = position_bias.to(dtype).expand(sizes.batch, -1, -1, -1)
+        return position_bias
+
+    @staticmethod
+    def position_ids_from_mask(attention_mask, past_length, query_length, device) -> torch.LongTensor:
+        """Positions of the new tokens: counted over the real tokens of each row when a 2-D mask covers the past
+        and new tokens (so left padding does not shift them), else `past_length, past_length + 1, ...`."""
+        if attention_mask is not None and attention_mask.ndim == 2:
+            positions = attention_mask.long().cumsum(-1) - 1
+            return positions[:, -query_length:].clamp(min=0)
+        return (torch.arange(query_length, device=device) + past_length).unsqueeze(0)
+
+
+class PosAttnForCausalLM(PosAttnPreTrainedModel, GenerationMixin):
+    """The language model: the decoder, then a head that scores every vocabulary token as the next one.
+
+    Self-attention is what lets the prediction depend on context: after "I do not like", the last token's query
+    finds "not" among the keys, and the head scores "hate" over "like". The head shares its weight with the token
+    embedding (`tie_word_embeddings`), as in GPT-2.
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "model.embeddings.word_embeddings.weight"}
+    _tp_plan = {"lm_head": "colwise_gather_output"}
+
+    def __init__(self, config: PosAttnConfig):
+        super().__init__(config)
+        self.model = PosAttnModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> CausalLMOutputWithPast:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch, seq)`): the input ids themselves (shifted inside, so that
+            position t is scored on token t + 1); -100 marks positions to ignore.
+        logits_to_keep (`int` or `torch.Tensor`): compute logits for the last `logits_to_keep` positions only
+            (0: all); `generate` asks for 1.
+        """
+        if labels is not None:
+            refuse_non_integer(labels=labels)
+            refuse_bad_values(outside("labels", labels, self.config.vocab_size, "labels are token ids of the model's "
+                                      "vocabulary (or -100, for a position to ignore)", ignored=-100))
+        outputs: BaseModelOutputWithPast = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+    def _validate_generated_length(self, generation_config, input_ids_length, has_default_max_length):
+        """Also refuse, before the first token, a generation that would run past the positions the scheme has (learned
+        positions: `max_position_embeddings`); it would otherwise fail only when it gets there."""
+        super()._validate_generated_length(generation_config, input_ids_length, has_default_max_length)
+        limit = POSITION_SCHEMES[self.config.position_embedding_type].max_length(self.config)
+        if limit is not None and generation_config.max_length > limit:
+            raise ValueError(
+                f"generation would reach {generation_config.max_length} tokens (an input of {input_ids_length} and "
+                f"{generation_config.max_length - input_ids_length} new ones), past max_position_embeddings={limit}: "
+                f"{self.config.position_embedding_type} positions have none beyond. Ask for at most "
+                f"{max(limit - input_ids_length, 0)} new tokens (max_new_tokens), or shorten the input."
+            )
+
+
+# The Trainer reads this table of transformers' causal LMs, by class name, to decide whether the logits at position t
+# are scored against the label at t + 1 when it computes the loss itself (label smoothing: `label_smoothing_factor`).
+# `AutoModelForCausalLM.register` does not add to it, so without this line label smoothing would score each position
+# against its own token. Here rather than in the package's registration, so that remote code gets it too.
+MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.setdefault(PosAttnConfig.model_type, PosAttnForCausalLM.__name__)
+
+
+class PosAttnForSequenceClassification(PosAttnPreTrainedModel):
+    """A label (or a regression value) per text or text pair, scored at its last real token: in a causal model
+    it is the only one that has attended to the whole input. Sentence pairs are where segment embeddings help:
+    give sentence B `token_type_ids=1`.
+
+    Not transformers' `GenericForSequenceClassification`: that one finds the last token by the pad id (a real token
+    equal to it, or a model without one, picks the wrong token) where this one reads the attention mask, and builds
+    its decoder through `AutoModel`, which does not know this model where it is loaded as remote code."""
+
+    def __init__(self, config: PosAttnConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = PosAttnModel(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> SequenceClassifierOutputWithPast:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch,)`): class ids in `[0, num_labels)` (or floats for
+            regression, when `num_labels == 1`).
+        """
+        if labels is not None and not labels.is_floating_point() and self.num_labels > 1 \
+                and self.config.problem_type in (None, "single_label_classification"):
+            refuse_bad_values(outside("labels", labels, self.num_labels, f"class labels index the num_labels="
+                                      f"{self.num_labels} classes of the model (config.num_labels)"))
+        outputs: BaseModelOutputWithPast = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.score(outputs.last_hidden_state)
+        batch_size, seq_length = logits.shape[:2]
+
+        # The rightmost real token of each row, whichever side the padding is on.
+        if attention_mask is not None and attention_mask.ndim == 2:
+            real = attention_mask[:, -seq_length:].to(logits.device, torch.int32)
+        elif input_ids is not None and self.config.pad_token_id is not None:
+            real = (input_ids != self.config.pad_token_id).to(logits.device, torch.int32)
+        else:
+            real = torch.ones(batch_size, seq_length, dtype=torch.int32, device=logits.device)
+        last_token = (torch.arange(seq_length, device=logits.device, dtype=torch.int32) * real).argmax(-1)
+        pooled_logits = logits[torch.arange(batch_size, device=logits.device), last_token]
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, pooled_logits=pooled_logits, config=self.config)
+
+        return SequenceClassifierOutputWithPast(
+            loss=loss,
+            logits=pooled_logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+__all__ = [
+    "PosAttnPreTrainedModel",
+    "PosAttnModel",
+    "PosAttnForCausalLM",
+    "PosAttnForSequenceClassification",
+]
