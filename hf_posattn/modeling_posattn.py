@@ -266,7 +266,9 @@ class PosAttnEmbeddings(nn.Module):
             else:
                 embeddings = embeddings + self.token_type_embeddings(token_type_ids)
         if position_embeds is not None:
-            embeddings = embeddings + position_embeds
+            # A scheme's table keeps the dtype it was computed in (float32) where the model was built in another
+            # (`from_pretrained(dtype=...)`): what it adds takes the dtype of what it is added to.
+            embeddings = embeddings + position_embeds.to(embeddings.dtype)
         return nn.functional.dropout(self.norm(embeddings), self.dropout, self.training)
 
 

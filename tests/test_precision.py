@@ -2,11 +2,13 @@
 take the dtype's minimum, never an infinity that turns a fully masked row into NaN), and bf16 training through the
 Trainer works on CPU."""
 
+import math
+
 import pytest
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
-from conftest import SCHEMES, random_ids, tiny_lm
+from conftest import SCHEMES, random_ids, tiny_config, tiny_lm
 
 
 HALF = [torch.bfloat16, torch.float16]
@@ -70,3 +72,78 @@ def test_bf16_training_through_the_trainer_on_cpu(tmp_path):
     assert seen == {torch.bfloat16}
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+# ---- every scheme in every precision, however the model was made ----
+
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+# How a model comes to run in a dtype: built in it, loaded in it, cast to it, or kept in float32 under autocast. A
+# table a scheme computes at construction (sinusoidal waves, rotary frequencies, ALiBi slopes) must follow each way.
+MAKERS = ["from_config", "from_pretrained", "to", "autocast"]
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory):
+    """One saved float32 model per scheme, for `from_pretrained(dtype=...)`."""
+    root = tmp_path_factory.mktemp("saved")
+    for scheme in SCHEMES:
+        tiny_lm(scheme).save_pretrained(root / scheme)
+    return root
+
+
+def made(scheme: str, dtype: torch.dtype, maker: str, saved_models, attn: str = "sdpa"):
+    """The tiny model of `scheme` made to run in `dtype` the way `maker` says, and the autocast context it runs
+    under (only "autocast" enables it)."""
+    torch.manual_seed(0)
+    if maker == "from_config":
+        model = AutoModelForCausalLM.from_config(tiny_config(scheme), dtype=dtype, attn_implementation=attn)
+    elif maker == "from_pretrained":
+        model = AutoModelForCausalLM.from_pretrained(saved_models / scheme, dtype=dtype, attn_implementation=attn)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(saved_models / scheme, attn_implementation=attn)
+        if maker == "to":
+            model = model.to(dtype)
+    autocast = torch.autocast("cpu", dtype=dtype, enabled=maker == "autocast")
+    return model.eval(), autocast
+
+
+def matrix(dtypes):
+    """(scheme, dtype, maker) cases; autocast to float32 is no autocast, so float32 has no autocast case."""
+    return [pytest.param(scheme, dtype, maker, id=f"{scheme}-{str(dtype)[6:]}-{maker}")
+            for scheme in SCHEMES for dtype in dtypes for maker in MAKERS
+            if not (maker == "autocast" and dtype == torch.float32)]
+
+
+@pytest.mark.parametrize("scheme, dtype, maker", matrix(DTYPES))
+@torch.no_grad()
+def test_every_scheme_runs_and_generates_in_every_precision_however_made(scheme, dtype, maker, saved_models):
+    ids, mask = left_padded(12)
+    reference = tiny_lm(scheme)(ids, attention_mask=mask).logits
+    model, autocast = made(scheme, dtype, maker, saved_models)
+    with autocast:
+        logits = model(ids, attention_mask=mask).logits
+        out = model.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False, output_scores=True,
+                             return_dict_in_generate=True)
+    assert logits.dtype == dtype and torch.isfinite(logits).all()
+    real = mask.bool()
+    torch.testing.assert_close(logits[real].float(), reference[real], rtol=0,
+                               atol=TOLERANCE.get(dtype, 1e-5) * (2 if maker == "autocast" else 1))
+    assert out.sequences.shape == (2, 16) and all(torch.isfinite(scores).all() for scores in out.scores)
+    assert out.past_key_values.get_seq_length() == 15  # the cache was used: every token but the last is in it
+
+
+@pytest.mark.parametrize("scheme, dtype, maker", matrix([torch.bfloat16]))
+def test_every_scheme_takes_a_bf16_trainer_step_however_made(scheme, dtype, maker, saved_models, tmp_path):
+    """One optimizer step through the Trainer with `bf16=True` (autocast), on a model built, loaded or cast in bf16
+    or kept in float32: a finite loss, and weights that moved."""
+    model, _ = made(scheme, dtype, maker, saved_models)
+    model.train()
+    before = [p.detach().clone() for p in model.parameters()]
+    blocks = [{"input_ids": ids, "labels": ids} for ids in random_ids(8, 16)]
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=8,
+                             learning_rate=1e-2, logging_steps=1, save_strategy="no", report_to=[], use_cpu=True,
+                             bf16=True, seed=0, disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=blocks)
+    loss = trainer.train().training_loss
+    assert math.isfinite(loss)
+    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), before))
