@@ -319,7 +319,7 @@ def run_evaluate(args) -> int:
         "position_embedding_type": model.config.position_embedding_type,
         # What the rotation used, scaled or as trained (None: the scheme has no rotary parameters).
         "rope_parameters": model.config.rope_parameters
-        if POSITION_SCHEMES[model.config.position_embedding_type].uses_rope_parameters else None,
+        if "rope_parameters" in POSITION_SCHEMES[model.config.position_embedding_type].config_fields else None,
         "data": " ".join(args.data) if args.data else "embedded corpus",
         "tokens": len(validation_ids),
         "unigram_baseline": text_unigram_baseline(tokenizer, texts["train"]["text"], validation),

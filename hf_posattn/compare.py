@@ -287,7 +287,7 @@ def evaluate_run(run: TrainingOptions, ids: list[int], lengths: list[int], optio
                   "embedding_signal": embedding_signal_of_run(model, run, ids)}
     del model
     factor = max(options.factors)
-    if POSITION_SCHEMES[run.position].uses_rope_parameters and factor > 1:
+    if "rope_parameters" in POSITION_SCHEMES[run.position].config_fields and factor > 1:
         evaluation["extensions"] = {}
         for rope_type in EXTENSIONS:
             extended = extended_model(run.output_dir, rope_type, factor)

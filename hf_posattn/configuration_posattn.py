@@ -4,6 +4,7 @@ This file travels with every saved model as remote code, so it imports only `tra
 library) and its flat sibling `positional.py`, never the rest of the `hf_posattn` package.
 """
 
+import copy
 import math
 import os
 
@@ -12,7 +13,7 @@ from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDa
 from transformers.activations import ACT2FN
 from transformers.configuration_utils import PreTrainedConfig
 
-from .positional import POSITION_EMBEDDING_TYPES, POSITION_SCHEMES
+from .positional import POSITION_EMBEDDING_TYPES, POSITION_SCHEMES, scheme_field_names, schemes_reading
 
 
 # Where a saved folder (or Hub repo) finds the classes when `hf_posattn` is not installed. Written into
@@ -28,11 +29,23 @@ AUTO_MAP = {
 # so a config.json without one of these was edited or written by other code, and loading it with the default in its
 # place would silently give another model (e.g. sinusoidal positions for a rotary model's weights): it is refused.
 # A field added later must come with a default that gives the models saved before it, and stay out of this list.
+# The fields of a scheme's own (`PositionScheme.config_fields`) are required too, for the schemes that read them.
 ARCHITECTURE_FIELDS = (
     "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
-    "max_position_embeddings", "position_embedding_type", "rope_theta", "type_vocab_size", "embedding_layer_norm",
+    "max_position_embeddings", "position_embedding_type", "type_vocab_size", "embedding_layer_norm",
     "layer_norm_eps", "tie_word_embeddings", "initializer_range",
 )
+
+# What hf_posattn 0.1.0 wrote into the config.json of every model, whatever its scheme: a saved model whose scheme
+# does not read one of these loads with it dropped. Any other value there is refused, as it is when given directly.
+EARLIER_DEFAULTS = {
+    "rope_theta": 10000.0,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
+    "relative_attention_num_buckets": 32,
+    "relative_attention_max_distance": 128,
+}
+# transformers' names for the rotary base and variant, which it moves into `rope_parameters`.
+ROPE_ALIASES = ("rope_theta", "rope_scaling")
 
 
 def checked(allowed: str, accepts):
@@ -108,12 +121,12 @@ class PosAttnConfig(PreTrainedConfig):
             `positional.POSITION_SCHEMES`, each of which describes itself (`description`, `citation`). Built in:
             "sinusoidal", "learned", "rotary", "alibi", "none", "t5", "kerple", "fire", "xpos"; `register_scheme`
             adds more at run time.
-        rope_theta (`float`): Base of the rotary frequencies ("rotary", "xpos"); the same as
-            `rope_parameters["rope_theta"]`.
-        rope_parameters (`dict`, *optional*): Rotary variant, as in transformers' own models: `rope_type` ("default",
-            "linear", "dynamic", "yarn", "longrope", "llama3") and its parameters (e.g. `factor`).
-        relative_attention_num_buckets (`int`), relative_attention_max_distance (`int`): The distance buckets of
-            "t5": half of them exact, the rest log-spaced up to the maximum distance.
+        rope_parameters (`dict`, *optional*): "rotary" and "xpos" only. The rotary variant, as in transformers'
+            own models: `rope_type` ("default", "linear", "dynamic", "yarn", "longrope", "llama3"), its parameters
+            (e.g. `factor`) and `rope_theta`, the base of the frequencies (10000 unless given; `rope_theta=` is
+            accepted too, as transformers accepts it).
+        relative_attention_num_buckets (`int`), relative_attention_max_distance (`int`): "t5" only. The distance
+            buckets: half of them exact, the rest log-spaced up to the maximum distance (defaults 32 and 128).
         type_vocab_size (`int`): Number of segments (`token_type_ids` values), as in BERT's sentence A / B.
             0 turns segment embeddings off.
         embedding_layer_norm (`bool`): Apply a LayerNorm to the sum of the embeddings, as BERT does.
@@ -129,8 +142,9 @@ class PosAttnConfig(PreTrainedConfig):
         use_cache (`bool`): Return the key/value cache, for fast generation.
         pad_token_id, bos_token_id, eos_token_id (`int`, *optional*): Special token ids.
 
-    Every value is checked at construction: a wrong one raises a `ValueError` that names the field, the value and
-    what is allowed.
+    The fields marked with a scheme exist only in configs of that scheme: a config holds what its model reads, and
+    a field given for a scheme that does not read it is refused. Every value is checked at construction: a wrong one
+    raises a `ValueError` that names the field, the value and what is allowed.
 
     Example:
 
@@ -163,10 +177,6 @@ class PosAttnConfig(PreTrainedConfig):
                               "'gelu_new', 'relu', 'silu'", lambda v: isinstance(v, str) and v in ACT2FN)(default="gelu")
     max_position_embeddings: int = positive_int(default=1024)
     position_embedding_type: str = as_validated_field(one_of_the_schemes)(default="sinusoidal")
-    rope_theta: int | float = positive_number(default=10000.0)
-    rope_parameters: dict | None = None
-    relative_attention_num_buckets: int = positive_int(default=32)
-    relative_attention_max_distance: int = positive_int(default=128)
     type_vocab_size: int = checked("expected an integer >= 0 (0 turns segment embeddings off)",
                                    lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0)(default=2)
     embedding_layer_norm: bool = boolean(default=True)
@@ -183,10 +193,49 @@ class PosAttnConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         kwargs.setdefault("auto_map", dict(AUTO_MAP))
+        scheme = POSITION_SCHEMES[self.position_embedding_type]
+        for name in scheme_field_names():  # the fields of the other schemes: refused, unless left out
+            if name not in scheme.config_fields and kwargs.get(name) is not None:
+                self.refuse_scheme_field(name, kwargs[name])
+            if name not in scheme.config_fields:
+                kwargs.pop(name, None)
+        if "rope_parameters" not in scheme.config_fields:
+            for name in ROPE_ALIASES:
+                if kwargs.get(name) is not None:
+                    self.refuse_scheme_field(name, kwargs[name])
+                kwargs.pop(name, None)
+        # The scheme's own fields, before transformers' `__post_init__`: it standardises `rope_parameters` (with
+        # `rope_theta` and `rope_scaling`) when the config has that attribute.
+        for name, default in scheme.config_fields.items():
+            setattr(self, name, kwargs.pop(name, copy.deepcopy(default)))
         super().__post_init__(**kwargs)
-        # transformers keeps the rotary base in `rope_parameters` (filled from `rope_theta` when absent); the field
-        # `rope_theta` stays, as saved models have it, and always says the same.
-        self.rope_theta = self.rope_parameters["rope_theta"]
+
+    def __setattr__(self, name, value):
+        """A field of a scheme other than this config's is refused; a change of `position_embedding_type` after
+        construction brings the new scheme's fields, at their defaults, in place of the old one's."""
+        changes_scheme = name == "position_embedding_type" and "position_embedding_type" in self.__dict__
+        own = POSITION_SCHEMES[self.position_embedding_type].config_fields if "position_embedding_type" in \
+            self.__dict__ else None
+        if own is not None and ((name in scheme_field_names() and name not in own)
+                                or (name in ROPE_ALIASES and "rope_parameters" not in own)):
+            self.refuse_scheme_field(name, value)
+        old = POSITION_SCHEMES[self.position_embedding_type] if changes_scheme else None
+        super().__setattr__(name, value)
+        if old is not None and old is not POSITION_SCHEMES[value]:
+            for field in old.config_fields:
+                del self.__dict__[field]
+            for field, default in POSITION_SCHEMES[value].config_fields.items():
+                setattr(self, field, copy.deepcopy(default))
+            if "rope_parameters" in POSITION_SCHEMES[value].config_fields:
+                self.convert_rope_params_to_dict()  # transformers' defaults: rope_type "default", rope_theta 10000
+
+    def refuse_scheme_field(self, name, value):
+        readers = schemes_reading("rope_parameters" if name in ROPE_ALIASES else name)
+        raise ValueError(
+            f"{type(self).__name__}.{name}={value!r} is invalid: position_embedding_type="
+            f"{self.position_embedding_type!r} does not read it (it is read by {' and '.join(map(repr, readers))}). "
+            f"Leave it out, or choose such a scheme."
+        )
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):
@@ -195,7 +244,12 @@ class PosAttnConfig(PreTrainedConfig):
         `ValueError` that names the file (its folder too when the Auto classes pass it as `name_or_path`) and the
         field."""
         source = os.path.join(kwargs.get("name_or_path") or "", "config.json")
-        missing = [name for name in ARCHITECTURE_FIELDS if name not in config_dict]
+        scheme = POSITION_SCHEMES.get(config_dict.get("position_embedding_type"))
+        if scheme is not None:
+            config_dict = {name: value for name, value in config_dict.items()
+                           if name in scheme.config_fields or EARLIER_DEFAULTS.get(name, object()) != value}
+        required = (*ARCHITECTURE_FIELDS, *(scheme.config_fields if scheme is not None else ()))
+        missing = [name for name in required if name not in config_dict]
         if missing:
             raise ValueError(
                 f"{source} has no {', '.join(missing)}: a model built with the default in its place would not be "
@@ -222,12 +276,11 @@ class PosAttnConfig(PreTrainedConfig):
             self.refuse(*problem)
 
     def validate_rope(self):
-        """transformers' checks of `rope_parameters`, for the schemes that read it only."""
-        if POSITION_SCHEMES[self.position_embedding_type].uses_rope_parameters:
-            try:
-                super().validate_rope()
-            except (ValueError, KeyError) as error:  # KeyError: a parameter its rope_type needs is missing
-                self.refuse("rope_parameters", str(error).strip('"'))
+        """transformers' checks of `rope_parameters` (only the schemes that read it have it)."""
+        try:
+            super().validate_rope()
+        except (ValueError, KeyError) as error:  # KeyError: a parameter its rope_type needs is missing
+            self.refuse("rope_parameters", str(error).strip('"'))
 
     def refuse(self, field, allowed):
         raise ValueError(f"{type(self).__name__}.{field}={getattr(self, field)!r} is invalid: {allowed}.")

@@ -56,16 +56,16 @@ def scaled_config(config, rope_parameters: dict, trained_length: int):
     `EXTENDED_FROM_ORIGINAL_LENGTH`; for the schemes that read rope parameters, `max_position_embeddings` sizes no
     weights). transformers then checks the parameters; what it refuses, or only warns about, is a ValueError naming
     `rope_parameters`."""
-    from .positional import POSITION_SCHEMES
+    from .positional import POSITION_SCHEMES, schemes_reading
 
     scheme = config.position_embedding_type
-    if not POSITION_SCHEMES[scheme].uses_rope_parameters:
-        rotating = ", ".join(name for name, cls in POSITION_SCHEMES.items() if cls.uses_rope_parameters)
+    if "rope_parameters" not in POSITION_SCHEMES[scheme].config_fields:
+        rotating = ", ".join(schemes_reading("rope_parameters"))
         raise ValueError(f"rope_parameters (--rope-scaling, --rope-parameters) change the rotation of queries and "
                          f"keys, which only {rotating} models have: this model uses {scheme} positions. Evaluate "
                          f"it as it is, without them.")
     check_rope_parameters(rope_parameters)
-    merged = {"rope_theta": config.rope_theta, **rope_parameters}
+    merged = {"rope_theta": config.rope_parameters["rope_theta"], **rope_parameters}
     length = trained_length
     if merged.get("rope_type") in EXTENDED_FROM_ORIGINAL_LENGTH:
         merged.setdefault("original_max_position_embeddings", trained_length)

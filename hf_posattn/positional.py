@@ -75,8 +75,9 @@ class PositionScheme(nn.Module):
     name: str = ""
     description: str = ""
     citation: str = ""
-    # Whether the scheme reads `config.rope_parameters` (transformers then checks them).
-    uses_rope_parameters: bool = False
+    # The config fields this scheme reads besides the ones every model reads, with their defaults: a config has
+    # them only when its scheme reads them (transformers checks `rope_parameters` where a config has it).
+    config_fields: dict = {}
     # Whether `attention_bias` depends on the head and the distance alone, not on the query's own position: the bias
     # is then a `[heads, distances]` table (`distance_table`), which flex_attention reads inside its kernel.
     bias_from_distance_alone: bool = False
@@ -196,6 +197,16 @@ class SchemeNames(Sequence):
 # Name in `PosAttnConfig.position_embedding_type` -> scheme class. Filled by `register_scheme`.
 POSITION_SCHEMES: dict[str, type[PositionScheme]] = {}
 POSITION_EMBEDDING_TYPES = SchemeNames()
+
+
+def scheme_field_names() -> set[str]:
+    """Every config field that some registered scheme reads besides the common ones (`config_fields`)."""
+    return {name for scheme in POSITION_SCHEMES.values() for name in scheme.config_fields}
+
+
+def schemes_reading(field: str) -> list[str]:
+    """The names of the registered schemes that read the config field `field`."""
+    return [name for name, scheme in POSITION_SCHEMES.items() if field in scheme.config_fields]
 
 
 def register_scheme(cls: type[PositionScheme]) -> type[PositionScheme]:
@@ -388,7 +399,7 @@ class RotaryPositions(PositionScheme):
 
     name = "rotary"
     description = "queries and keys rotated by angles proportional to the position"
-    uses_rope_parameters = True
+    config_fields = {"rope_parameters": None}  # None: transformers' default, {"rope_type": "default", "rope_theta": 1e4}
     citation = "Su et al. 2021, RoFormer: Enhanced Transformer with Rotary Position Embedding"
 
     def __init__(self, config):
@@ -408,6 +419,9 @@ class RotaryPositions(PositionScheme):
         rope_types = ("default", *ROPE_INIT_FUNCTIONS)
         if config.rope_parameters.get("rope_type") not in rope_types:
             return "rope_parameters", f"its rope_type must be one of {', '.join(map(repr, rope_types))}"
+        theta = config.rope_parameters.get("rope_theta")
+        if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not 0 < theta < math.inf:
+            return "rope_parameters", f"its rope_theta (the base of the frequencies) must be a positive, finite number"
         return None
 
     @property
@@ -536,6 +550,7 @@ class T5Bias(PositionScheme):
 
     name = "t5"
     description = "one learned score bias per head and log-spaced bucket of the distance"
+    config_fields = {"relative_attention_num_buckets": 32, "relative_attention_max_distance": 128}
     citation = "Raffel et al. 2020, Exploring the Limits of Transfer Learning with a Unified Text-to-Text Transformer"
 
     bias_from_distance_alone = True
@@ -548,6 +563,10 @@ class T5Bias(PositionScheme):
 
     @classmethod
     def config_problem(cls, config):
+        for name in cls.config_fields:
+            value = getattr(config, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                return name, "expected a positive integer"
         if config.relative_attention_num_buckets < 2:
             return "relative_attention_num_buckets", "T5 buckets need at least 2 (half exact, half log-spaced)"
         if config.relative_attention_max_distance <= config.relative_attention_num_buckets // 2:

@@ -1,10 +1,16 @@
 """PosAttnConfig validates itself: a wrong value fails at construction, naming the field, value and what is allowed."""
 
+import json
+from pathlib import Path
+
 import pytest
+from transformers import AutoConfig
 
 from hf_posattn import PosAttnConfig, PosAttnForCausalLM
 
-from conftest import tiny_config
+from conftest import SCHEMES, tiny_config
+
+SAVED_BEFORE = Path(__file__).parent / "data" / "saved-before-layout"
 
 
 @pytest.mark.parametrize(
@@ -22,8 +28,11 @@ from conftest import tiny_config
         (dict(type_vocab_size=-1), r"type_vocab_size=-1 is invalid: expected an integer >= 0"),
         (dict(hidden_dropout_prob=1.0), r"hidden_dropout_prob=1.0 is invalid: expected a probability in \[0, 1\)"),
         (dict(attention_probs_dropout_prob=-0.1), r"attention_probs_dropout_prob=-0.1 is invalid"),
-        (dict(rope_theta=0), r"rope_theta=0 is invalid: expected a positive, finite number"),
-        (dict(rope_theta=float("inf")), r"rope_theta=inf is invalid: expected a positive, finite number"),
+        (dict(position_embedding_type="rotary", rope_theta=0), r"rope_parameters=.* is invalid: its rope_theta .* "
+         r"must be a positive, finite number"),
+        (dict(position_embedding_type="xpos", rope_theta=float("inf")), r"rope_parameters=.* is invalid: its rope_theta"),
+        (dict(position_embedding_type="rotary", rope_parameters={"rope_type": "default", "rope_theta": "1e4"}),
+         r"rope_parameters=.* is invalid: its rope_theta"),
         (dict(initializer_range=float("inf")), r"initializer_range=inf is invalid: expected a positive, finite"),
         (dict(initializer_range=float("nan")), r"initializer_range=nan is invalid"),
         (dict(layer_norm_eps=float("inf")), r"layer_norm_eps=inf is invalid"),
@@ -33,6 +42,8 @@ from conftest import tiny_config
         (dict(use_cache="yes"), r"use_cache='yes' is invalid: expected True or False"),
         (dict(scale_embeddings=1), r"scale_embeddings=1 is invalid: expected True or False"),
         (dict(vocab_size=True), r"vocab_size=True is invalid: expected a positive integer"),
+        (dict(position_embedding_type="t5", relative_attention_num_buckets=2.5),
+         r"relative_attention_num_buckets=2.5 is invalid: expected a positive integer"),
         (dict(position_embedding_type="t5", relative_attention_num_buckets=1),
          r"relative_attention_num_buckets=1 is invalid: T5 buckets need at least 2"),
         (dict(position_embedding_type="t5", relative_attention_num_buckets=32, relative_attention_max_distance=16),
@@ -79,7 +90,73 @@ def test_rope_parameters_are_checked_only_for_the_schemes_that_read_them():
         tiny_config("rotary", hidden_size=38, num_attention_heads=2)
 
 
-def test_rope_theta_and_rope_parameters_say_the_same():
+def test_rope_theta_goes_into_rope_parameters_as_transformers_puts_it():
     assert tiny_config("rotary", rope_theta=500.0).rope_parameters == {"rope_type": "default", "rope_theta": 500.0}
     config = tiny_config("rotary", rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 300.0})
-    assert config.rope_theta == 300.0
+    assert config.rope_parameters["rope_theta"] == 300.0 and not hasattr(config, "rope_theta")
+
+
+# The fields that only some schemes read, each with a value that would be valid for such a scheme.
+SCHEME_FIELDS = {"rope_parameters": {"rope_type": "linear", "factor": 2.0}, "rope_theta": 500.0,
+                 "rope_scaling": {"rope_type": "linear", "factor": 2.0},
+                 "relative_attention_num_buckets": 16, "relative_attention_max_distance": 64}
+READERS = {"rope_parameters": ("rotary", "xpos"), "rope_theta": ("rotary", "xpos"), "rope_scaling": ("rotary", "xpos"),
+           "relative_attention_num_buckets": ("t5",), "relative_attention_max_distance": ("t5",)}
+
+
+@pytest.mark.parametrize("field", SCHEME_FIELDS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_config_holds_only_the_fields_its_scheme_reads(scheme, field, tmp_path):
+    """A field the scheme does not read is refused, given to the class, to `AutoConfig.for_model`, or found in a
+    config.json; one it reads is kept, saved and loaded. Nonsense is refused either way."""
+    readers = READERS[field]
+    given = {field: SCHEME_FIELDS[field]}
+    if scheme in readers:
+        config = AutoConfig.for_model("posattn", position_embedding_type=scheme, hidden_size=32, num_attention_heads=4,
+                                      **given)
+        stored = "rope_parameters" if field.startswith("rope") else field
+        assert hasattr(config, stored)
+        config.save_pretrained(tmp_path)
+        assert stored in json.loads((tmp_path / "config.json").read_text())
+        assert getattr(AutoConfig.from_pretrained(tmp_path), stored) == getattr(config, stored)
+        return
+    with pytest.raises(ValueError, match=rf"{field}=.* is invalid: position_embedding_type='{scheme}' does not read "
+                                         rf"it \(it is read by '{readers[0]}'"):
+        AutoConfig.for_model("posattn", position_embedding_type=scheme, **given)
+    config = tiny_config(scheme)
+    assert hasattr(config, "rope_parameters") == (scheme in READERS["rope_parameters"])
+    with pytest.raises(ValueError, match=f"{field}=.* is invalid"):
+        setattr(config, field, SCHEME_FIELDS[field])
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert not {name for name in READERS if scheme not in READERS[name]} & set(saved)
+    (tmp_path / "config.json").write_text(json.dumps({**saved, field: SCHEME_FIELDS[field]}))
+    with pytest.raises(ValueError, match=rf"config.json: .*{field}=.* is invalid: position_embedding_type='{scheme}'"):
+        AutoConfig.from_pretrained(tmp_path)
+
+
+def test_nonsense_rope_parameters_are_refused_for_every_scheme():
+    for scheme in SCHEMES:
+        with pytest.raises(ValueError, match="rope_parameters=.* is invalid"):
+            tiny_config(scheme, rope_parameters={"rope_type": "nonsense"})
+
+
+def test_a_config_saved_before_it_held_only_its_scheme_fields_loads_without_them():
+    """hf_posattn 0.1.0 wrote the rotary and T5 defaults into every config.json: they load, dropped where the scheme
+    does not read them, and the model gives the logits it gave then."""
+    for scheme in ("sinusoidal", "t5", "fire", "rotary"):
+        folder = SAVED_BEFORE / scheme
+        written = json.loads((folder / "config.json").read_text())
+        assert written["rope_theta"] == 10000.0 and written["relative_attention_num_buckets"] == 32
+        config = AutoConfig.from_pretrained(folder)
+        assert hasattr(config, "rope_parameters") == (scheme == "rotary")
+        assert hasattr(config, "relative_attention_num_buckets") == (scheme == "t5")
+
+
+def test_changing_the_scheme_after_construction_brings_its_fields():
+    config = tiny_config("sinusoidal")
+    config.position_embedding_type = "rotary"
+    assert config.rope_parameters == {"rope_type": "default", "rope_theta": 10000.0}
+    config.position_embedding_type = "t5"
+    assert not hasattr(config, "rope_parameters") and config.relative_attention_num_buckets == 32
+    PosAttnForCausalLM(config)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from transformers import DynamicCache
 
 import hf_posattn
-from hf_posattn import POSITION_EMBEDDING_TYPES, PosAttnConfig
+from hf_posattn import POSITION_EMBEDDING_TYPES, POSITION_SCHEMES, PosAttnConfig
 
 
 # About 10 ms per model example, under 1 ms per config example, on 2 CPU cores.
@@ -21,6 +21,9 @@ CONFIG_SETTINGS = settings(max_examples=200, deadline=None)
 def valid_configs(draw) -> PosAttnConfig:
     heads = draw(st.integers(1, 4))
     head_dim = draw(st.sampled_from([2, 4, 6, 8]))  # even: rotary pairs features, sinusoidal pairs sin and cos
+    scheme = draw(st.sampled_from(POSITION_EMBEDDING_TYPES))
+    rotary = {"rope_theta": draw(st.floats(10.0, 1e5))} if "rope_parameters" in POSITION_SCHEMES[scheme].config_fields \
+        else {}
     return PosAttnConfig(
         vocab_size=draw(st.integers(4, 64)),
         hidden_size=heads * head_dim,
@@ -29,8 +32,8 @@ def valid_configs(draw) -> PosAttnConfig:
         intermediate_size=draw(st.integers(1, 48)),
         hidden_act=draw(st.sampled_from(["gelu", "gelu_new", "relu", "silu"])),
         max_position_embeddings=draw(st.integers(12, 40)),
-        position_embedding_type=draw(st.sampled_from(POSITION_EMBEDDING_TYPES)),
-        rope_theta=draw(st.floats(10.0, 1e5)),
+        position_embedding_type=scheme,
+        **rotary,
         type_vocab_size=draw(st.integers(0, 3)),
         embedding_layer_norm=draw(st.booleans()),
         tie_word_embeddings=draw(st.booleans()),
@@ -95,12 +98,19 @@ INVALID_VALUES = {
 }
 
 
+# The fields only one scheme reads are tried with that scheme (rope_theta goes into rope_parameters, as transformers
+# puts it, and is named so).
+READER = {"rope_theta": "rotary", "relative_attention_num_buckets": "t5"}
+NAMED = {"rope_theta": "rope_parameters"}
+
+
 @CONFIG_SETTINGS
 @given(data=st.data(), field=st.sampled_from(sorted(INVALID_VALUES)))
 def test_invalid_values_raise_a_value_error_naming_the_field(data, field):
     value = data.draw(INVALID_VALUES[field], label=field)
-    with pytest.raises(ValueError, match=f"PosAttnConfig.{field}="):
-        PosAttnConfig(**{"hidden_size": 32, "num_attention_heads": 4, field: value})
+    scheme = {"position_embedding_type": READER[field]} if field in READER else {}
+    with pytest.raises(ValueError, match=f"PosAttnConfig.{NAMED.get(field, field)}="):
+        PosAttnConfig(**{"hidden_size": 32, "num_attention_heads": 4, **scheme, field: value})
 
 
 @CONFIG_SETTINGS

@@ -64,7 +64,7 @@ def test_scaling_changes_the_logits_past_the_training_length(rotary, variant):
     plain, _ = load_model(str(rotary))
     scaled, _ = load_model(str(rotary), rope_parameters=VARIANTS[variant])
     assert scaled.config.rope_parameters["rope_type"] == variant
-    assert scaled.config.rope_parameters["rope_theta"] == plain.config.rope_theta  # the model's own base
+    assert scaled.config.rope_parameters["rope_theta"] == plain.config.rope_parameters["rope_theta"]  # its own base
     long = 3 * TRAINED_LENGTH
     past = (logits(scaled, long) - logits(plain, long))[:, TRAINED_LENGTH:].abs().max()
     assert past > 1e-5, variant  # a model trained for 4 steps: small differences, but not zero (see default)
