@@ -46,7 +46,8 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_posattn import PosAttnConfig
-from .positional import POSITION_SCHEMES, SCORE_BIAS, DistanceBias, PositionScheme, Rotation, apply_rotation
+from .positional import (POSITION_SCHEMES, SCORE_BIAS, DistanceBias, PositionScheme, Rotation, apply_rotation,
+                         position_range)
 
 
 logger = logging.get_logger(__name__)
@@ -533,7 +534,7 @@ class PosAttnModel(PosAttnPreTrainedModel):
             cache=cache,
             position_ids=position_ids,
         )
-        rotation, position_bias = self.inside_attention(position_ids, sizes, hidden_states.dtype)
+        rotation, position_bias = self.inside_attention(position_ids, attention_mask, sizes, hidden_states.dtype)
 
         for decoder_layer in self.layers:
             hidden_states = decoder_layer(
@@ -548,34 +549,56 @@ class PosAttnModel(PosAttnPreTrainedModel):
         return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), cache=cache)
 
     def inside_attention(
-        self, position_ids, sizes: Sizes, dtype
+        self, position_ids, attention_mask, sizes: Sizes, dtype
     ) -> tuple[Rotation | None, torch.Tensor | DistanceBias | None]:
         """What the position scheme does inside attention, computed once for all layers: the rotation of queries and
         keys, and the bias of the scores."""
         rotation = self.positions.rotation(position_ids)
-        return (rotation.to(dtype) if rotation is not None else None), self.score_bias(position_ids, sizes, dtype)
+        position_bias = self.score_bias(position_ids, attention_mask, sizes, dtype)
+        return (rotation.to(dtype) if rotation is not None else None), position_bias
 
-    def score_bias(self, position_ids, sizes: Sizes, dtype) -> torch.Tensor | DistanceBias | None:
+    def score_bias(self, position_ids, attention_mask, sizes: Sizes, dtype) -> torch.Tensor | DistanceBias | None:
         """The bias of the scores: a `[batch, heads, queries, keys]` tensor, or, under flex_attention and for a bias
-        of the distance alone, a `[heads, keys]` table that the kernel reads entry by entry (`DistanceBias`): a T x T
-        bias per forward is what makes prefill memory grow faster than T otherwise."""
-        # A bias depends on how far back a key lies from a query. Within a row, that is the distance between their
-        # cache slots (padding is masked, and packed documents cannot see each other), so slot indices give it, for
-        # the whole batch; a scheme that also needs the query's own position gets `position_ids`.
+        of the distance alone, a `[heads, distances]` table that the kernel reads entry by entry (`DistanceBias`): a
+        T x T bias per forward is what makes prefill memory grow faster than T otherwise."""
         if not self.biases_scores:  # then nothing of size queries x keys is built
             return None
-        device = position_ids.device
+        # How far back a key lies from a query is the difference of their positions: slots in the cache would say the
+        # same for ordinary inputs (left padding is masked, packed documents cannot see each other), but not for
+        # positions that skip (randomized positions in training, Ruoss et al. 2023).
+        key_positions = self.key_positions(position_ids, attention_mask, sizes)
         if self.config._attn_implementation == "flex_attention":
-            table = self.positions.distance_table(sizes.key_length, device)
+            length = sizes.key_length
+            if not torch.compiler.is_compiling():  # compiled graphs take ordinary positions: 0 .. keys - 1
+                length = max(length, position_range(position_ids)[1] + 1)
+            table = self.positions.distance_table(length, position_ids.device)
             if table is not None:
-                heads = self.config.num_attention_heads
-                return DistanceBias(table.to(dtype).expand(heads, -1), torch.tensor(sizes.past_length, device=device))
-        query_slots = torch.arange(sizes.query_length, device=device) + sizes.past_length
-        distance = query_slots[:, None] - torch.arange(sizes.key_length, device=device)[None, :]
+                rows = (sizes.batch, -1)
+                return DistanceBias(table.to(dtype).expand(self.config.num_attention_heads, -1),
+                                    position_ids.expand(rows), key_positions.expand(rows))
+        distance = position_ids[:, :, None] - key_positions[:, None, :]
         position_bias = self.positions.attention_bias(distance, position_ids)
         if position_bias is not None:
             position_bias = position_bias.to(dtype).expand(sizes.batch, -1, -1, -1)
         return position_bias
+
+    @staticmethod
+    def key_positions(position_ids, attention_mask, sizes: Sizes) -> torch.LongTensor:
+        """`[batch or 1, keys]`: the position of every key the new tokens attend to. The cached ones' are counted
+        over a 2-D mask, as `generate` counts them (else 0, 1, ...), then come the new tokens' own; a static
+        cache's slots not yet written (masked) continue from there."""
+        keys = position_ids
+        if sizes.past_length:
+            if attention_mask is not None and attention_mask.ndim == 2:
+                past = (attention_mask[:, : sizes.past_length].long().cumsum(-1) - 1).clamp(min=0)
+            else:
+                past = torch.arange(sizes.past_length, device=position_ids.device)[None]
+            rows = max(past.shape[0], position_ids.shape[0])
+            keys = torch.cat((past.expand(rows, -1), position_ids.expand(rows, -1)), dim=-1)
+        unwritten = sizes.key_length - keys.shape[-1]
+        if unwritten > 0:
+            keys = torch.cat((keys, keys[:, -1:] + 1 + torch.arange(unwritten, device=keys.device)), dim=-1)
+        return keys
 
     @staticmethod
     def position_ids_from_mask(attention_mask, past_length, query_length, device) -> torch.LongTensor:

@@ -111,10 +111,11 @@ class PositionScheme(nn.Module):
         return None
 
     def attention_bias(self, distance: torch.Tensor, query_positions: torch.LongTensor) -> torch.Tensor | None:
-        """A `[1 or batch, heads, queries, keys]` tensor to add to the attention scores, or None.
+        """A `[1 or batch, heads or 1, queries, keys]` tensor to add to the attention scores, or None.
 
-        `distance[i, j]` is how many tokens key j lies before query i (negative for later keys, which the causal mask
-        hides); `query_positions` (`[1 or batch, queries]`) is each query's own position, for schemes that need it.
+        `distance[b, i, j]` (`[1 or batch, queries, keys]`) is how many positions key j lies before query i in row b:
+        the difference of their position ids (negative for later keys, which the causal mask hides);
+        `query_positions` (`[1 or batch, queries]`) is each query's own position, for schemes that need it.
         """
         return None
 
@@ -126,8 +127,8 @@ class PositionScheme(nn.Module):
         scheme's parameters."""
         if not self.bias_from_distance_alone:
             return None
-        distance = torch.arange(length, device=device if device is not None else self.device_hint())[None]
-        bias = self.attention_bias(distance, distance[:, -1:])
+        distance = torch.arange(length, device=device if device is not None else self.device_hint())[None, None]
+        bias = self.attention_bias(distance, distance[:, :, -1])
         return None if bias is None else bias[0, :, 0]
 
     def initialize(self, initializer_range: float) -> None:
@@ -146,7 +147,7 @@ class PositionScheme(nn.Module):
                          "feature", "position", "heatmap")
         if SCORE_BIAS in parts:
             # One query at the last position, against every key before it: the bias as a function of distance.
-            distance = torch.arange(length, device=positions.device)[None]
+            distance = torch.arange(length, device=positions.device)[None, None]
             bias = self.attention_bias(distance, positions[:, -1:])[0, :, 0].float().cpu()
             return Panel(f"{self.name}: score bias against distance", bias, "distance (tokens back)", "bias", "lines",
                          tuple(f"head {head}" for head in range(bias.shape[0])))
@@ -158,24 +159,25 @@ class PositionScheme(nn.Module):
 
 
 class DistanceBias:
-    """A score bias that depends on the head and the distance alone, kept as `table[head, distance]` (`[heads, keys]`,
-    from `PositionScheme.distance_table`) instead of a `[batch, heads, queries, keys]` tensor.
+    """A score bias that depends on the head and the distance alone, kept as `table[head, distance]` (`[heads,
+    distances]`, from `PositionScheme.distance_table`) instead of a `[batch, heads, queries, keys]` tensor.
 
-    Indexed as that tensor would be, `bias[batch, head, query, key]`, it looks the entry up where it is read: query
-    i sits at cache slot i + `query_offset` (the tokens already cached), key j at slot j, so the distance is
-    i + query_offset - j. transformers' flex_attention reads `position_bias` exactly so, inside the kernel's score_mod,
-    so that no T x T bias is ever made; `score_mod` is the same lookup for torch's `flex_attention` called directly.
-    Later keys (negative distances, hidden by the causal mask) read distance 0; `query_offset` is a tensor so that a
-    compiled kernel serves every decoding step."""
+    Indexed as that tensor would be, `bias[batch, head, query, key]`, it looks the entry up where it is read: the
+    distance is the query's position minus the key's (`query_positions[batch, query] - key_positions[batch, key]`).
+    transformers' flex_attention reads `position_bias` exactly so, inside the kernel's score_mod, so that no T x T bias
+    is ever made; `score_mod` is the same lookup for torch's `flex_attention` called directly. Later keys (negative
+    distances, hidden by the causal mask) read distance 0; the positions are tensors, so that a compiled kernel
+    serves every decoding step."""
 
-    def __init__(self, table: torch.Tensor, query_offset: torch.Tensor):
+    def __init__(self, table: torch.Tensor, query_positions: torch.Tensor, key_positions: torch.Tensor):
         self.table = table
-        self.query_offset = query_offset
+        self.query_positions = query_positions
+        self.key_positions = key_positions
 
     def __getitem__(self, index):
         batch, head, query, key = index
-        distance = (query + self.query_offset - key).clamp(0, self.table.shape[-1] - 1)
-        return self.table[head, distance]
+        distance = self.query_positions[batch, query] - self.key_positions[batch, key]
+        return self.table[head, distance.clamp(0, self.table.shape[-1] - 1)]
 
     def score_mod(self, score, batch, head, query, key):
         return score + self[batch, head, query, key]
@@ -527,7 +529,7 @@ class AlibiBias(PositionScheme):
         init.copy_(self.slopes, alibi_slopes(self.slopes.shape[0]).to(self.slopes.device))
 
     def attention_bias(self, distance, query_positions):
-        return -(self.slopes[:, None, None] * distance.to(self.slopes.dtype))[None]
+        return -self.slopes[:, None, None] * distance[:, None].to(self.slopes.dtype)
 
 
 def t5_buckets(distance: torch.Tensor, num_buckets: int, max_distance: int) -> torch.Tensor:
@@ -580,7 +582,7 @@ class T5Bias(PositionScheme):
 
     def attention_bias(self, distance, query_positions):
         buckets = t5_buckets(distance, self.num_buckets, self.max_distance)
-        return F.embedding(buckets, self.bias).permute(2, 0, 1)[None]
+        return F.embedding(buckets, self.bias).permute(0, 3, 1, 2)
 
 
 class KerpleLogBias(PositionScheme):
@@ -613,8 +615,8 @@ class KerpleLogBias(PositionScheme):
 
     def attention_bias(self, distance, query_positions):
         r1, r2 = F.softplus(self.raw_r1.float()), F.softplus(self.raw_r2.float())
-        gap = distance.abs().float()
-        return -(r1[:, None, None] * torch.log1p(r2[:, None, None] * gap))[None]
+        gap = distance[:, None].abs().float()
+        return -r1[:, None, None] * torch.log1p(r2[:, None, None] * gap)
 
 
 def inverse_softplus(y: torch.Tensor) -> torch.Tensor:

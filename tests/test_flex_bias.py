@@ -20,7 +20,7 @@ LENGTHS = [9, 140]  # within one of flex's 128-token blocks, and across two
 
 
 class SharedSquareRootBias(PositionScheme):
-    """A scheme defined outside the package, one bias for every head (a [1, 1, queries, keys] answer): a learned
+    """A scheme defined outside the package, one bias for every head (a [rows, 1, queries, keys] answer): a learned
     multiple of the square root of the distance."""
 
     name = "shared_sqrt_distance"
@@ -32,7 +32,7 @@ class SharedSquareRootBias(PositionScheme):
         self.weight = nn.Parameter(torch.tensor(0.3))
 
     def attention_bias(self, distance, query_positions):
-        return -(self.weight * distance.clamp(min=0).float().sqrt())[None, None]
+        return -(self.weight * distance.clamp(min=0).float().sqrt())[:, None]
 
 
 @pytest.fixture(autouse=True)
@@ -54,22 +54,23 @@ def test_schemes_of_the_distance_alone_are_read_from_a_table():
 @torch.no_grad()
 @pytest.mark.parametrize("scheme", [*TABLE_SCHEMES, "shared_sqrt_distance"])
 @pytest.mark.parametrize("query_length, past_length", [(1, 0), (7, 0), (1, 12), (5, 30)])
-def test_table_entries_equal_the_bias_tensor(scheme, query_length, past_length):
+@pytest.mark.parametrize("stride", [1, 3])
+def test_table_entries_equal_the_bias_tensor(scheme, query_length, past_length, stride):
     """Every entry the kernel can read equals the tensor's, for prefill and for decoding steps after a cache, and
-    whatever the rows' positions (left padding shifts them; a bias of the distance alone ignores them)."""
+    whatever the rows' positions (left padding shifts them; randomized positions skip some: stride 3)."""
     positions = tiny_lm(scheme).model.positions
     key_length = past_length + query_length
-    distance = (torch.arange(query_length) + past_length)[:, None] - torch.arange(key_length)[None, :]
-    row_positions = (torch.arange(query_length) + past_length)[None] - torch.tensor([[0], [3]])
-    expected = positions.attention_bias(distance, row_positions).expand(2, 4, -1, -1)
-    table = positions.distance_table(key_length).expand(4, -1)
-    bias = DistanceBias(table, torch.tensor(past_length))
+    key_positions = (torch.arange(key_length) * stride)[None] + torch.tensor([[0], [3]])
+    query_positions = key_positions[:, past_length:]
+    distance = query_positions[:, :, None] - key_positions[:, None, :]
+    expected = positions.attention_bias(distance, query_positions).expand(2, 4, -1, -1)
+    table = positions.distance_table(int(key_positions.max()) + 1).expand(4, -1)
+    bias = DistanceBias(table, query_positions, key_positions)
     batch, head, query, key = torch.meshgrid(*(torch.arange(n) for n in expected.shape), indexing="ij")
-    seen = distance >= 0  # later keys are masked: any value will do there
-    torch.testing.assert_close(bias[batch, head, query, key][:, :, seen], expected[:, :, seen], rtol=0, atol=0)
+    seen = (distance >= 0)[:, None].expand_as(expected)  # later keys are masked: any value will do there
+    torch.testing.assert_close(bias[batch, head, query, key][seen], expected[seen], rtol=0, atol=0)
     scores = torch.randn(expected.shape)
-    torch.testing.assert_close(bias.score_mod(scores, batch, head, query, key)[:, :, seen],
-                               (scores + expected)[:, :, seen])
+    torch.testing.assert_close(bias.score_mod(scores, batch, head, query, key)[seen], (scores + expected)[seen])
 
 
 def _left_padded_batch(length):
@@ -115,8 +116,8 @@ def test_flex_makes_no_query_by_key_bias(scheme):
             distance, query_positions)
         ids, mask, _ = _left_padded_batch(LENGTHS[0])
         model(ids, attention_mask=mask)
-    assert asked["flex_attention"] == [(1, LENGTHS[0])]
-    assert asked["sdpa"] == [(LENGTHS[0], LENGTHS[0])]
+    assert asked["flex_attention"] == [(1, 1, LENGTHS[0])]
+    assert asked["sdpa"] == [(2, LENGTHS[0], LENGTHS[0])]  # one grid per row: left padding gives rows their positions
 
 
 def _bias_gradients(scheme, attn, ids, mask, labels, device="cpu"):
@@ -129,7 +130,7 @@ def _bias_gradients(scheme, attn, ids, mask, labels, device="cpu"):
 
 
 # The schemes whose bias has parameters to train.
-LEARNED_BIAS_SCHEMES = [name for name in BIAS_SCHEMES if list(POSITION_SCHEMES[name](tiny_config()).parameters())]
+LEARNED_BIAS_SCHEMES = [name for name in BIAS_SCHEMES if list(POSITION_SCHEMES[name](tiny_config(name)).parameters())]
 LEARNED_BIAS_SCHEMES.append(SharedSquareRootBias.name)
 
 

@@ -14,6 +14,7 @@ from transformers import (
 )
 
 import hf_posattn
+from hf_posattn.modeling_posattn import Sizes
 from hf_posattn.positional import POSITION_SCHEMES, alibi_slopes, sinusoidal_table
 
 from conftest import BACKENDS, BIAS_SCHEMES, BOUNDED_SCHEMES, SCHEMES, VOCAB, random_ids, skip_flex_on_cpu_if, tiny_config, tiny_lm
@@ -93,6 +94,48 @@ def test_left_padding_matches_rows_alone(scheme, attn):
         assert generated[i, -6:].tolist() == alone[0, -6:].tolist()
 
 
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_packed_documents_match_documents_alone(scheme, attn):
+    """Documents packed into one row, their position ids restarting at each (no mask, no cache): each gives what it
+    gives alone. The mask builder keeps them apart; the schemes read positions, including the score biases, which
+    take distances from position ids."""
+    model = tiny_lm(scheme, attn)
+    documents = [random_ids(1, n, seed=n)[0] for n in (5, 9, 4)]
+    packed = torch.cat(documents)[None]
+    positions = torch.cat([torch.arange(len(document)) for document in documents])[None]
+    logits = model(packed, position_ids=positions, use_cache=False).logits[0]
+    start = 0
+    for document in documents:
+        alone = model(document[None]).logits[0]
+        torch.testing.assert_close(logits[start : start + len(document)], alone, rtol=0, atol=1e-5)
+        start += len(document)
+
+
+@pytest.mark.parametrize("scheme", BIAS_SCHEMES)
+def test_score_biases_read_distances_from_position_ids(scheme):
+    """A query and a key three positions apart are biased as three apart, however many tokens lie between them:
+    randomized positions (Ruoss et al. 2023) reach the score-bias schemes. A bias of the distance alone is the same
+    for positions shifted as a whole; FIRE also reads the query's own position."""
+    model = tiny_lm(scheme)
+    positions = model.model.positions
+    sizes = Sizes(batch=1, query_length=10, past_length=0, key_length=10)
+
+    def bias(position_ids):
+        return model.model.score_bias(position_ids, None, sizes, torch.float32)[0][:, torch.ones(10, 10).tril().bool()]
+
+    plain = bias(torch.arange(10)[None])
+    assert not torch.allclose(bias(torch.arange(10)[None] * 3), plain, rtol=0, atol=0)
+    if positions.bias_from_distance_alone:
+        torch.testing.assert_close(bias(torch.arange(10)[None] + 7), plain, rtol=0, atol=0)
+    query_positions = torch.tensor([[0, 2, 3, 7, 11]])
+    sizes = Sizes(batch=1, query_length=5, past_length=0, key_length=5)
+    distance = query_positions[:, :, None] - query_positions[:, None, :]
+    torch.testing.assert_close(model.model.score_bias(query_positions, None, sizes, torch.float32),
+                               positions.attention_bias(distance, query_positions))
+    assert distance[0, 4, 3] == 4 and distance[0, 4, 0] == 11
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_backends_agree(scheme):
     rows = [random_ids(1, n, seed=n)[0] for n in (5, 11)]
@@ -166,7 +209,7 @@ def test_alibi_slopes_follow_press_et_al():
     assert six == [2 ** (-2 * (i + 1)) for i in range(4)] + [2**-1, 2**-3]
     model = tiny_lm("alibi", "eager")
     distance = torch.arange(3)[:, None] - torch.arange(3)[None, :]
-    bias = model.model.positions.attention_bias(distance, torch.arange(3)[None])
+    bias = model.model.positions.attention_bias(distance[None], torch.arange(3)[None])
     assert bias.shape == (1, 4, 3, 3)
     assert bias[0, 0, 2, 0].item() == pytest.approx(-2 * alibi_slopes(4)[0].item())
 

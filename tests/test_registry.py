@@ -36,7 +36,7 @@ class DistancePenalty(PositionScheme):
         init.constant_(self.rate, 0.05)
 
     def attention_bias(self, distance, query_positions):
-        return -(self.rate[:, None, None] * distance.clamp(min=0).to(self.rate.dtype))[None]
+        return -self.rate[:, None, None] * distance[:, None].clamp(min=0).to(self.rate.dtype)
 
 
 def posattn(*args) -> int:

@@ -79,7 +79,7 @@ class HalfDistanceBias(PositionScheme):
         nn.init.constant_(self.slope, 0.5)
 
     def attention_bias(self, distance, query_positions):
-        return -(self.slope * distance.float())[None, None]
+        return -(self.slope * distance.float())[:, None]
 
 
 @pytest.fixture
@@ -163,7 +163,7 @@ def test_t5_bias_is_one_learned_scalar_per_head_and_bucket():
     distance = torch.arange(30)[:, None] - torch.arange(30)[None, :]
     buckets = T5Attention._relative_position_bucket(-distance, bidirectional=False, num_buckets=8, max_distance=20)
     assert buckets.max() == 7 and buckets[5, 0] == 4 and buckets[29, 0] == 7  # exact below 4, log-spaced, capped
-    bias = positions.attention_bias(distance, torch.arange(30)[None])
+    bias = positions.attention_bias(distance[None], torch.arange(30)[None])
     assert bias.shape == (1, 4, 30, 30)
     torch.testing.assert_close(bias[0], positions.bias[buckets].permute(2, 0, 1))
 
@@ -175,7 +175,7 @@ def test_kerple_is_a_positive_logarithmic_penalty():
     positions.raw_r2.copy_(torch.tensor([0.5, -2.0, 0.0, 3.0]))
     r1, r2 = (torch.log1p(raw.exp()) for raw in (positions.raw_r1, positions.raw_r2))
     distance = torch.arange(6)[:, None] - torch.arange(6)[None, :]
-    bias = positions.attention_bias(distance, torch.arange(6)[None])[0]
+    bias = positions.attention_bias(distance[None], torch.arange(6)[None])[0]
     for head in range(4):
         for m, n in ((5, 0), (3, 2), (4, 4)):
             expected = -r1[head] * math.log(1 + r2[head] * abs(m - n))
@@ -190,7 +190,7 @@ def test_fire_normalises_the_distance_by_the_query_position():
     assert c.item() == pytest.approx(1.0) and threshold.item() == pytest.approx(4.0)
     distance = torch.arange(12)[:, None] - torch.arange(12)[None, :]
     query_positions = torch.arange(12)[None] + torch.tensor([[0], [5]])  # the second row: 5 positions further on
-    bias = positions.attention_bias(distance, query_positions)
+    bias = positions.attention_bias(distance[None], query_positions)
     assert bias.shape == (2, 4, 12, 12)
     for row, m, n in ((0, 2, 0), (0, 11, 3), (1, 11, 3)):
         position = query_positions[row, m].item()
