@@ -17,11 +17,13 @@ import math
 import shlex
 import sys
 
+from .files import resolve_path, resolve_source, write_failure
 from .positional import POSITION_EMBEDDING_TYPES
 from .reporting import add_plot_training, add_report_to_option
 
 
 MAX_PLOTTED_POSITIONS = 4096  # plot-positions draws a positions x positions similarity map: 4096² is 64 MB
+MAX_PLOTTED_DIMENSIONS = 4096  # ... and a positions x dimensions table: at most 64 MB too (a model's is smaller)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -61,6 +63,18 @@ def plotted_positions(text: str) -> int:
     if value > MAX_PLOTTED_POSITIONS:
         raise argparse.ArgumentTypeError(f"expected at most {MAX_PLOTTED_POSITIONS} positions (the figure compares "
                                          f"every position with every other), got {text}")
+    return value
+
+
+def plotted_dimensions(text: str) -> int:
+    """--dim of plot-positions: an even number of dimensions (sines paired with cosines), bounded like --positions."""
+    value = positive_int(text)
+    if value > MAX_PLOTTED_DIMENSIONS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_PLOTTED_DIMENSIONS} dimensions (the figure draws "
+                                         f"every position in every dimension), got {text}")
+    if value % 2:
+        raise argparse.ArgumentTypeError(f"expected an even number of dimensions (the encoding pairs sines with "
+                                         f"cosines), got {text}")
     return value
 
 
@@ -268,7 +282,7 @@ def run_generate(args) -> int:
         raise ValueError(f"--temperature {args.temperature} must be above 0 (or use --greedy).")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise ValueError(f"--top-p {args.top_p} must be in (0, 1].")
-    model, tokenizer = load_model(args.dir, rope_parameters=rope_parameters(args))
+    model, tokenizer = load_model(resolve_path(args.dir, "DIR"), rope_parameters=rope_parameters(args))
     generate_text(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                   top_p=args.top_p, top_k=args.top_k, greedy=args.greedy, seed=args.seed, stream=True)
     return 0
@@ -305,30 +319,34 @@ def run_evaluate(args) -> int:
     from .evaluation import evaluate_lengths_of_ids, text_unigram_baseline, token_stream
     from .loading import load_model
     from .positional import POSITION_SCHEMES
-    from .runs import check_output_file, notice, write_text
+    from .files import write_json
+    from .runs import check_output_file, notice
 
     scaling = rope_parameters(args)
-    if args.output:  # checked before the work rather than found wrong after it
-        check_output_file(args.output)
-    model, tokenizer = load_model(args.dir, rope_parameters=scaling)
-    texts = load_texts(args.data, args.text_column)
+    folder = resolve_path(args.dir, "DIR")
+    data = None if args.data is None else [resolve_source(source, "--data") for source in args.data]
+    output = None if args.output is None else resolve_path(args.output, "--output")
+    if output:  # checked before the work rather than found wrong after it
+        check_output_file(output)
+    model, tokenizer = load_model(folder, rope_parameters=scaling)
+    texts = load_texts(data, args.text_column)
     validation = list(texts["validation"]["text"])
     validation_ids = token_stream(tokenizer, validation)
     report = {
-        "model": args.dir,
+        "model": folder,
         "position_embedding_type": model.config.position_embedding_type,
         # What the rotation used, scaled or as trained (None: the scheme has no rotary parameters).
         "rope_parameters": model.config.rope_parameters
         if "rope_parameters" in POSITION_SCHEMES[model.config.position_embedding_type].config_fields else None,
-        "data": " ".join(args.data) if args.data else "embedded corpus",
+        "data": " ".join(data) if data else "embedded corpus",
         "tokens": len(validation_ids),
         "unigram_baseline": text_unigram_baseline(tokenizer, texts["train"]["text"], validation),
         "results": evaluate_lengths_of_ids(model, validation_ids, args.lengths, args.stride, args.batch_size,
                                            progress=not args.quiet),
     }
-    if args.output:
-        write_text(args.output, json.dumps(report, indent=2))
-        notice(f"wrote {args.output}")
+    if output:
+        write_json(output, report)
+        notice(f"wrote {output}")
     else:
         print(json.dumps(report, indent=2))
     return 0
@@ -353,7 +371,8 @@ def add_push(subparsers):
 def run_push(args) -> int:
     from .hub import push
 
-    url = push(args.dir, args.repo_id, private=args.private, token=args.token, commit_message=args.message)
+    url = push(resolve_path(args.dir, "DIR"), args.repo_id, private=args.private, token=args.token,
+               commit_message=args.message)
     print(f"pushed {args.dir} to {url}")
     return 0
 
@@ -373,8 +392,9 @@ def add_plot_positions(subparsers):
     parser.add_argument("--output", default="positions.png", metavar="FILE", help="the PNG to write")
     parser.add_argument("--positions", type=plotted_positions, default=128, metavar="N",
                         help=f"positions to draw (at most {MAX_PLOTTED_POSITIONS})")
-    parser.add_argument("--dim", type=positive_int, metavar="D", help="dimensions of the closed form (default: the "
-                                                                      "model's hidden size, else 128)")
+    parser.add_argument("--dim", type=plotted_dimensions, metavar="D",
+                        help=f"dimensions of the closed form, even, at most {MAX_PLOTTED_DIMENSIONS} (default: the "
+                             f"model's hidden size, else 128)")
     parser.set_defaults(run=run_plot_positions)
 
 
@@ -384,9 +404,10 @@ def run_plot_positions(args) -> int:
     from .runs import check_output_file
 
     pyplot()  # fails now, before loading a model, if matplotlib is missing
-    check_output_file(args.output)
-    model = load_model(args.dir)[0] if args.dir else None
-    print(f"wrote {plot_positions(args.output, model, args.positions, args.dim)}")
+    output = resolve_path(args.output, "--output")
+    check_output_file(output)
+    model = load_model(resolve_path(args.dir, "DIR"))[0] if args.dir is not None else None
+    print(f"wrote {plot_positions(output, model, args.positions, args.dim)}")
     return 0
 
 
@@ -419,15 +440,17 @@ def run_plot_attention(args) -> int:
     from .runs import check_output_file
 
     pyplot()  # missing optional dependencies fail now, before any work
-    check_output_file(args.output)
-    if args.html:
+    output = resolve_path(args.output, "--output")
+    check_output_file(output)
+    html = None if args.html is None else resolve_path(args.html, "--html")
+    if html:
         import_head_view()
-        check_output_file(args.html, "--html")
-    model, tokenizer = load_model(args.dir, attn_implementation="eager")
+        check_output_file(html, "--html")
+    model, tokenizer = load_model(resolve_path(args.dir, "DIR"), attn_implementation="eager")
     weights, labels = attention_weights(model, tokenizer, args.text, args.max_tokens)
-    print(f"wrote {plot_attention(args.output, weights, labels, args.layer, args.head)}")
-    if args.html:
-        print(f"wrote {write_head_view(args.html, weights, labels)}")
+    print(f"wrote {plot_attention(output, weights, labels, args.layer, args.head)}")
+    if html:
+        print(f"wrote {write_head_view(html, weights, labels)}")
     return 0
 
 
@@ -479,8 +502,9 @@ def run_demo(args) -> int:
     from .runs import check_output_file
 
     pyplot()
-    output = args.output or f"{args.name}.png"
+    output = resolve_path(f"{args.name}.png" if args.output is None else args.output, "--output")
     check_output_file(output)
+    output_dir = None if args.output_dir is None else resolve_path(args.output_dir, "--output-dir")
     if args.name == "lookup":
         lookup_demo(output)
         return 0
@@ -488,7 +512,7 @@ def run_demo(args) -> int:
         parallel_demo(output, args.lengths, args.hidden, args.heads, args.batch, args.repeats, args.device,
                       args.attn_implementation, args.backward, args.threads)
         return 0
-    result = context_demo(output, args.output_dir, args.position, args.steps, args.seed, args.overwrite)
+    result = context_demo(output, output_dir, args.position, args.steps, args.seed, args.overwrite)
     return 0 if not result["wrong"] else 1
 
 
@@ -595,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"posattn {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except OSError as error:  # the machine's refusals (a full disk, a permission): said, not a traceback
-        print(f"posattn {args.command}: error: {error}", file=sys.stderr)
+    except Exception as error:  # the machine's refusals (a full disk, a permission): said, not a traceback
+        reason = write_failure(error)  # OSError, and safetensors' and torch.save's failures to write
+        if reason is None:
+            raise
+        print(f"posattn {args.command}: error: {error if isinstance(error, OSError) else reason}", file=sys.stderr)
         return 1

@@ -29,7 +29,6 @@ What the study reports besides the perplexities (docs/study.md reads them):
 import csv
 import dataclasses
 import io
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -40,10 +39,12 @@ from .evaluation import evaluate_lengths_of_ids, token_stream, unigram_baseline,
 from . import positional
 from .positional import EMBEDDING, POSITION_SCHEMES
 from .statistics import mean_interval
+from .files import WriteFailed, resolve_path, saved_whole, write_json, write_text
 from .reporting import plot_study_training
-from .runs import check_output_dir, is_free, locked, notice, plan_run, read_run_record, remove_checkpoints, write_text
+from .runs import (STUDY_FILE, is_free, locked, notice, plan_run, plan_study, read_run_record, remove_checkpoints)
 from .tokenization import has_tokenizer, train_tokenizer
-from .training import RUN_IDENTITY, TrainingOptions, hardware, resolve, train
+from .training import (RUN_IDENTITY, TrainingInterrupted, TrainingOptions, TrainingWriteFailed, hardware, resolve,
+                       resolve_paths, train)
 
 
 # The schemes a study trains unless --positions says otherwise. The default study trains every built-in scheme, in
@@ -100,8 +101,21 @@ class CompareOptions:
     report_to: list[str] | None = None
 
 
+class StudyInterrupted(TrainingInterrupted):
+    """Ctrl-C stopped the study: what it finished stays, and the same command continues it."""
+
+    def __init__(self, output_dir: str, command: str | None):
+        self.output_dir, self.checkpoint = output_dir, None
+        again = f"run the same command again: {command}" if command else "call compare() again with the same options"
+        Exception.__init__(self, f"study interrupted: its finished runs stay, and a run stopped in training keeps its "
+                                 f"last checkpoint. To continue the study in {output_dir}, {again} (finished runs are "
+                                 f"reused, the stopped one continues where it was).")
+
+
 def resolve_study(options: CompareOptions) -> CompareOptions:
     study = STUDIES["quick" if options.quick else "default"]
+    options = dataclasses.replace(options, output_dir=resolve_path(
+        study["output_dir"] if options.output_dir is None else options.output_dir, "--output-dir"))
     options = dataclasses.replace(
         options,
         factors=sorted(set(options.factors or (1, 2, 4, 8))),
@@ -121,16 +135,20 @@ def resolve_study(options: CompareOptions) -> CompareOptions:
         raise ValueError("--seeds: give at least one seed, e.g. 0 or 0,1,2.")
     if min(options.factors) < 1:
         raise ValueError(f"--factors {options.factors}: evaluation lengths are multiples of --seq-len, 1 or more.")
+    for position in options.positions:  # what each scheme's runs take (learned: --seq-len within its table)
+        resolve(TrainingOptions(position=position, **{name: getattr(options, name) for name in SHARED}))
     return options
 
 
-def training_options(options: CompareOptions, position: str, seed: int) -> TrainingOptions:
-    """The same run for every scheme but its position scheme and seed. One evaluation and one checkpoint, at the
-    end: the study evaluates at every length itself."""
+def training_options(options: CompareOptions, position: str, seed: int, vocab_size: int) -> TrainingOptions:
+    """The same run for every scheme but its position scheme and seed, on the study's tokenizer (of `vocab_size`
+    tokens, as the run records it). One evaluation and one checkpoint, at the end: the study evaluates at every
+    length itself."""
+    shared = {name: getattr(options, name) for name in SHARED if name != "vocab_size"}
     return resolve(TrainingOptions(
         output_dir=os.path.join(options.output_dir, f"{position}-seed{seed}"), position=position, seed=seed,
-        tokenizer=os.path.join(options.output_dir, TOKENIZER_DIR), eval_steps=options.max_steps, quiet=True,
-        overwrite=options.overwrite, **{name: getattr(options, name) for name in SHARED},
+        tokenizer=os.path.join(options.output_dir, TOKENIZER_DIR), vocab_size=vocab_size, eval_steps=options.max_steps,
+        quiet=True, overwrite=options.overwrite, **shared,
     ))
 
 
@@ -146,9 +164,13 @@ def what_to_do(run: TrainingOptions) -> tuple[str, dict | None]:
     if recorded is None:
         raise ValueError(f"{run.output_dir} holds a model that is not one of the study's runs: move it away, or "
                          f"pass --overwrite to replace it.")
-    changed = [name for name in (*RUN_IDENTITY, "max_steps") if recorded["options"].get(name) != getattr(run, name)]
+    started = recorded["options"]
+    # Paths recorded before runs recorded them resolved (relative ones) read as they were read then: from here.
+    fields = {name: started[name] for name in ("data", "tokenizer", "init_from") if started.get(name) is not None}
+    started = {**started, **{name: getattr(resolve_paths(TrainingOptions(**fields)), name) for name in fields}}
+    changed = [name for name in (*RUN_IDENTITY, "max_steps") if started.get(name) != getattr(run, name)]
     if changed:
-        was = ", ".join(f"{name}={recorded['options'].get(name)!r} (now {getattr(run, name)!r})" for name in changed)
+        was = ", ".join(f"{name}={started.get(name)!r} (now {getattr(run, name)!r})" for name in changed)
         raise ValueError(f"{run.output_dir} holds a run of this study made with other options: {was}. Pass "
                          f"--overwrite to train the study's runs again, or choose another --output-dir.")
     return ("reuse", recorded["results"]) if recorded["results"] is not None else ("resume", None)
@@ -170,7 +192,11 @@ def study_tokens(options: CompareOptions):
         # Runs added to a study (more seeds or schemes) train on its tokenizer: it must be the one these options
         # would give, or their numbers would not compare with the others'.
         recorded = recorded_tokenizer_source(folder)
-        if recorded is not None and recorded != tokenizer_source(options):
+        if recorded is None:
+            raise ValueError(f"{folder} holds a tokenizer that this study did not make (it has no {TOKENIZER_SOURCE}):"
+                             f" it is not used. Move it away, pass --overwrite to train the study's own, or choose "
+                             f"another --output-dir.")
+        if recorded != tokenizer_source(options):
             raise ValueError(f"{options.output_dir} holds a study made with other data or vocabulary ({recorded}), "
                              f"whose runs share its tokenizer. Give the same --data, --text-column and --vocab-size, "
                              f"--overwrite to start the study again, or another --output-dir.")
@@ -208,10 +234,17 @@ def tokenizer_source(options: CompareOptions) -> dict:
 
 
 def recorded_tokenizer_source(folder: str) -> dict | None:
+    """What `tokenizer_source` recorded beside the study's tokenizer (a --data recorded before studies recorded it
+    resolved read as it was read then: from here), or None."""
     from .loading import read_json
 
     path = os.path.join(folder, TOKENIZER_SOURCE)
-    return read_json(path) if os.path.isfile(path) else None
+    if not os.path.isfile(path):
+        return None
+    recorded = read_json(path)
+    if isinstance(recorded.get("data"), list):
+        recorded["data"] = resolve_paths(TrainingOptions(data=recorded["data"])).data
+    return recorded
 
 
 def compare(options: CompareOptions, command: str | None = None) -> dict:
@@ -221,19 +254,33 @@ def compare(options: CompareOptions, command: str | None = None) -> dict:
 
     pyplot()  # without matplotlib, fail now rather than after training every model
     options = resolve_study(options)
-    check_output_dir(options.output_dir)
+    plan_study(options.output_dir)  # a free folder, or a study's: never a folder of other files
     with locked(options.output_dir):  # one study at a time in a folder
-        return run_study(options, command)
+        plan_study(options.output_dir)  # again, under the lock: another process may have written since
+        try:
+            return run_study(options, command)
+        except (TrainingInterrupted, KeyboardInterrupt):  # Ctrl-C: the study, not one run, is what continues
+            raise StudyInterrupted(options.output_dir, command) from None
+        except TrainingWriteFailed as stopped:
+            again = f"run the same command again: {command}" if command else "call compare() again"
+            raise WriteFailed(f"{stopped.failure}. The study stopped there; what it finished stays. Free some space, "
+                              f"then {again}.") from stopped
 
 
 def run_study(options: CompareOptions, command: str | None) -> dict:
+    """The study in `options.output_dir`, claimed by `compare`: every input checked (the tokenizer, every run),
+    then the study file written, then the tokenizer, the runs, the tables and figures."""
     start = time.perf_counter()
-    runs = {(p, s): training_options(options, p, s) for p in options.positions for s in options.seeds}
     tokenizer, tokenizer_dir, ids, baseline = study_tokens(options)
+    runs = {(p, s): training_options(options, p, s, len(tokenizer)) for p in options.positions
+            for s in options.seeds}
     actions = {key: what_to_do(run) for key, run in runs.items()}  # every run is checked before any is trained
+    write_json(os.path.join(options.output_dir, STUDY_FILE), {"command": command,
+                                                              "settings": dataclasses.asdict(options)})
     os.makedirs(tokenizer_dir, exist_ok=True)
-    tokenizer.save_pretrained(tokenizer_dir)
-    write_text(os.path.join(tokenizer_dir, TOKENIZER_SOURCE), json.dumps(tokenizer_source(options)))
+    with saved_whole(tokenizer_dir) as temporary:  # the tokenizer with the record of what it was trained on
+        tokenizer.save_pretrained(temporary)
+        write_json(os.path.join(temporary, TOKENIZER_SOURCE), tokenizer_source(options))
     lengths = study_lengths(options)
     notice(f"comparing {', '.join(options.positions)} (seeds {', '.join(map(str, options.seeds))}): trained at "
            f"L = {options.seq_len} tokens for {options.max_steps} steps of {options.batch_size} blocks, evaluated on "
@@ -444,7 +491,7 @@ def csv_cell(value: float | None) -> str:
 def write_outputs(study: dict, folder: str) -> None:
     """The tables and the plots; each file is written whole (a temporary file renamed over the old one)."""
     lengths = study["settings"]["lengths"]
-    write_text(os.path.join(folder, "compare.json"), json.dumps(study, indent=2))
+    write_json(os.path.join(folder, "compare.json"), study)
     columns = ("ppl", "low", "high", "std", "growth", "growth_low", "growth_high")
     fields = {"ppl": "perplexity"}
     with io.StringIO(newline="") as file:

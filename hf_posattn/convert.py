@@ -113,6 +113,8 @@ def main(argv=None):
         convert(args.src, args.dst, args.overwrite)
     except ValueError as error:
         parser.error(str(error))
+    except OSError as error:  # the machine's refusals (a full disk, a permission): said, not a traceback
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
 
 
 def load_gpt2(source: str) -> GPT2LMHeadModel:
@@ -136,8 +138,10 @@ def load_gpt2(source: str) -> GPT2LMHeadModel:
 def convert(source: str, destination: str, overwrite: bool = False) -> None:
     """Convert the GPT-2 in `source` and save it, with its tokenizer when it has one, in `destination`: staged
     beside it and swapped in whole (a model there is replaced only with `overwrite`, anything else never)."""
+    from .files import normal_modes, resolve_path, resolve_source, writing
     from .runs import claim, notice, plan_run
 
+    source, destination = resolve_source(source, "SRC"), resolve_path(destination, "DST")  # a Hub id stays as given
     plan = plan_run(destination, overwrite=overwrite, stage_new=True, flag="DST")
     gpt2 = load_gpt2(source)
     try:
@@ -149,10 +153,11 @@ def convert(source: str, destination: str, overwrite: bool = False) -> None:
     except (OSError, ValueError):
         tokenizer = None
         notice(f"no tokenizer found in {source}; saving the model only")
-    with claim(plan) as folder:
+    with claim(plan) as folder, writing(f"the model in {destination}"):
         model.save_pretrained(folder)
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
+        normal_modes(folder)  # safetensors writes its weights 0600
     print(f"saved hf_posattn model to {destination}")
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Share a trained model: push its folder (model, tokenizer, code, model card) to the Hugging Face Hub."""
 
 import fnmatch
+import json
 import os
 
 from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
@@ -10,14 +11,18 @@ from .configuration_posattn import PosAttnConfig
 from .loading import read_json
 from .model_card import build_model_card
 from .reporting import TRAINING_FIGURE, training_figure
-from .runs import RUN_FILE, read_run
+from .runs import RUN_FILE, notice, read_run
 
 
 # What a model repo needs, from a folder written by `posattn train`: checkpoints, optimizer states and the
-# Trainer's arguments stay local, and of the code only what config.json's auto_map loads (`code_files`).
-PUSHED_FILES = ("config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json",
-                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", RUN_FILE, TRAINING_FIGURE)
+# Trainer's arguments stay local, and of the code only what config.json's auto_map loads (`code_files`); of the
+# weights, what the run wrote (`weight_files`).
+PUSHED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                "special_tokens_map.json", RUN_FILE, TRAINING_FIGURE)
 REQUIRED_FILES = ("config.json", "tokenizer.json", RUN_FILE)
+WEIGHTS_INDEX = "model.safetensors.index.json"
+# Options and results that name files on the machine that trained the model: uploaded as their base names.
+PATH_OPTIONS = ("output_dir", "tokenizer", "init_from")
 
 
 def code_files(folder: str) -> list[str]:
@@ -43,27 +48,94 @@ def code_files(folder: str) -> list[str]:
     return sorted(names)
 
 
+def weight_files(folder: str) -> list[str]:
+    """The weights a run writes: model.safetensors, or the index of sharded weights and the shards it names.
+    Another *.safetensors in the folder is not one of them, and is left out (with a notice)."""
+    if os.path.lexists(os.path.join(folder, WEIGHTS_INDEX)):
+        weight_map = read_json(os.path.join(folder, WEIGHTS_INDEX)).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ValueError(f"{folder}/{WEIGHTS_INDEX} has no weight_map: the file is damaged.")
+        shards = sorted(set(map(str, weight_map.values())))
+        if any(os.path.basename(shard) != shard for shard in shards):
+            raise ValueError(f"{folder}/{WEIGHTS_INDEX} names shards outside the folder ({', '.join(shards)}): the "
+                             f"file is damaged or edited.")
+        names = [WEIGHTS_INDEX, *shards]
+    else:
+        names = ["model.safetensors"]
+    others = sorted(set(fnmatch.filter(os.listdir(folder), "*.safetensors")) - set(names))
+    if others:
+        notice(f"not uploaded: {', '.join(others)} (not weights that the run wrote)")
+    return names
+
+
 def files_to_push(folder: str) -> list[str]:
+    """The files of `folder` that `push` uploads, checked: each is a regular file, not a symbolic link (a link
+    would upload whatever it points to, anywhere on this machine)."""
     if not os.path.isdir(folder):
         raise ValueError(f"{folder} is not a folder: give a model folder written by `posattn train`.")
-    names = sorted(name for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name))
-                   and any(fnmatch.fnmatch(name, pattern) for pattern in PUSHED_FILES))
-    missing = [name for name in REQUIRED_FILES if name not in names]
-    if not any(name.endswith(".safetensors") for name in names):
-        missing.append("model.safetensors")
+    present = set(os.listdir(folder))
+    missing = [name for name in REQUIRED_FILES if name not in present]
+    weights = weight_files(folder)
+    missing += [name for name in weights if name not in present]
     if missing:
         raise ValueError(f"{folder} lacks {', '.join(missing)}: give a model folder written by `posattn train` "
                          f"(a finished run).")
-    return sorted(names + code_files(folder))
+    names = sorted({name for name in PUSHED_FILES if name in present} | set(weights))
+    refuse_links(folder, names)  # before config.json is read for the code files
+    names = sorted(set(names) | set(code_files(folder)))
+    refuse_links(folder, names)
+    not_files = [name for name in names if not os.path.isfile(os.path.join(folder, name))]
+    if not_files:
+        raise ValueError(f"{folder}: {', '.join(not_files)} {'is' if len(not_files) == 1 else 'are'} not a file: give "
+                         f"a model folder written by `posattn train`.")
+    return names
+
+
+def refuse_links(folder: str, names: list[str]) -> None:
+    linked = [name for name in names if os.path.islink(os.path.join(folder, name))]
+    if linked:
+        what = "is a symbolic link" if len(linked) == 1 else "are symbolic links"
+        raise ValueError(f"{folder}: {', '.join(linked)} {what}: push uploads only the files a run wrote, never what "
+                         f"a link points to. Replace "
+                         f"each link by a copy of its file (cp --remove-destination \"$(readlink -f LINK)\" LINK), "
+                         f"then push again.")
+
+
+def shared_path(value):
+    """A path of this machine as a user elsewhere can read it: its base name (a Hub name, which is no absolute
+    path, stays as it is)."""
+    if isinstance(value, list):
+        return [shared_path(item) for item in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        return os.path.basename(os.path.normpath(value))
+    return value
+
+
+def shared_run(run: dict) -> dict:
+    """The run file as uploaded: the paths it records on this machine (`--data`, `--tokenizer`, `--init-from`,
+    `--output-dir`, resolved so that `--resume` finds them here) as their base names. The local file keeps them."""
+    options = {**run["options"], **{name: shared_path(run["options"].get(name)) for name in (*PATH_OPTIONS, "data")
+                                    if name in run["options"]}}
+    results = run["results"]
+    if results is not None:
+        results = dict(results)
+        if "output_dir" in results:
+            results["output_dir"] = shared_path(results["output_dir"])
+        if options.get("data"):  # as training wrote it: the sources, joined
+            results["data"] = ", ".join(options["data"])
+    return {**run, "options": options, "results": results}
 
 
 def push(folder: str, repo_id: str, private: bool = False, token: str | None = None,
          commit_message: str = "Upload hf_posattn model") -> str:
     """Upload the model in `folder` to the Hub repo `repo_id` (created if needed) in one commit, with its model card
-    rendered for `repo_id`; returns the commit URL. Everything is checked before the first request, and nothing is
-    written locally: offline, without a token, or when the Hub refuses, it raises a `ValueError` saying why."""
+    rendered for `repo_id`; returns the commit URL. Only the files a run writes are uploaded, never through a
+    symbolic link, and the run file and card name this machine's paths by their base names (`shared_run`).
+    Everything is checked before the first request, and nothing is written locally: offline, without a token, or
+    when the Hub refuses, it raises a `ValueError` saying why."""
     names = files_to_push(folder)
-    card = build_model_card(PosAttnConfig.from_pretrained(folder), read_run(folder), model_id=repo_id,
+    run = shared_run(read_run(folder))
+    card = build_model_card(PosAttnConfig.from_pretrained(folder), run, model_id=repo_id,
                             training_figure=training_figure(folder))
     if constants.is_offline_mode():
         raise ValueError("cannot push: offline mode is on (HF_HUB_OFFLINE=1). Unset HF_HUB_OFFLINE and connect to "
@@ -72,7 +144,10 @@ def push(folder: str, repo_id: str, private: bool = False, token: str | None = N
     if not token:
         raise ValueError("cannot push: not logged in to the Hugging Face Hub. Run `hf auth login`, or set HF_TOKEN, "
                          "or pass --token.")
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=os.path.join(folder, name)) for name in names]
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=os.path.join(folder, name)) for name in names
+                  if name != RUN_FILE]
+    operations.append(CommitOperationAdd(path_in_repo=RUN_FILE,
+                                         path_or_fileobj=(json.dumps(run, indent=2) + "\n").encode("utf-8")))
     operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode("utf-8")))
     api = HfApi(token=token)
     try:

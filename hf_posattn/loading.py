@@ -11,6 +11,8 @@ import json
 import math
 import os
 
+from huggingface_hub.errors import StrictDataclassError
+
 from .runs import read_run_record
 
 
@@ -75,7 +77,7 @@ def scaled_config(config, rope_parameters: dict, trained_length: int):
     try:
         with rope_warnings_raised():
             return type(config)(**values)
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, StrictDataclassError) as error:
         raise ValueError(f"{str(error).strip()} (given rope_parameters: {json.dumps(rope_parameters)}; see "
                          f"transformers' rope_parameters for what each rope_type takes).") from None
 
@@ -174,18 +176,27 @@ def load_config(folder: str):
         raise ValueError(f"{path} cannot be read ({type(error).__name__}: {error}).") from None
 
 
-def load_tokenizer(folder: str, vocab_size: int):
+def read_tokenizer(folder: str):
+    """The tokenizer saved in `folder`; a ValueError naming the file when there is none, or it cannot be read."""
     from transformers import AutoTokenizer
 
     path = os.path.join(folder, "tokenizer.json")
     if not os.path.isfile(path):
         raise ValueError(f"{folder} holds no tokenizer (no tokenizer.json): give a folder written by `posattn "
                          f"train`.")
+    for name in MODEL_JSON_FILES[:3]:  # the tokenizer's own files, checked whole first
+        if os.path.exists(os.path.join(folder, name)):
+            read_json(os.path.join(folder, name))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        return AutoTokenizer.from_pretrained(folder)
     except Exception as error:  # the Rust tokenizer's parse errors have no common Python type
         raise ValueError(f"{path} cannot be read as a tokenizer ({type(error).__name__}: {error}): the file is "
                          f"damaged or edited.") from None
+
+
+def load_tokenizer(folder: str, vocab_size: int):
+    tokenizer = read_tokenizer(folder)
+    path = os.path.join(folder, "tokenizer.json")
     if len(tokenizer) > vocab_size:
         raise ValueError(f"{path} has {len(tokenizer)} tokens, more than the model's {vocab_size} (config.json "
                          f"vocab_size): it is not the model's tokenizer.")

@@ -9,6 +9,7 @@ from importlib.resources import files
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from . import reporting
+from .files import write_with
 from .positional import POSITION_SCHEMES
 
 
@@ -86,8 +87,9 @@ def build_model_card(config, run: dict, model_id: str, training_figure: str | No
 
 
 def write_model_card(folder: str, config, run: dict) -> ModelCard:
-    """Write the card as README.md in `folder`, showing the folder's training figure when it holds one."""
+    """Write the card as README.md in `folder` (whole: `files.write_with`), showing the folder's training figure when
+    it holds one."""
     card = build_model_card(config, run, model_id=folder, training_figure=reporting.training_figure(folder))
-    card.save(os.path.join(folder, "README.md"))
+    write_with(os.path.join(folder, "README.md"), card.save)
     return card
 

@@ -15,11 +15,11 @@ no screen needed. Figures have fixed sizes (`DPI` pixels per inch), so the same 
 
 import io
 import math
-import os
 import textwrap
 
 import torch
 
+from .files import write_text, write_with
 from .positional import (POSITION_SCHEMES, AlibiBias, LearnedPositions, NoPositions, RotaryPositions,
                          SinusoidalPositions, sinusoidal_table)
 
@@ -48,16 +48,16 @@ def pyplot():
 
 def save(figure, path: str) -> str:
     """Write `figure` as a PNG at `DPI` (its size in inches times DPI, exactly) and free it. The image is reduced
-    to a palette of 256 colours (Pillow comes with matplotlib): a third of the bytes, no visible change."""
+    to a palette of 256 colours (Pillow comes with matplotlib): a third of the bytes, no visible change. The file
+    is written whole (`files.write_with`): a failure leaves the previous one as it was."""
     from PIL import Image
 
     buffer = io.BytesIO()
     figure.savefig(buffer, dpi=DPI, format="png")
     pyplot().close(figure)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with Image.open(buffer) as image:
-        image.convert("RGB").quantize(colors=256).save(path, format="png", optimize=True)
-    return path
+        picture = image.convert("RGB").quantize(colors=256)
+    return write_with(path, lambda temporary: picture.save(temporary, format="png", optimize=True))
 
 
 def heat_map(axes, values, title: str, xlabel: str, ylabel: str, cmap: str = "RdBu_r", symmetric: bool = True,
@@ -350,11 +350,7 @@ def write_head_view(output: str, weights: torch.Tensor, labels: list[str]) -> st
     """An interactive HTML page of the weights: bertviz's head view (optional: `pip install bertviz`)."""
     head_view = import_head_view()
     html = head_view([layer[None] for layer in weights], labels, prettify_tokens=False, html_action="return")
-    folder = os.path.dirname(os.path.abspath(output))
-    os.makedirs(folder, exist_ok=True)
-    with open(output, "w", encoding="utf-8") as file:
-        file.write(html.data)
-    return output
+    return write_text(output, html.data)
 
 
 def import_head_view():

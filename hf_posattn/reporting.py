@@ -18,7 +18,8 @@ import sys
 from transformers.integrations import integration_utils
 from transformers.trainer_utils import sort_checkpoints
 
-from .runs import read_run_record
+from .files import resolve_path
+from .runs import check_output_file, read_run_record
 
 
 REPORT_TO_DEFAULT = "none"
@@ -221,17 +222,21 @@ def run_plot_training(args) -> int:
     from .plots import plot_training, pyplot
 
     pyplot()  # fails now if matplotlib is missing
-    if len(set(args.dirs)) < len(args.dirs):
+    output = resolve_path(args.output, "--output")
+    check_output_file(output)  # a folder, or a path under a file: refused before anything is read or drawn
+    folders = {given: resolve_path(given, "DIR") for given in args.dirs}  # labelled as given, read as resolved
+    if len(set(folders.values())) < len(args.dirs):
         raise ValueError(f"a run folder is given twice ({' '.join(args.dirs)}): give each once.")
-    runs = {run_label(folder): read_log_history(folder) for folder in args.dirs}  # every folder read before drawing
-    baselines = {run_label(folder): recorded_baseline(folder) for folder in args.dirs}
-    plot_training(args.output, runs, baseline={label: loss for label, loss in baselines.items() if loss is not None})
-    print(f"wrote {args.output}")
+    runs = {run_label(given, folder): read_log_history(folder) for given, folder in folders.items()}  # all read first
+    baselines = {run_label(given, folder): recorded_baseline(folder) for given, folder in folders.items()}
+    plot_training(output, runs, baseline={label: loss for label, loss in baselines.items() if loss is not None})
+    print(f"wrote {output}")
     return 0
 
 
-def run_label(folder: str) -> str:
-    """The folder as given, with its position scheme when the folder's name does not say it."""
+def run_label(given: str, folder: str) -> str:
+    """The folder as `given`, with its position scheme (read from `folder`, resolved) when its name does not say
+    it."""
     position = recorded_position(folder)
-    return folder if position is None or position in os.path.basename(os.path.normpath(folder)) else \
-        f"{folder} ({position})"
+    return given if position is None or position in os.path.basename(os.path.normpath(given)) else \
+        f"{given} ({position})"

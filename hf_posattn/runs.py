@@ -5,9 +5,20 @@ card), the run file `posattn_run.json` (the options a run was started with, and 
 the Trainer's checkpoints. A folder is *free* when it does not exist or is empty. A folder with any other file is
 neither free nor a run: nothing is written into it, with or without --overwrite.
 
+A *study folder* is what `posattn compare` writes: its study file `posattn_study.json`, its tables and figures,
+its shared tokenizer and one run folder per scheme and seed. A folder is a study's when it holds the study file;
+compare writes into a free folder or a study's, never into another.
+
+What a killed writer of this package leaves (`files.LEFTOVERS`: `.saving`, temporary files) is never counted as a
+user's file: it does not make a folder "not free", and it is removed when the folder is next claimed.
+
+Paths reach this module resolved (`files.resolve_path`): a folder named through a symbolic link is the folder it
+points to, so its lock, its staging folder and its swap are beside that folder, and the link stays.
+
 Three rules keep a run from being lost:
-- **One writer.** A process writing a run holds a lock beside it (`.NAME.lock`, with `filelock`) for as long as it
-  writes; a second one is refused at once, with a message naming the folder.
+- **One writer.** A process writing a run holds a lock beside it (`.NAME.lock`, `files.lock`, keyed on the real
+  path) for as long as it writes, removed when it is done; a second one is refused at once, with a message naming
+  the folder.
 - **Replacing is staged.** A run that replaces another (--overwrite) is written into a staging folder beside the
   target (`.NAME.staging`) and swapped in only once it has finished: a failure at any point leaves the old run as it
   was, and `--resume` continues the new run where it stopped, in its staging folder. A new run trains in its own
@@ -22,13 +33,13 @@ import fnmatch
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import filelock
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import sort_checkpoints
+
+from . import files
 
 
 RUN_FILE = "posattn_run.json"  # the options a run was started with (read by --resume), and its results
@@ -37,7 +48,6 @@ RUN_ENTRIES = (RUN_FILE, "config.json", "generation_config.json", "model.safeten
                "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                "chat_template.jinja", "*.py", "README.md", "training_args.bin", "checkpoint-*",
                "trainer_state.json", "training.png", "runs")  # runs/: TensorBoard's event files (--report-to)
-SAVING_DIR = ".saving"  # inside a run folder: final files before they are renamed into place
 
 
 def notice(text: str) -> None:
@@ -49,10 +59,7 @@ def notice(text: str) -> None:
 
 # ---- what a folder holds ----
 
-def sibling(target: str, suffix: str) -> str:
-    """`.NAME<suffix>` beside `target`: where its lock and its staging folder live."""
-    parent, name = os.path.split(os.path.abspath(target))
-    return os.path.join(parent, f".{name}{suffix}")
+sibling = files.sibling  # `.NAME<suffix>` beside a target: its lock, its staging folder
 
 
 def staging_dir(target: str) -> str:
@@ -60,7 +67,9 @@ def staging_dir(target: str) -> str:
 
 
 def entries(folder: str) -> list[str]:
-    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    """What `folder` holds, less what killed writers of this package left there (`files.LEFTOVERS`)."""
+    names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    return [name for name in names if not files.is_leftover(name)]
 
 
 def foreign_entries(folder: str) -> list[str]:
@@ -69,6 +78,7 @@ def foreign_entries(folder: str) -> list[str]:
 
 
 def is_free(folder: str) -> bool:
+    """The folder does not exist, or holds nothing (but leftovers of this package's writers)."""
     return not os.path.exists(folder) or (os.path.isdir(folder) and not entries(folder))
 
 
@@ -107,6 +117,30 @@ def check_writable(folder: str, flag: str, what: str | None = None) -> None:
         raise ValueError(f"{flag} {what}: {existing} is not writable by you. Give a path you may write to.")
 
 
+# ---- a study's folder ----
+
+STUDY_FILE = "posattn_study.json"  # what makes a folder a study of `posattn compare` (its command and settings)
+# A study made before the study file existed is known by the record beside its shared tokenizer, which only
+# `posattn compare` writes.
+EARLIER_STUDY_FILE = os.path.join("tokenizer", "source.json")
+
+
+def is_study(folder: str) -> bool:
+    return any(os.path.isfile(os.path.join(folder, name)) for name in (STUDY_FILE, EARLIER_STUDY_FILE))
+
+
+def plan_study(folder: str, flag: str = "--output-dir") -> None:
+    """Refuse, with the fix, a study folder that is neither free nor a study's: a folder of a user's own files
+    (a compare.csv, a tokenizer/) is never written into, nor read as the study's, with or without --overwrite."""
+    check_output_dir(folder, flag)
+    if is_free(folder) or is_study(folder):
+        return
+    names = entries(folder)
+    raise ValueError(f"{flag} {folder} holds files that are not a posattn study ({', '.join(names[:5])}"
+                     f"{', ...' if len(names) > 5 else ''}): nothing is written there or read from there, even with "
+                     f"--overwrite. Choose another {flag} (or an empty folder).")
+
+
 # ---- the run file ----
 
 def read_run_record(folder: str) -> dict | None:
@@ -141,56 +175,70 @@ def read_run(folder: str) -> dict:
 
 def write_run_file(folder: str, options: dict, results: dict | None) -> dict:
     run = {"options": options, "results": results}
-    write_text(os.path.join(folder, RUN_FILE), json.dumps(run, indent=2))
+    files.write_json(os.path.join(folder, RUN_FILE), run)
     return run
-
-
-def write_text(path: str, text: str) -> None:
-    """Write `text` to `path` whole or not at all: a temporary file beside it, renamed over it (its folder is made
-    if needed)."""
-    folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(text if text.endswith("\n") else text + "\n")
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        raise
-
-
-@contextlib.contextmanager
-def saved_whole(folder: str) -> Iterator[str]:
-    """A temporary folder inside `folder` to save final files in; once the block ends without error they are
-    renamed into `folder` (each rename is atomic), else removed."""
-    temporary = os.path.join(folder, SAVING_DIR)
-    shutil.rmtree(temporary, ignore_errors=True)
-    os.makedirs(temporary)
-    try:
-        yield temporary
-        for name in sorted(os.listdir(temporary)):
-            target = os.path.join(folder, name)
-            if os.path.isdir(target) and not os.path.islink(target):
-                shutil.rmtree(target)
-            os.replace(os.path.join(temporary, name), target)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
 
 
 # ---- checkpoints ----
 
 def last_complete_checkpoint(folder: str) -> str | None:
-    """The last checkpoint the Trainer finished writing. It writes `trainer_state.json` last, so a run killed while
-    saving leaves a checkpoint without it (or with a truncated one), whose weights or optimizer state may be missing
-    or truncated: `get_last_checkpoint` would pick it, and resuming would fail or silently restart the optimizer."""
+    """The last checkpoint the Trainer finished writing, whose files can be read. It writes `trainer_state.json`
+    last, so a run killed while saving leaves a checkpoint without it (or with a truncated one), whose weights or
+    optimizer state may be missing or truncated: `get_last_checkpoint` would pick it, and resuming would fail or
+    silently restart the optimizer. A checkpoint whose weights, optimizer.pt, scheduler.pt or rng_state*.pth are
+    damaged is skipped too, with a notice naming the file."""
+    return checkpoints_to_resume(folder)[0]
+
+
+def resume_checkpoint(folder: str) -> str | None:
+    """The checkpoint `--resume` continues from (`last_complete_checkpoint`), chosen before any work; None (start
+    at step 0) when no checkpoint was finished. A ValueError when every finished checkpoint is damaged: the run
+    cannot continue as it was."""
+    checkpoint, damaged = checkpoints_to_resume(folder)
+    if checkpoint is None and damaged:
+        raise ValueError(f"{damaged[0]}: no checkpoint of the run in {folder} is whole, so it cannot continue. Train "
+                         f"it again (with --overwrite, or in another --output-dir).")
+    return checkpoint
+
+
+def checkpoints_to_resume(folder: str) -> tuple[str | None, list[str]]:
+    """The last whole checkpoint of `folder` (or None), and what is wrong with each finished one after it."""
+    damaged = []
     for checkpoint in reversed(sort_checkpoints(folder)):
         try:
             TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
-            return checkpoint
         except (OSError, ValueError):
             notice(f"skipping {checkpoint}: it has no readable trainer_state.json (the run stopped while saving it)")
+            continue
+        problem = damaged_file(checkpoint)
+        if problem is None:
+            return checkpoint, damaged
+        notice(f"skipping {checkpoint}: {problem}")
+        damaged.append(problem)
+    return None, damaged
+
+
+def damaged_file(checkpoint: str) -> str | None:
+    """What is wrong with the files of a finished checkpoint that resuming reads, or None: weights (safetensors:
+    the header must cover the file, as a truncated one does not) and the Trainer's torch files (zip archives with
+    a CRC of every record: truncation and changed bytes are both seen)."""
+    import zipfile
+
+    from safetensors import safe_open
+
+    for name in sorted(os.listdir(checkpoint)):
+        path = os.path.join(checkpoint, name)
+        try:
+            if fnmatch.fnmatch(name, "*.safetensors"):
+                with safe_open(path, "pt"):
+                    pass
+            elif name in ("optimizer.pt", "scheduler.pt") or fnmatch.fnmatch(name, "rng_state*.pth"):
+                with zipfile.ZipFile(path) as archive:
+                    bad = archive.testzip()
+                if bad is not None:
+                    raise ValueError(f"record {bad} does not match its checksum")
+        except Exception as error:  # safetensors' SafetensorError, zipfile's BadZipFile, OSError, ...
+            return f"{path} is damaged ({str(error).strip() or type(error).__name__})"
     return None
 
 
@@ -252,25 +300,17 @@ def plan_run(target: str, resume: bool = False, overwrite: bool = False, stage_n
     return RunPlan(target, staging, overwrite=True, stage_new=stage_new)
 
 
-def lock_path(target: str) -> str:
-    return sibling(target, ".lock")
-
-
 @contextlib.contextmanager
 def locked(target: str) -> Iterator[None]:
-    """Hold `target`'s lock while the block runs; refuse at once when another process holds it."""
-    path = lock_path(target)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    lock = filelock.FileLock(path, timeout=0)
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        raise ValueError(f"{target} is being written by another posattn process (it holds {path}): wait for it to "
-                         f"finish, or choose another folder.") from None
-    try:
+    """Hold `target`'s lock (`files.lock`: keyed on its real path, removed on release) while the block runs; refuse
+    at once when another process holds it."""
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(files.lock(target))
+        except files.Busy as busy:
+            raise ValueError(f"{target} is being written by another posattn process (it holds {busy}): wait for it "
+                             f"to finish, or choose another folder.") from None
         yield
-    finally:
-        lock.release()
 
 
 @contextlib.contextmanager
@@ -278,7 +318,8 @@ def claim(plan: RunPlan) -> Iterator[str]:
     """Own `plan.target` for the block: its lock held, the plan checked again under it (another process may have
     written since), `plan.work_dir` made (a stale staging folder of a replacement started anew is cleared). When the
     block ends without error, a staged run is swapped in; on error the target stays as it was (and a staged run
-    stays in its staging folder, for --resume). Yields the folder to write in. Main process only."""
+    stays in its staging folder, for --resume; a writer that never resumes, `stage_new`, removes it). Yields the
+    folder to write in. Main process only."""
     with locked(plan.target):
         again = plan_run(plan.target, plan.resume, plan.overwrite, plan.stage_new)
         if again != plan:
@@ -287,7 +328,13 @@ def claim(plan: RunPlan) -> Iterator[str]:
         if plan.staged and not plan.resume:
             shutil.rmtree(plan.work_dir, ignore_errors=True)
         os.makedirs(plan.work_dir, exist_ok=True)
-        yield plan.work_dir
+        files.remove_leftovers(plan.work_dir)  # of a writer killed before: safe under the lock
+        try:
+            yield plan.work_dir
+        except BaseException:
+            if plan.stage_new:  # a writer that never resumes (convert): its staging folder is of no use
+                shutil.rmtree(plan.work_dir, ignore_errors=True)
+            raise
         if plan.staged:
             swap_in(plan.work_dir, plan.target)
 

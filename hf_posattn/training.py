@@ -44,11 +44,12 @@ from . import PosAttnConfig, PosAttnForCausalLM
 from .positional import POSITION_SCHEMES
 from .corpus import CORPUS_NAME, load_texts
 from .evaluation import EVAL_BATCH_TOKENS, text_unigram_baseline, unbounded_schemes
+from .files import WriteFailed, normal_modes, resolve_path, resolve_source, saved_whole, write_with, writing
 from .generation import generate_text
 from .model_card import write_model_card
 from .reporting import check_report_to, run_name, write_training_figure
 from .runs import (RUN_FILE, RunPlan, claim, last_complete_checkpoint, notice, plan_run, read_run_record,
-                   saved_whole, write_run_file)
+                   resume_checkpoint, write_run_file)
 from .tokenization import encode_documents, has_tokenizer, split_blocks, train_tokenizer
 
 
@@ -101,6 +102,8 @@ PERIODIC_EVAL_BLOCKS = 256
 class TrainingOptions:
     """What to train. `None` means the default: the preset's value, or the one named in the comment."""
 
+    # Paths (output_dir, data, tokenizer, init_from) are resolved to real absolute paths when the options are
+    # resolved, and recorded so; empty text is refused (it is not "not given").
     output_dir: str | None = None  # runs/posattn-{preset}-{position}
     position: str | None = None  # "sinusoidal"
     preset: str | None = None  # "tiny"
@@ -111,7 +114,7 @@ class TrainingOptions:
     batch_size: int | None = None
     gradient_accumulation_steps: int | None = None  # 1
     learning_rate: float | None = None
-    vocab_size: int | None = None
+    vocab_size: int | None = None  # with tokenizer or init_from: theirs (another value is refused)
     scale_embeddings: bool | None = None  # False: see PosAttnConfig.scale_embeddings (the Vaswani et al. setup)
     tokenizer: str | None = None  # a folder with a tokenizer to reuse instead of training one
     seed: int | None = None  # 0
@@ -168,6 +171,16 @@ class TrainingInterrupted(TrainingStopped):
                          f"and the same --output-dir {output_dir}.")
 
 
+class TrainingWriteFailed(TrainingStopped, WriteFailed):
+    """A file of the run could not be written while it trained (a full disk while a checkpoint was saved): training
+    stopped; the checkpoints saved before stay, and `resume=True` continues from the last whole one."""
+
+    def __init__(self, output_dir: str, failure: WriteFailed):
+        self.output_dir, self.failure = output_dir, failure
+        super().__init__(f"{failure}. Training stopped there; what it saved before stays. Free some space, then "
+                         f"continue with --resume (resume=True) and the same --output-dir {output_dir}.")
+
+
 class TrainingDiverged(TrainingStopped, ValueError):
     """The loss or the weights became NaN or infinite: training stopped without saving them."""
 
@@ -180,9 +193,11 @@ class TrainingDiverged(TrainingStopped, ValueError):
 
 
 def resolve(options: TrainingOptions) -> TrainingOptions:
-    """The options with every default filled in from the preset (or from the model of `init_from`); checks what can
-    be checked before any work."""
+    """The options with every path resolved (`resolve_paths`) and every default filled in from the preset (or from
+    the model of `init_from`, or the tokenizer of `tokenizer`); checks what can be checked before any work."""
+    options = resolve_paths(options)
     options = from_initial_model(options)
+    options = from_tokenizer(options)
     options = dataclasses.replace(
         options, **{name: value for name, value in DEFAULTS.items() if getattr(options, name) is None})
     if options.preset not in PRESETS:
@@ -193,7 +208,8 @@ def resolve(options: TrainingOptions) -> TrainingOptions:
     preset = PRESETS[options.preset]
     resolved = dataclasses.replace(
         options,
-        output_dir=options.output_dir or os.path.join("runs", f"posattn-{options.preset}-{options.position}"),
+        output_dir=options.output_dir or resolve_path(
+            os.path.join("runs", f"posattn-{options.preset}-{options.position}"), "--output-dir"),
         data=list(options.data) if options.data else None,
         report_to=check_report_to(options.report_to),
         **{name: getattr(preset, name) if getattr(options, name) is None else getattr(options, name)
@@ -209,6 +225,10 @@ def resolve(options: TrainingOptions) -> TrainingOptions:
             raise ValueError(f"{name} must be a positive number, got {value}.")
     if not 0 <= resolved.seed < 2**32:  # before anything is written: set_seed would refuse it only after
         raise ValueError(f"seed must be an integer from 0 to 2**32 - 1, got {resolved.seed}.")
+    if resolved.seq_len < 2:  # the loss would be NaN from the first step: nothing in a block to predict
+        raise ValueError(f"--seq-len {resolved.seq_len}: the model learns to predict each token of a block from the "
+                         f"tokens before it in the same block, so a block of one token has nothing to learn from. "
+                         f"Give --seq-len 2 or more.")
     limit = bounded_length(resolved)
     if limit is not None and resolved.seq_len > limit:
         raise ValueError(
@@ -217,6 +237,47 @@ def resolve(options: TrainingOptions) -> TrainingOptions:
             f"{limit}, or a scheme that runs at any length ({', '.join(unbounded_schemes())})."
         )
     return resolved
+
+
+def resolve_paths(options: TrainingOptions) -> TrainingOptions:
+    """Every path of `options` as the real absolute path it names (`files.resolve_path`; a `data` source that is not
+    a local path, a Hub dataset name, is kept as given): resolved once, here, and recorded so, so that `--resume`
+    from another folder reads the same files. Empty text is refused, not taken as "not given"."""
+    def path(name: str, flag: str) -> str | None:
+        value = getattr(options, name)
+        return None if value is None else resolve_path(value, flag)
+
+    return dataclasses.replace(
+        options, output_dir=path("output_dir", "--output-dir"), tokenizer=path("tokenizer", "--tokenizer"),
+        init_from=path("init_from", "--init-from"),
+        data=None if options.data is None else [resolve_source(source, "--data") for source in options.data])
+
+
+def reused_tokenizer(folder: str, flag: str):
+    """The tokenizer in `folder` (of --tokenizer or --init-from), checked before any work: readable (a damaged file
+    is named), with an end-of-text token, which training puts between documents and generation stops at."""
+    from .loading import read_tokenizer
+
+    tokenizer = read_tokenizer(folder)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"{flag} {folder}: its tokenizer has no end-of-text token (eos_token), which training puts "
+                         f"between documents and generation stops at. Give a tokenizer that has one (e.g. another "
+                         f"run's folder), or leave {flag} out to train one.")
+    return tokenizer
+
+
+def from_tokenizer(options: TrainingOptions) -> TrainingOptions:
+    """With `tokenizer` (and no `init_from`, which fixes it): the vocabulary size is the tokenizer's, recorded so;
+    a different `vocab_size` given is refused (it would be claimed in the run file and card, and not used). A folder
+    without a tokenizer yet is left to `check_inputs` (the study saves its tokenizer before its runs train)."""
+    if options.tokenizer is None or options.init_from is not None or not has_tokenizer(options.tokenizer):
+        return options
+    size = len(reused_tokenizer(options.tokenizer, "--tokenizer"))
+    if options.vocab_size not in (None, size):
+        raise ValueError(f"--tokenizer {options.tokenizer} has {size} tokens, and --vocab-size {options.vocab_size} "
+                         f"asks for another vocabulary: a reused tokenizer brings its own. Drop --vocab-size (or give "
+                         f"--vocab-size {size}), or leave --tokenizer out to train a tokenizer of that size.")
+    return dataclasses.replace(options, vocab_size=size)
 
 
 def from_initial_model(options: TrainingOptions) -> TrainingOptions:
@@ -230,6 +291,7 @@ def from_initial_model(options: TrainingOptions) -> TrainingOptions:
     from .loading import load_model_config
 
     config = load_model_config(options.init_from, options.rope_parameters)
+    reused_tokenizer(options.init_from, "--init-from")
     fixed = {"position": config.position_embedding_type, "tokenizer": options.init_from,
              "vocab_size": config.vocab_size, "scale_embeddings": config.scale_embeddings}
     changed = [f"{name}={getattr(options, name)!r} (the model's: {value!r})" for name, value in fixed.items()
@@ -284,9 +346,11 @@ def model_config(options: TrainingOptions, tokenizer) -> PosAttnConfig:
     )
 
 
-def resumed_options(options: TrainingOptions, plan: RunPlan) -> TrainingOptions:
-    """On resume: the options the run was started with, for every option not given now; refuses options that
-    would change the run, and a finished run that would not train longer."""
+def resumed_options(options: TrainingOptions, plan: RunPlan) -> tuple[TrainingOptions, str | None]:
+    """On resume: the options the run was started with, for every option not given now, and the checkpoint to
+    continue from (`runs.resume_checkpoint`); refuses options that would change the run, a finished run that would
+    not train longer, and a run none of whose checkpoints is whole."""
+    options = resolve_paths(options)  # compared with the paths the run recorded, resolved
     run = read_run_record(plan.work_dir)
     started, results = run["options"], run["results"]
     changed = [name for name in RUN_IDENTITY
@@ -305,26 +369,41 @@ def resumed_options(options: TrainingOptions, plan: RunPlan) -> TrainingOptions:
             raise ValueError(f"{plan.target} holds a finished run ({steps} steps): there is nothing to resume. To "
                              f"train it longer, give --resume a larger --max-steps (e.g. --max-steps "
                              f"{2 * steps if isinstance(steps, int) else 'N'}).")
-        if last_complete_checkpoint(plan.work_dir) is None:
-            raise ValueError(f"{plan.target} holds a finished run without checkpoints (they were removed): it cannot "
-                             f"be trained longer. Start a new run (with --overwrite, or another --output-dir).")
-    return resolved
+    checkpoint = resume_checkpoint(plan.work_dir)
+    if results is not None and checkpoint is None:
+        raise ValueError(f"{plan.target} holds a finished run without checkpoints (they were removed): it cannot "
+                         f"be trained longer. Start a new run (with --overwrite, or another --output-dir).")
+    return resolved, checkpoint
 
 
-def check_inputs(options: TrainingOptions) -> tuple[TrainingOptions, DatasetDict, RunPlan]:
-    """Every input, in the order a user fixes them, before any work: the options, the data, the tokenizer, then the
-    output folder (on resume the folder comes first: it holds the options). Reads only: every process of a
-    distributed run checks the same."""
+@dataclass
+class Inputs:
+    """What `check_inputs` checked and read: the resolved options, the text, where the run writes, the model of
+    `init_from` (loaded and checked) and, on resume, the checkpoint to continue from."""
+
+    options: TrainingOptions
+    texts: DatasetDict
+    plan: RunPlan
+    initial_model: PosAttnForCausalLM | None = None
+    checkpoint: str | None = None
+
+
+def check_inputs(options: TrainingOptions) -> Inputs:
+    """Every input, in the order a user fixes them, before any work: the options, the data, the tokenizer, the
+    model of --init-from (its weights too), then the output folder (on resume the folder comes first: it holds the
+    options; then its checkpoints). Reads only: every process of a distributed run checks the same."""
     if options.resume:
         plan = plan_run(resolve(options).output_dir, resume=True)
-        options = resumed_options(options, plan)
-        return options, load_texts(options.data, options.text_column), plan
+        options, checkpoint = resumed_options(options, plan)
+        texts = load_texts(options.data, options.text_column)
+        return Inputs(options, texts, plan, load_initial_model(options), checkpoint)
     options = resolve(options)
     texts = load_texts(options.data, options.text_column)
     if options.tokenizer and not has_tokenizer(options.tokenizer):
         raise ValueError(f"--tokenizer {options.tokenizer}: no tokenizer.json there; give a folder that holds a "
                          f"tokenizer (e.g. another run's --output-dir).")
-    return options, texts, plan_run(options.output_dir, overwrite=options.overwrite)
+    initial = load_initial_model(options)  # a damaged --init-from is refused before the run folder is touched
+    return Inputs(options, texts, plan_run(options.output_dir, overwrite=options.overwrite), initial)
 
 
 def usable_length(options: TrainingOptions) -> int:
@@ -450,6 +529,15 @@ class StopAtMaxSteps(TrainerCallback):
             raise NothingLeftToTrain
 
 
+class NormalModes(TrainerCallback):
+    """A checkpoint's files get the mode an ordinary open() gives, as every other file of the run (safetensors
+    writes its weights 0600)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if args.should_save:
+            normal_modes(os.path.join(args.output_dir, f"checkpoint-{state.global_step}"))
+
+
 class StopOnNonFinite(TrainerCallback):
     """Stops a run whose loss or weights became NaN or infinite, before they reach a checkpoint: the weights are
     checked whenever a step is about to be logged or saved, the loss whenever it is logged. `found` says what and
@@ -545,7 +633,8 @@ def train(options: TrainingOptions) -> TrainingResult:
 
 def train_run(options: TrainingOptions) -> TrainingResult:
     start = time.perf_counter()
-    options, texts, plan = check_inputs(options)
+    inputs = check_inputs(options)
+    options, texts, plan = inputs.options, inputs.texts, inputs.plan
     args = training_arguments(options, plan.work_dir)
     # Under torchrun or accelerate launch this joins the run's other processes (one per device). Only the main process
     # writes to the output folder, as the Trainer decides it (`should_save`); it does so once every process has
@@ -557,8 +646,8 @@ def train_run(options: TrainingOptions) -> TrainingResult:
             if args.should_save:  # the folder is touched only now: bad input above leaves it as it was
                 owned.enter_context(claim(plan))
                 record_start(options, plan, tokenizer)
-        trainer = make_trainer(options, args, tokenizer, blocks)
-        train_output = fit(trainer, options, plan)
+        trainer = make_trainer(options, args, tokenizer, blocks, inputs.initial_model)
+        train_output = fit(trainer, options, plan, inputs.checkpoint)
         return finish(trainer, options, plan, texts, blocks, train_output, start)
 
 
@@ -574,24 +663,28 @@ def prepare_tokens(options: TrainingOptions, texts: DatasetDict, plan: RunPlan, 
 
 def record_start(options: TrainingOptions, plan: RunPlan, tokenizer) -> None:
     """The run's tokenizer (which --resume reuses) and its options, results to come: an unfinished run."""
-    tokenizer.save_pretrained(plan.work_dir)
+    with saved_whole(plan.work_dir, what=f"the tokenizer in {plan.work_dir}") as temporary:
+        tokenizer.save_pretrained(temporary)
     write_run_file(plan.work_dir, dataclasses.asdict(options), None)
 
 
-def initial_model(options: TrainingOptions, tokenizer) -> PosAttnForCausalLM:
-    """A new model of the preset, or the model of `init_from` (`rope_parameters` applied), checked as every tool
-    checks a model folder."""
+def load_initial_model(options: TrainingOptions) -> PosAttnForCausalLM | None:
+    """The model of `init_from` (`rope_parameters` applied), checked as every tool checks a model folder (a damaged
+    file is named); None without `init_from`."""
     if options.init_from is None:
-        return PosAttnForCausalLM(model_config(options, tokenizer))
+        return None
     from .loading import load_model
 
     return load_model(options.init_from, rope_parameters=options.rope_parameters)[0]
 
 
-def make_trainer(options: TrainingOptions, args: TrainingArguments, tokenizer, blocks: DatasetDict) -> Trainer:
+def make_trainer(options: TrainingOptions, args: TrainingArguments, tokenizer, blocks: DatasetDict,
+                 initial: PosAttnForCausalLM | None = None) -> Trainer:
+    """The Trainer of the run: the model of `init_from` (`initial`, loaded by `check_inputs`), else a new model of
+    the preset."""
     set_seed(options.seed)
     trainer = Trainer(
-        model=initial_model(options, tokenizer),
+        model=initial if initial is not None else PosAttnForCausalLM(model_config(options, tokenizer)),
         args=args,
         train_dataset=blocks["train"],
         eval_dataset=evenly_spaced(blocks["validation"], PERIODIC_EVAL_BLOCKS),
@@ -603,21 +696,25 @@ def make_trainer(options: TrainingOptions, args: TrainingArguments, tokenizer, b
     return trainer
 
 
-def fit(trainer: Trainer, options: TrainingOptions, plan: RunPlan):
-    """`trainer.train`, from the last complete checkpoint on resume; stops cleanly on Ctrl-C and on NaN/inf."""
-    checkpoint = last_complete_checkpoint(plan.work_dir) if plan.resume else None
+def fit(trainer: Trainer, options: TrainingOptions, plan: RunPlan, checkpoint: str | None = None):
+    """`trainer.train`, from `checkpoint` on resume (the last whole one, chosen by `check_inputs`); stops cleanly on
+    Ctrl-C, on NaN/inf and when a checkpoint cannot be written (a full disk)."""
     if plan.resume:
         notice(f"resuming from {checkpoint}" if checkpoint else f"{plan.work_dir} has no checkpoint yet: starting at "
                                                                 f"step 0")
     non_finite = StopOnNonFinite()
     trainer.add_callback(non_finite)
     trainer.add_callback(StopAtMaxSteps())
+    trainer.add_callback(NormalModes())
     with StopOnCtrlC() as stop:
         trainer.add_callback(stop)
         try:
-            train_output = trainer.train(resume_from_checkpoint=checkpoint)
+            with writing(f"a checkpoint in {plan.work_dir}"):  # safetensors' and torch.save's failures say so
+                train_output = trainer.train(resume_from_checkpoint=checkpoint)
         except NothingLeftToTrain:
             train_output = TrainOutput(trainer.state.global_step, 0.0, {"train_runtime": 0.0})
+        except WriteFailed as failure:
+            raise TrainingWriteFailed(plan.target, failure) from failure
     if non_finite.found:
         step, what = non_finite.found
         raise TrainingDiverged(plan.target, step, what, options.learning_rate,
@@ -632,7 +729,8 @@ def finish(trainer: Trainer, options: TrainingOptions, plan: RunPlan, texts: Dat
     """Evaluate on the whole validation split, save the model whole, sample it, then record the results: the card,
     and the run file last (a run without results is an unfinished one)."""
     args, model, tokenizer = trainer.args, trainer.model, trainer.processing_class
-    trainer.save_state()  # trainer_state.json in the run folder, for its training figure (checkpoints may go)
+    if args.should_save:  # trainer_state.json in the run folder, for its training figure (checkpoints may go)
+        write_with(os.path.join(plan.work_dir, "trainer_state.json"), trainer.state.save_to_json)
     eval_loss = trainer.evaluate(blocks["validation"])["eval_loss"]
     validation_ids = np.array(blocks["validation"]["input_ids"])
     baseline = text_unigram_baseline(tokenizer, texts["train"]["text"], texts["validation"]["text"])
@@ -680,5 +778,5 @@ def save_model(trainer: Trainer, folder: str) -> None:
     if not trainer.args.should_save:
         trainer.save_model(os.path.join(folder, "unused"))  # writes nothing off the main process
         return
-    with saved_whole(folder) as temporary:
+    with saved_whole(folder, what=f"the model in {folder}") as temporary:
         trainer.save_model(temporary)
