@@ -1,6 +1,9 @@
 """Shared helpers: tiny configs for every scheme, and running Python where hf_posattn cannot be imported."""
 
+import contextlib
 import os
+import resource
+import signal
 import subprocess
 import sys
 import textwrap
@@ -124,3 +127,18 @@ def assert_png(path, size: tuple[int, int]):
         assert image.format == "PNG" and image.size == size, (image.format, image.size, size)
         pixels = np.asarray(image.convert("L"), dtype=np.float64)
     assert pixels.std() > 20, f"{path} looks blank (pixel std {pixels.std():.1f})"
+
+
+@contextlib.contextmanager
+def disk_full_past(size: int):
+    """Inside the block, writing past `size` bytes of any file fails as on a full disk, for real: the kernel
+    refuses it (RLIMIT_FSIZE; EFBIG, "File too large"), for Python's writes and for those of Rust and C++ libraries
+    (safetensors, torch.save) alike, whoever runs the tests (a read-only folder does not stop root)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel's signal ends the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)

@@ -196,6 +196,88 @@ def test_push_uploads_a_folder_that_loads_as_remote_code(trained, tmp_path, monk
     assert out.startswith("ROMEO:")
 
 
+def captured_push(monkeypatch) -> dict:
+    """The real push path, with only the Hub's two network calls replaced: returns what would be sent, by name."""
+    sent = {}
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        for operation in operations:
+            source = operation.path_or_fileobj
+            sent[operation.path_in_repo] = open(source, "rb").read() if isinstance(source, str) else source
+        return huggingface_hub.CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/0", commit_message="",
+                                          commit_description="", oid="0" * 40)
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: None)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    return sent
+
+
+def test_push_uploads_only_what_the_run_wrote_and_none_of_this_machines_paths(trained, user_text, tmp_path,
+                                                                               monkeypatch, capsys):
+    """A run whose --data, --tokenizer and --output-dir are paths here: the run file and card that are uploaded name
+    them by their base names (the local run file keeps them whole, for --resume); a *.safetensors the run did not
+    write is not uploaded; a symbolic link among the files (to anything, anywhere) stops the push."""
+    folder = tmp_path / "model"
+    assert posattn("train", *[a for a in FAST if a not in ("--vocab-size", "512")], "--data", user_text,
+                   "--tokenizer", trained, "--output-dir", folder) == 0
+    local = json.loads((folder / RUN_FILE).read_text())
+    assert local["options"]["data"] == [str(user_text)] and local["options"]["tokenizer"] == str(trained)
+    (folder / "model-private.safetensors").write_bytes(b"not the run's")
+    sent = captured_push(monkeypatch)
+    before = snapshot(folder)
+    assert posattn("push", folder, "someone/tiny", "--token", "hf_test") == 0
+    assert "not uploaded: model-private.safetensors" in capsys.readouterr().err and snapshot(folder) == before
+    assert "model-private.safetensors" not in sent and "model.safetensors" in sent
+    machine = str(tmp_path.parent).encode()
+    assert [name for name, data in sent.items() if machine in data] == []
+    shared = json.loads(sent[RUN_FILE])
+    assert shared["options"]["data"] == [user_text.name] and shared["options"]["tokenizer"] == trained.name
+    assert shared["options"]["output_dir"] == shared["results"]["output_dir"] == "model"
+    assert shared["results"]["data"] == user_text.name and f"--data {user_text.name}" in sent["README.md"].decode()
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private")
+    for name in ("tokenizer.json", "positional.py"):  # one the run file lists, one that config.json's code imports
+        original = folder / name
+        original.rename(tmp_path / name)
+        original.symlink_to(secret)
+        sent.clear()
+        assert posattn("push", folder, "someone/tiny", "--token", "hf_test") == 2
+        err = capsys.readouterr().err
+        assert f"{name} is a symbolic link: push uploads only the files a run wrote" in err, err
+        assert sent == {}
+        original.unlink()
+        (tmp_path / name).rename(original)
+
+
+def test_a_reused_tokenizer_is_checked_before_any_work(trained, user_text, tmp_path, capsys):
+    """--tokenizer brings its own vocabulary: another --vocab-size is refused (it would be recorded and not used),
+    as is a tokenizer without an end-of-text token (documents are joined with it) or a damaged one."""
+    output = tmp_path / "out"
+    assert posattn("train", *FAST[:6], "--vocab-size", "300", "--data", user_text, "--tokenizer", trained,
+                   "--output-dir", output) == 2
+    assert f"--tokenizer {trained} has 512 tokens, and --vocab-size 300 asks for another" in capsys.readouterr().err
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    words = Tokenizer(models.BPE())
+    words.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    words.train_from_iterator([user_text.read_text()], trainers.BpeTrainer(
+        vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    PreTrainedTokenizerFast(tokenizer_object=words).save_pretrained(tmp_path / "no-eos")
+    assert posattn("train", *FAST[:6], "--data", user_text, "--tokenizer", tmp_path / "no-eos",
+                   "--output-dir", output) == 2
+    assert "its tokenizer has no end-of-text token (eos_token)" in capsys.readouterr().err
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "tokenizer.json").write_text((trained / "tokenizer.json").read_text()[:500])
+    assert posattn("train", *FAST[:6], "--data", user_text, "--tokenizer", damaged, "--output-dir", output) == 2
+    err = capsys.readouterr().err
+    assert f"{damaged / 'tokenizer.json'} cannot be read" in err and "Traceback" not in err
+    assert not output.exists()
+
+
 def test_push_offline_or_without_a_token_changes_nothing(trained, tmp_path, monkeypatch, capsys):
     def network(self, *args, **kwargs):
         raise AssertionError("no request may be sent")
@@ -225,6 +307,7 @@ def test_push_offline_or_without_a_token_changes_nothing(trained, tmp_path, monk
         ("learned-too-long", "--seq-len 2048 is above the 1024 positions"),
         ("no-run-to-resume", "holds no run of `posattn train` to continue"),
         ("short-validation", "the validation text is shorter than one block"),
+        ("seq-len-1", "--seq-len 1: the model learns to predict each token of a block from the tokens before it"),
     ],
 )
 def test_bad_input_gets_a_clear_error(case, message, tmp_path, capsys):
@@ -242,6 +325,9 @@ def test_bad_input_gets_a_clear_error(case, message, tmp_path, capsys):
     elif case == "short-validation":
         data.write_text("To be, or not to be, that is the question.\n" * 200)
         args += ["--seq-len", "512"]
+    elif case == "seq-len-1":  # the loss would be NaN at once, and blamed on the learning rate
+        data.write_text("To be, or not to be, that is the question.\n" * 200)
+        args += ["--seq-len", "1"]
     assert posattn(*args) == 2
     err = capsys.readouterr().err
     assert err.startswith("posattn train: error: ") and message in err, err

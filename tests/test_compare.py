@@ -5,6 +5,12 @@ import csv
 import json
 import math
 import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -131,8 +137,80 @@ def test_bad_input_is_refused_before_any_work(text, tmp_path, capsys):
     assert "above the 1024 positions that learned positions have" in capsys.readouterr().err
     assert posattn("compare", *TINY, "--eval-tokens", "1000", "--data", text, "--output-dir", folder) == 2
     assert "fewer than one window of the longest evaluation length 2048" in capsys.readouterr().err
+    assert posattn("compare", "--seq-len", "1", *TINY[2:], "--data", text, "--output-dir", folder) == 2
+    assert "--seq-len 1: the model learns to predict each token of a block from the tokens before it" in \
+        capsys.readouterr().err
     with pytest.raises(SystemExit) as exited:  # argparse: usage and exit status 2
         posattn("compare", "--seeds", "0,-1", "--output-dir", folder)
     assert exited.value.code == 2 and "expected seeds (integers >= 0)" in capsys.readouterr().err
     assert not folder.exists()
 
+
+
+# ---- the study's folder ----
+
+SMALL = ["--positions", "none", "--seq-len", "16", "--factors", "1", "--max-steps", "2", "--batch-size", "2",
+         "--vocab-size", "300"]
+
+
+@pytest.mark.parametrize("mine", ["compare.csv", "tokenizer", "a training run"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_folder_that_is_not_a_study_is_neither_written_nor_read(mine, overwrite, text, tmp_path, capsys):
+    """A user's own compare.csv is not replaced, a tokenizer/ found there is not used (whatever --vocab-size says),
+    a run of `posattn train` is not taken for a study: the folder is refused, with or without --overwrite."""
+    from hf_posattn.tokenization import train_tokenizer
+
+    from test_cli import snapshot
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    if mine == "compare.csv":
+        (folder / "compare.csv").write_text("my,own,table\n")
+    elif mine == "tokenizer":
+        train_tokenizer(["other words entirely " * 100], 280).save_pretrained(folder / "tokenizer")
+    else:
+        (folder / "posattn_run.json").write_text('{"options": {}, "results": null}')
+    before = snapshot(folder)
+    assert posattn("compare", *SMALL, "--data", text, "--output-dir", folder, *["--overwrite"] * overwrite) == 2
+    err = capsys.readouterr().err
+    assert f"--output-dir {folder} holds files that are not a posattn study" in err, err
+    assert snapshot(folder) == before and sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+def test_a_study_is_known_by_its_own_file_and_leftovers_of_a_kill_do_not_block_it(text, tmp_path, capsys):
+    study = tmp_path / "study"
+    assert posattn("compare", *SMALL, "--data", text, "--output-dir", study) == 0
+    assert json.loads((study / "posattn_study.json").read_text())["settings"]["output_dir"] == str(study)
+    # What a killed study leaves: a run's half-saved files, a table's temporary file. Neither is a user's.
+    (study / "none-seed0" / ".saving").mkdir()
+    (study / ".compare.csv.0badcafe.tmp").write_text("scheme,")
+    assert posattn("compare", *SMALL, "--data", text, "--output-dir", study) == 0
+    assert "reusing the finished run" in capsys.readouterr().err
+    assert posattn("compare", *SMALL[:-5], "3", *SMALL[-4:], "--data", text, "--output-dir", study,
+                   "--overwrite") == 0
+    assert json.loads((study / "none-seed0" / "posattn_run.json").read_text())["results"]["steps"] == 3
+    assert not (study / "none-seed0" / ".saving").exists()
+    # A tokenizer in the study's folder that the study did not record is not used either.
+    shutil.rmtree(study / "tokenizer")
+    from hf_posattn.tokenization import train_tokenizer
+
+    train_tokenizer(["other words entirely " * 100], 280).save_pretrained(study / "tokenizer")
+    assert posattn("compare", *SMALL, "--data", text, "--output-dir", study) == 2
+    assert "holds a tokenizer that this study did not make" in capsys.readouterr().err
+
+
+def test_ctrl_c_says_how_to_continue_the_study(text, tmp_path):
+    study = tmp_path / "study"
+    arguments = ["compare", *SMALL[:-5], "100000", *SMALL[-4:], "--data", str(text), "--output-dir", str(study)]
+    process = subprocess.Popen([sys.executable, "-m", "hf_posattn", *arguments], env=dict(os.environ,
+                               HF_HUB_OFFLINE="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (study / "none-seed0" / "posattn_run.json").exists():  # training has started
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    time.sleep(2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert f"run the same command again: {shlex.join(['posattn', *arguments])}" in err, err
+    assert "--resume" not in err and "Traceback" not in err

@@ -309,6 +309,14 @@ def test_plot_training_refuses_a_folder_without_a_history_before_drawing(trained
     assert not output.exists()
 
 
+def test_plot_training_refuses_an_output_it_cannot_write_before_drawing(trained, tmp_path):
+    (tmp_path / "file").write_text("x")
+    for output, message in ((tmp_path, "is a folder"), (tmp_path / "file" / "out.png", "is a file, so nothing")):
+        with pytest.raises(ValueError, match=message):
+            plot_training_command(trained, "--output", output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
 def test_history_skips_a_state_cut_short_for_the_one_before(tensorboard_run, tmp_path):
     """A run killed while saving checkpoint-6 (or its final state): the newest readable state is read."""
     _, folder = tensorboard_run

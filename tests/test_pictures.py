@@ -215,3 +215,21 @@ def test_context_demo_predicts_every_context_and_attends_to_the_deciding_word(co
         assert shown["heads_on_deciding_word"]
     assert_png(folder / "context.png", (16 * DPI, 8 * DPI))
     assert (folder / "model" / "model.safetensors").is_file()  # kept for `posattn plot-attention`
+
+
+# ---- figures are written whole ----
+
+@pytest.mark.parametrize("command", [["plot-positions", "--positions", 64, "--dim", 32], ["demo", "lookup"]])
+def test_a_figure_that_cannot_be_written_leaves_the_previous_one(command, tmp_path, capsys):
+    """The disk fills while a figure is written over an older one: the older one stays whole, no temporary file is
+    left, and the command says what it could not write (exit status 1, no traceback)."""
+    from conftest import disk_full_past
+
+    output = tmp_path / "figure.png"
+    assert posattn(*command, "--output", output) == 0
+    before = output.read_bytes()
+    with disk_full_past(10_000):
+        assert posattn(*command, "--output", output) == 1
+    err = capsys.readouterr().err
+    assert f"error: cannot write {output}: File too large" in err and "Traceback" not in err, err
+    assert output.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["figure.png"]

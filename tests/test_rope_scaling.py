@@ -206,3 +206,23 @@ def test_rope_scaling_without_a_model_to_scale_is_refused(tmp_path, capsys):
                    "--output-dir", tmp_path / "x") == 2
     assert "--init-from" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("damaged", ["model.safetensors", "tokenizer.json"])
+def test_a_damaged_init_from_is_refused_before_the_run_folder_is_touched(damaged, rotary, tmp_path, capsys):
+    """The model of --init-from is read whole before the run's folder is claimed: refused, it leaves nothing, and
+    the same command succeeds once the model is mended (no half-started run is in the way)."""
+    import shutil
+
+    source = tmp_path / "source"
+    shutil.copytree(rotary, source)
+    good = (source / damaged).read_bytes()
+    (source / damaged).write_bytes(good[: len(good) // 2])
+    command = ["train", "--init-from", source, "--max-steps", 2, "--seq-len", 32, "--batch-size", 2, "--quiet",
+               "--output-dir", tmp_path / "tuned"]
+    assert posattn(*command) == 2
+    err = capsys.readouterr().err
+    assert f"{source / damaged}" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]
+    (source / damaged).write_bytes(good)
+    assert posattn(*command) == 0

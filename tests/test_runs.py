@@ -5,7 +5,9 @@ work, in the order a user fixes it."""
 
 import contextlib
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -15,7 +17,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, Trainer
 
 import hf_posattn.training as training
-from hf_posattn import runs
+from hf_posattn import files, runs
 from hf_posattn.cli import main
 from hf_posattn.convert import main as convert_main
 from hf_posattn.corpus import load_shakespeare
@@ -137,11 +139,12 @@ def fail(*args, **kwargs):
 
 
 @contextlib.contextmanager
-def saved_then_disk_full(folder):
-    """The real `saved_whole`, failing once the files are saved, before they are renamed into place."""
-    with runs.saved_whole(folder) as temporary:
+def saved_then_disk_full(folder, what=None):
+    """The real `saved_whole`, failing once the model's files are saved, before they are renamed into place."""
+    with files.saved_whole(folder, what) as temporary:
         yield temporary
-        raise OSError(28, "No space left on device (injected)")
+        if what and "the model" in what:
+            raise OSError(28, "No space left on device (injected)")
 
 
 def fail_after_training(original):
@@ -178,7 +181,7 @@ def test_a_replacement_that_fails_at_any_phase_leaves_the_old_run_as_it_was(phas
     assert AutoModelForCausalLM.from_pretrained(run).config.position_embedding_type == "sinusoidal"
     train(options(run, text, position="alibi", overwrite=True))
     assert AutoModelForCausalLM.from_pretrained(run).config.position_embedding_type == "alibi"
-    assert sorted(p.name for p in run.parent.iterdir()) == [".model.lock", "model"]
+    assert sorted(p.name for p in run.parent.iterdir()) == ["model"]
 
 
 def test_an_interrupted_replacement_resumes_in_its_staging_folder(run, text, monkeypatch, capsys):
@@ -343,3 +346,144 @@ def test_convert_onto_a_file_or_a_model_without_overwrite_is_refused(gpt2, run, 
     convert_main([str(gpt2), str(run), "--overwrite"])  # a model there is replaced when told to
     assert json.loads((run / "config.json").read_text())["position_embedding_type"] == "learned"
     assert not (run / RUN_FILE).exists() and not list(run.glob("checkpoint-*"))
+
+
+# ---- a path means one folder ----
+
+@pytest.mark.parametrize("arguments, flag", [
+    (["train", *FAST, "--output-dir", "", "--overwrite"], "--output-dir"),  # not the default folder
+    (["train", *FAST, "--tokenizer", ""], "--tokenizer"),  # not "train a tokenizer"
+    (["train", *FAST, "--data", ""], "--data"),
+    (["train", *FAST, "--init-from", ""], "--init-from"),
+    (["compare", "--positions", "none", "--output-dir", ""], "--output-dir"),
+    (["demo", "context", "--output-dir", "", "--steps", "1"], "--output-dir"),
+    (["plot-positions", "--output", ""], "--output"),
+    (["evaluate", "somewhere", "--output", ""], "--output"),
+    (["plot-positions", ""], "DIR"),
+])
+def test_an_empty_path_is_refused_not_taken_for_its_default(arguments, flag, tmp_path, monkeypatch, capsys):
+    """An unset shell variable gives empty text: the command stops, naming the option, and writes nothing (the
+    default run, runs/posattn-tiny-sinusoidal here, is not replaced)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "posattn-tiny-sinusoidal").mkdir(parents=True)
+    (tmp_path / "runs" / "posattn-tiny-sinusoidal" / RUN_FILE).write_text('{"options": {}, "results": null}')
+    before = snapshot(tmp_path)
+    assert posattn(*arguments) == 2
+    err = capsys.readouterr().err
+    assert f"error: {flag} is empty" in err and "Traceback" not in err, err
+    assert snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+
+
+def test_paths_are_recorded_resolved_and_resume_reads_them_from_anywhere(finished, text, tmp_path, monkeypatch,
+                                                                        capsys):
+    """--data and --tokenizer given relative to one folder are recorded as the files they name; --resume from
+    another folder, which holds other files of the same names, reads the same ones."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    shutil.copy(text, one / "play.txt")
+    shutil.copytree(finished, one / "tokens")
+    (two / "play.txt").write_text("Another text of the same name, much shorter.\n" * 300)
+    monkeypatch.chdir(one)
+    assert posattn("train", "--max-steps", "4", "--seq-len", "16", "--batch-size", "2", "--eval-steps", "2",
+                   "--quiet", "--data", "play.txt", "--tokenizer", "tokens", "--output-dir", "model") == 0
+    options = json.loads((one / "model" / RUN_FILE).read_text())["options"]
+    assert options["data"] == [str(one / "play.txt")] and options["tokenizer"] == str(one / "tokens")
+    assert options["output_dir"] == str(one / "model")
+    first = json.loads((one / "model" / RUN_FILE).read_text())["results"]
+    monkeypatch.chdir(two)
+    assert posattn("train", "--output-dir", one / "model", "--resume", "--max-steps", "6", "--quiet") == 0
+    resumed = json.loads((one / "model" / RUN_FILE).read_text())
+    assert resumed["options"]["data"] == [str(one / "play.txt")] and resumed["results"]["steps"] == 6
+    assert resumed["results"]["validation_tokens"] == first["validation_tokens"]  # the same text, not two's
+    # Given again from here, the same relative name is another file: that changes the run, and is refused.
+    assert posattn("train", "--output-dir", one / "model", "--resume", "--max-steps", "8", "--data", "play.txt") == 2
+    assert f"data=['{one / 'play.txt'}'] (now ['{two / 'play.txt'}'])" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("held, written", [("real", "link"), ("link", "real"), ("real", "spelled")])
+def test_every_spelling_of_a_folder_shares_one_lock(held, written, run, text, tmp_path, capsys):
+    """The lock is keyed on the folder's real path: a symbolic link to it, or a path through `..`, is the same
+    folder, and a second writer through it is refused."""
+    (tmp_path / "link").symlink_to(run)
+    paths = {"real": run, "link": tmp_path / "link", "spelled": tmp_path / "link" / ".." / "model"}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(paths[held])], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        before = snapshot(run)
+        assert posattn("train", *FAST, "--data", text, "--output-dir", paths[written], "--overwrite") == 2
+        assert f"{run} is being written by another posattn process" in capsys.readouterr().err
+        assert snapshot(run) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_overwrite_through_a_symbolic_link_replaces_the_run_where_it_points(run, text, tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(run)
+    for position in ("alibi", "rotary"):  # twice: the second replaces the first, through the same link
+        assert posattn("train", *FAST, "--data", text, "--output-dir", link, "--overwrite", "--position",
+                       position) == 0
+        assert link.is_symlink() and link.resolve() == run
+        assert json.loads((run / "config.json").read_text())["position_embedding_type"] == position
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "model"]  # no lock, staging or old run left
+
+
+# ---- what a writer leaves ----
+
+def test_files_get_the_modes_an_ordinary_open_gives(finished):
+    """Everything in a run folder, whoever wrote it (this package's temporary files, safetensors, torch.save,
+    matplotlib), is 0644 under umask 022, as a file that `open` makes."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    modes = {str(path.relative_to(finished)): stat.S_IMODE(path.stat().st_mode) for path in finished.rglob("*")
+             if path.is_file()}
+    assert {RUN_FILE, "model.safetensors", "config.json", "README.md", "training.png",
+            "checkpoint-4/model.safetensors", "checkpoint-4/optimizer.pt"} <= set(modes)
+    assert {name: mode for name, mode in modes.items() if mode != 0o666 & ~umask} == {}
+
+
+def test_no_lock_is_left_and_a_refused_command_creates_nothing(text, tmp_path, capsys):
+    # Refused under the study's lock (after its folders' checks): no lock file, and not the folders made for it.
+    where = tmp_path / "new" / "deeper" / "study"
+    assert posattn(*STUDY, "--data", text, "--output-dir", where, "--eval-tokens", "1") == 2
+    assert "fewer than one window" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    # Refused because another writer holds the folder: its lock is the other's, and stays only while it is held.
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "m")], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert posattn("train", *FAST, "--data", text, "--output-dir", tmp_path / "m") == 2
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".m.lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    # A killed holder leaves its lock file: it holds nothing, and the next writer takes it and removes it.
+    assert posattn("train", *FAST, "--data", text, "--output-dir", tmp_path / "m") == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_leftovers_of_a_killed_writer_block_nothing(run, text, tmp_path):
+    """What this package leaves when killed (`.saving`, temporary files) is not a user's file: it does not stop
+    --overwrite, and it is cleared when the folder is next written."""
+    (run / ".saving").mkdir()
+    (run / ".saving" / "config.json").write_text("{}")
+    (run / f".{RUN_FILE}.0badcafe.tmp").write_text("{")
+    assert posattn("train", *FAST, "--data", text, "--output-dir", run, "--overwrite", "--position", "alibi") == 0
+    assert not (run / ".saving").exists() and not list(run.glob(".*.tmp"))
+    # A folder holding nothing else is free: a new run goes there without --overwrite.
+    free = tmp_path / "free"
+    (free / ".saving").mkdir(parents=True)
+    (free / ".config.json.12345678.tmp").write_text("")
+    assert posattn("train", *FAST, "--data", text, "--output-dir", free) == 0
+    assert sorted(p.name for p in free.iterdir() if p.name.startswith(".")) == []
+
+
+def test_plot_positions_bounds_its_dimensions(tmp_path, capsys):
+    for dim, message in (("2000000000", "at most 4096 dimensions"), ("3", "an even number of dimensions")):
+        with pytest.raises(SystemExit) as exited:
+            posattn("plot-positions", "--dim", dim, "--output", tmp_path / "p.png")
+        assert exited.value.code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
