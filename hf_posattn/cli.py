@@ -405,7 +405,7 @@ def run_plot_positions(args) -> int:
 
     pyplot()  # fails now, before loading a model, if matplotlib is missing
     output = resolve_path(args.output, "--output")
-    check_output_file(output)
+    check_output_file(output, example="positions.png")
     model = load_model(resolve_path(args.dir, "DIR"))[0] if args.dir is not None else None
     print(f"wrote {plot_positions(output, model, args.positions, args.dim)}")
     return 0
@@ -441,11 +441,11 @@ def run_plot_attention(args) -> int:
 
     pyplot()  # missing optional dependencies fail now, before any work
     output = resolve_path(args.output, "--output")
-    check_output_file(output)
+    check_output_file(output, example="attention.png")
     html = None if args.html is None else resolve_path(args.html, "--html")
     if html:
         import_head_view()
-        check_output_file(html, "--html")
+        check_output_file(html, "--html", example="attention.html")
     model, tokenizer = load_model(resolve_path(args.dir, "DIR"), attn_implementation="eager")
     weights, labels = attention_weights(model, tokenizer, args.text, args.max_tokens)
     print(f"wrote {plot_attention(output, weights, labels, args.layer, args.head)}")
@@ -503,7 +503,7 @@ def run_demo(args) -> int:
 
     pyplot()
     output = resolve_path(f"{args.name}.png" if args.output is None else args.output, "--output")
-    check_output_file(output)
+    check_output_file(output, example=f"{args.name}.png")
     output_dir = None if args.output_dir is None else resolve_path(args.output_dir, "--output-dir")
     if args.name == "lookup":
         lookup_demo(output)

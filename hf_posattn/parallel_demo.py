@@ -356,7 +356,7 @@ def parallel_demo(output: str = "parallel.png", lengths=DEFAULT_LENGTHS, hidden:
     from .runs import check_output_file
 
     pyplot()  # no matplotlib, or nowhere to write: say so now, not after the timings
-    check_output_file(output)
+    check_output_file(output, example="parallel.png")
     heads = default_heads(hidden) if heads is None else heads
     lengths, resolved = check_options(lengths, hidden, heads, batch, repeats, device, attn_implementation, backward,
                                       threads)

@@ -223,7 +223,7 @@ def run_plot_training(args) -> int:
 
     pyplot()  # fails now if matplotlib is missing
     output = resolve_path(args.output, "--output")
-    check_output_file(output)  # a folder, or a path under a file: refused before anything is read or drawn
+    check_output_file(output, example=TRAINING_FIGURE)  # a folder, or under a file: refused before any drawing
     folders = {given: resolve_path(given, "DIR") for given in args.dirs}  # labelled as given, read as resolved
     if len(set(folders.values())) < len(args.dirs):
         raise ValueError(f"a run folder is given twice ({' '.join(args.dirs)}): give each once.")

@@ -97,10 +97,10 @@ def check_output_dir(folder: str, flag: str = "--output-dir") -> None:
     check_writable(os.path.abspath(folder), flag)
 
 
-def check_output_file(path: str, flag: str = "--output") -> None:
+def check_output_file(path: str, flag: str = "--output", example: str = "results.json") -> None:
     """A file this process could write: not a folder, under a folder it may write to (made if needed)."""
     if os.path.isdir(path):
-        raise ValueError(f"{flag} {path} is a folder: give a file name, e.g. {os.path.join(path, 'results.json')}.")
+        raise ValueError(f"{flag} {path} is a folder: give a file name, e.g. {os.path.join(path, example)}.")
     check_writable(os.path.dirname(os.path.abspath(path)), flag, what=path)
 
 
