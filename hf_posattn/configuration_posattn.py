@@ -5,13 +5,12 @@ library) and its flat sibling `positional.py`, never the rest of the `hf_posattn
 """
 
 import copy
-import math
 import os
 
 from huggingface_hub.dataclasses import as_validated_field, strict
-from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
-from transformers.activations import ACT2FN
+from huggingface_hub.errors import StrictDataclassError, StrictDataclassFieldValidationError
 from transformers.configuration_utils import PreTrainedConfig
+from transformers.utils.type_validators import activation_fn_key, interval, positive_int_field
 
 from .positional import POSITION_EMBEDDING_TYPES, POSITION_SCHEMES, scheme_field_names, schemes_reading
 
@@ -48,59 +47,12 @@ EARLIER_DEFAULTS = {
 ROPE_ALIASES = ("rope_theta", "rope_scaling")
 
 
-def checked(allowed: str, accepts):
-    """A config field whose values must pass `accepts`; `allowed` says which do, in the error message. Used as
-    `field: int = checked("...", test)(default=...)`, the way transformers' `interval(...)` fields are."""
-
-    def validator(value):
-        if not accepts(value):
-            raise ValueError(allowed)
-
-    validator.allowed = allowed
-    return as_validated_field(validator)
-
-
-def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-positive_int = checked("expected a positive integer", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0)
-positive_number = checked("expected a positive, finite number", lambda v: is_number(v) and v > 0)
-probability = checked("expected a probability in [0, 1)", lambda v: is_number(v) and 0 <= v < 1)
-boolean = checked("expected True or False", lambda v: isinstance(v, bool))
-
-
-def one_of_the_schemes(value):
+@as_validated_field
+def one_of_the_schemes(value: str):
     if value not in POSITION_SCHEMES:  # read live: schemes registered at run time count
-        raise ValueError(f"expected one of {', '.join(map(repr, POSITION_EMBEDDING_TYPES))}")
+        raise ValueError(f"Value must be one of {', '.join(map(repr, POSITION_EMBEDDING_TYPES))}, got {value!r}.")
 
 
-def with_value_errors(cls):
-    """Make `@strict`'s errors `ValueError`s that name the field, the value and what is allowed, as every error of
-    this package about bad input is (`@strict` raises its own exception classes, which callers do not catch)."""
-    strict_setattr, strict_validate = cls.__setattr__, cls.validate
-
-    def __setattr__(self, name, value):
-        try:
-            strict_setattr(self, name, value)
-        except StrictDataclassFieldValidationError as error:
-            # A type error comes first, from the annotation; the field's own check says what is allowed.
-            cause = error.__cause__
-            checks = [check.allowed for check in self.__validators__.get(name, []) if hasattr(check, "allowed")]
-            allowed = str(cause) if isinstance(cause, ValueError) or not checks else checks[0]
-            raise ValueError(f"{cls.__name__}.{name}={value!r} is invalid: {allowed}.") from None
-
-    def validate(self):
-        try:
-            strict_validate(self)
-        except StrictDataclassClassValidationError as error:
-            raise ValueError(str(error.__cause__)) from None
-
-    cls.__setattr__, cls.validate = __setattr__, validate
-    return cls
-
-
-@with_value_errors
 @strict
 class PosAttnConfig(PreTrainedConfig):
     r"""
@@ -143,8 +95,10 @@ class PosAttnConfig(PreTrainedConfig):
         pad_token_id, bos_token_id, eos_token_id (`int`, *optional*): Special token ids.
 
     The fields marked with a scheme exist only in configs of that scheme: a config holds what its model reads, and
-    a field given for a scheme that does not read it is refused. Every value is checked at construction: a wrong one
-    raises a `ValueError` that names the field, the value and what is allowed.
+    a field given for a scheme that does not read it is refused. Every value is checked at construction, with
+    `@strict` as transformers' own configs are: a wrong one raises a `StrictDataclassFieldValidationError` (or, for
+    a check across fields, a `StrictDataclassClassValidationError`) that names the field, the value and what is
+    allowed; `from_pretrained` raises a `ValueError` that also names the config.json.
 
     Example:
 
@@ -168,25 +122,23 @@ class PosAttnConfig(PreTrainedConfig):
         "layers.*.mlp.down_proj": "rowwise",
     }
 
-    vocab_size: int = positive_int(default=8192)
-    hidden_size: int = positive_int(default=256)
-    num_hidden_layers: int = positive_int(default=4)
-    num_attention_heads: int = positive_int(default=4)
-    intermediate_size: int = positive_int(default=1024)
-    hidden_act: str = checked("expected the name of an activation in transformers.activations.ACT2FN, e.g. 'gelu', "
-                              "'gelu_new', 'relu', 'silu'", lambda v: isinstance(v, str) and v in ACT2FN)(default="gelu")
-    max_position_embeddings: int = positive_int(default=1024)
-    position_embedding_type: str = as_validated_field(one_of_the_schemes)(default="sinusoidal")
-    type_vocab_size: int = checked("expected an integer >= 0 (0 turns segment embeddings off)",
-                                   lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0)(default=2)
-    embedding_layer_norm: bool = boolean(default=True)
-    scale_embeddings: bool = boolean(default=False)
-    layer_norm_eps: int | float = positive_number(default=1e-5)
-    hidden_dropout_prob: int | float = probability(default=0.1)
-    attention_probs_dropout_prob: int | float = probability(default=0.1)
-    initializer_range: int | float = positive_number(default=0.02)
-    tie_word_embeddings: bool = boolean(default=True)
-    use_cache: bool = boolean(default=True)
+    vocab_size: int = positive_int_field(default=8192)
+    hidden_size: int = positive_int_field(default=256)
+    num_hidden_layers: int = positive_int_field(default=4)
+    num_attention_heads: int = positive_int_field(default=4)
+    intermediate_size: int = positive_int_field(default=1024)
+    hidden_act: str = activation_fn_key(default="gelu")
+    max_position_embeddings: int = positive_int_field(default=1024)
+    position_embedding_type: str = one_of_the_schemes(default="sinusoidal")
+    type_vocab_size: int = interval(min=0)(default=2)
+    embedding_layer_norm: bool = True
+    scale_embeddings: bool = False
+    layer_norm_eps: float = interval(min=0.0, max=1.0, exclude_min=True)(default=1e-5)
+    hidden_dropout_prob: float | int = interval(min=0.0, max=1.0, exclude_max=True)(default=0.1)
+    attention_probs_dropout_prob: float | int = interval(min=0.0, max=1.0, exclude_max=True)(default=0.1)
+    initializer_range: float = interval(min=0.0, max=1.0, exclude_min=True)(default=0.02)
+    tie_word_embeddings: bool = True
+    use_cache: bool = True
     pad_token_id: int | None = None
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
@@ -230,12 +182,11 @@ class PosAttnConfig(PreTrainedConfig):
                 self.convert_rope_params_to_dict()  # transformers' defaults: rope_type "default", rope_theta 10000
 
     def refuse_scheme_field(self, name, value):
+        """Refused as `@strict` refuses a field's value, with what to do instead."""
         readers = schemes_reading("rope_parameters" if name in ROPE_ALIASES else name)
-        raise ValueError(
-            f"{type(self).__name__}.{name}={value!r} is invalid: position_embedding_type="
-            f"{self.position_embedding_type!r} does not read it (it is read by {' and '.join(map(repr, readers))}). "
-            f"Leave it out, or choose such a scheme."
-        )
+        raise StrictDataclassFieldValidationError(field=name, cause=ValueError(
+            f"position_embedding_type={self.position_embedding_type!r} does not read it (it is read by "
+            f"{' and '.join(map(repr, readers))}), got {value!r}. Leave it out, or choose such a scheme."))
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):
@@ -258,7 +209,7 @@ class PosAttnConfig(PreTrainedConfig):
             )
         try:
             return super().from_dict(config_dict, **kwargs)
-        except ValueError as error:
+        except (ValueError, StrictDataclassError) as error:
             raise ValueError(f"{source}: {error} Correct it in the file.") from error
 
     @property
@@ -266,24 +217,25 @@ class PosAttnConfig(PreTrainedConfig):
         return self.hidden_size // self.num_attention_heads
 
     def validate_architecture(self):
-        """The checks across fields (each field's own values are checked when it is set). Part of `@strict`'s
-        `validate()`, which runs at construction, when a model is built from the config, and before `save_pretrained`
-        writes it."""
+        """The checks across fields (each field's own values are checked when it is set), and the scheme's checks of
+        the fields it reads. Part of `@strict`'s `validate()`, which runs at construction, when a model is built from
+        the config, and before `save_pretrained` writes it."""
         if self.hidden_size % self.num_attention_heads:
-            self.refuse("hidden_size", f"must be divisible by num_attention_heads={self.num_attention_heads}")
+            raise ValueError(f"hidden_size={self.hidden_size} must be divisible by num_attention_heads="
+                             f"{self.num_attention_heads}.")
         problem = POSITION_SCHEMES[self.position_embedding_type].config_problem(self)
         if problem is not None:
-            self.refuse(*problem)
+            field, allowed = problem
+            raise ValueError(f"{field}={getattr(self, field)!r} is invalid for position_embedding_type="
+                             f"{self.position_embedding_type!r}: {allowed}.")
 
     def validate_rope(self):
-        """transformers' checks of `rope_parameters` (only the schemes that read it have it)."""
+        """transformers' checks of `rope_parameters` (only the schemes that read them have them). transformers raises
+        a KeyError for a parameter that a rope_type needs and lacks; `@strict` reports ValueErrors."""
         try:
             super().validate_rope()
-        except (ValueError, KeyError) as error:  # KeyError: a parameter its rope_type needs is missing
-            self.refuse("rope_parameters", str(error).strip('"'))
-
-    def refuse(self, field, allowed):
-        raise ValueError(f"{type(self).__name__}.{field}={getattr(self, field)!r} is invalid: {allowed}.")
+        except KeyError as error:
+            raise ValueError(str(error).strip('"')) from None
 
 
 __all__ = ["PosAttnConfig", "POSITION_EMBEDDING_TYPES", "ARCHITECTURE_FIELDS"]

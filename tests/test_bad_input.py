@@ -129,9 +129,10 @@ def edit_config(**changes):
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (edit_config(position_embedding_type="rope"), r" PosAttnConfig.position_embedding_type='rope' is invalid: "
-                                                       r"expected one of"),
-        (edit_config(hidden_size="32"), r" PosAttnConfig.hidden_size='32' is invalid: expected a positive integer"),
+        (edit_config(position_embedding_type="rope"), r" Validation error for field 'position_embedding_type':\s+"
+                                                       r"ValueError: Value must be one of 'sinusoidal'"),
+        (edit_config(hidden_size="32"), r" Validation error for field 'hidden_size':\s+TypeError: Field "
+                                        r"'hidden_size' expected int, got str"),
         # Without these, the weights were loaded into a model built with defaults: sinusoidal positions for a
         # rotary model (one warning in the load report), or a vocabulary of 8192 (an error about sizes).
         (edit_config(position_embedding_type=None), r" has no position_embedding_type: a model built with the default"),
