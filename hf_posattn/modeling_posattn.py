@@ -38,7 +38,11 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutputWithPast,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, load_state_dict, slice_logits_to_keep
-from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+    MODEL_MAPPING_NAMES,
+)
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, can_return_tuple, logging
 from transformers.utils.deprecation import deprecate_kwarg
@@ -396,9 +400,9 @@ class PosAttnDecoderLayer(GradientCheckpointingLayer):
     def forward(
         self,
         hidden_states: torch.Tensor,
+        position_bias: torch.Tensor | DistanceBias | None = None,
         attention_mask: torch.Tensor | None = None,
         rotation: Rotation | None = None,
-        position_bias: torch.Tensor | None = None,
         cache: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
@@ -537,11 +541,13 @@ class PosAttnModel(PosAttnPreTrainedModel):
         rotation, position_bias = self.inside_attention(position_ids, attention_mask, sizes, hidden_states.dtype)
 
         for decoder_layer in self.layers:
+            # The bias goes in by position: under gradient checkpointing only positional tensors are the checkpoint's
+            # inputs, and a learned bias (T5, KERPLE, FIRE) shared by every layer must take its gradient from each.
             hidden_states = decoder_layer(
                 hidden_states,
+                position_bias,
                 attention_mask=causal_mask,
                 rotation=rotation,
-                position_bias=position_bias,
                 cache=cache,
                 **kwargs,
             )
@@ -587,6 +593,14 @@ class PosAttnModel(PosAttnPreTrainedModel):
         """`[batch or 1, keys]`: the position of every key the new tokens attend to. The cached ones' are counted
         over a 2-D mask, as `generate` counts them (else 0, 1, ...), then come the new tokens' own; a static
         cache's slots not yet written (masked) continue from there."""
+        if torch.compiler.is_compiling():
+            # A compiled graph cannot branch on the length of a static cache (a tensor): every key's position is
+            # counted over the mask (as for the queries), or is its slot.
+            if attention_mask is not None and attention_mask.ndim == 2:
+                keys = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+            else:
+                keys = torch.arange(sizes.key_length, device=position_ids.device)[None]
+            return PosAttnModel.written_and_unwritten(keys, sizes.key_length)
         keys = position_ids
         if sizes.past_length:
             if attention_mask is not None and attention_mask.ndim == 2:
@@ -595,7 +609,12 @@ class PosAttnModel(PosAttnPreTrainedModel):
                 past = torch.arange(sizes.past_length, device=position_ids.device)[None]
             rows = max(past.shape[0], position_ids.shape[0])
             keys = torch.cat((past.expand(rows, -1), position_ids.expand(rows, -1)), dim=-1)
-        unwritten = sizes.key_length - keys.shape[-1]
+        return PosAttnModel.written_and_unwritten(keys, sizes.key_length)
+
+    @staticmethod
+    def written_and_unwritten(keys, key_length: int) -> torch.LongTensor:
+        """`keys`, followed by positions for a static cache's slots not yet written (masked), up to `key_length`."""
+        unwritten = key_length - keys.shape[-1]
         if unwritten > 0:
             keys = torch.cat((keys, keys[:, -1:] + 1 + torch.arange(unwritten, device=keys.device)), dim=-1)
         return keys
@@ -690,13 +709,6 @@ class PosAttnForCausalLM(PosAttnPreTrainedModel, GenerationMixin):
             )
 
 
-# The Trainer reads this table of transformers' causal LMs, by class name, to decide whether the logits at position t
-# are scored against the label at t + 1 when it computes the loss itself (label smoothing: `label_smoothing_factor`).
-# `AutoModelForCausalLM.register` does not add to it, so without this line label smoothing would score each position
-# against its own token. Here rather than in the package's registration, so that remote code gets it too.
-MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.setdefault(PosAttnConfig.model_type, PosAttnForCausalLM.__name__)
-
-
 class PosAttnForSequenceClassification(PosAttnPreTrainedModel):
     """A label (or a regression value) per text or text pair, scored at its last real token: in a causal model
     it is the only one that has attended to the whole input. Sentence pairs are where segment embeddings help:
@@ -769,6 +781,17 @@ class PosAttnForSequenceClassification(PosAttnPreTrainedModel):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
+
+
+# transformers' tables of its models by class name, which the Auto classes' `register` does not fill. The Trainer reads
+# the causal LM one to decide whether the logits at position t are scored against the label at t + 1 when it computes
+# the loss itself (label smoothing: `label_smoothing_factor`); without it label smoothing would score each position
+# against its own token. transformers' tests read the others to tell a bare model (no loss) from one with a head. Here
+# rather than in the package's registration, so that remote code fills them too.
+MODEL_MAPPING_NAMES.setdefault(PosAttnConfig.model_type, PosAttnModel.__name__)
+MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.setdefault(PosAttnConfig.model_type, PosAttnForCausalLM.__name__)
+MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.setdefault(PosAttnConfig.model_type,
+                                                           PosAttnForSequenceClassification.__name__)
 
 
 __all__ = [

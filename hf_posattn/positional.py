@@ -383,10 +383,35 @@ def angles(position_ids: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
         return torch.cat((turns, turns), dim=-1)
 
 
-def default_inv_freq(head_dim: int, theta: float, device=None) -> torch.Tensor:
-    """RoFormer's frequencies, `theta^(-2j / head_dim)` for pair j, computed in float64 (exact in float32)."""
-    exponent = torch.arange(0, head_dim, 2, dtype=torch.float64, device=device) / head_dim
-    return (1.0 / theta**exponent).to(torch.float32)
+class RotaryEmbedding(nn.Module):
+    """The rotary tables, in the shape of transformers' own rotary classes (`LlamaRotaryEmbedding`): built from a
+    config, called as `(x, position_ids) -> (cos, sin)`, each `[batch, seq, head_dim]` in the dtype of `x` (float32
+    for integer `x`: the model casts them where they meet queries and keys). transformers' tests and its
+    `_init_weights` know a class of this name and shape; `dynamic_rope_update` recomputes the frequencies of the
+    variants that depend on the input's length ("dynamic", "longrope")."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.rope_type = config.rope_parameters["rope_type"]
+        self.max_seq_len_cached = self.original_max_seq_len = config.max_position_embeddings
+        init_fn = self.compute_default_rope_parameters if self.rope_type == "default" else \
+            ROPE_INIT_FUNCTIONS[self.rope_type]
+        inv_freq, self.attention_scaling = init_fn(config)
+        self.inv_freq = nn.Buffer(inv_freq, persistent=False)
+        self.original_inv_freq = nn.Buffer(inv_freq.clone(), persistent=False)
+
+    @staticmethod
+    def compute_default_rope_parameters(config, device=None, **kwargs) -> tuple[torch.Tensor, float]:
+        """RoFormer's frequencies, `theta^(-2j / head_dim)` for pair j, computed in float64 (exact in float32)."""
+        exponent = torch.arange(0, config.head_dim, 2, dtype=torch.float64, device=device) / config.head_dim
+        return (1.0 / config.rope_parameters["rope_theta"] ** exponent).to(torch.float32), 1.0
+
+    @dynamic_rope_update
+    def forward(self, x, position_ids):
+        turns = angles(position_ids, self.inv_freq)
+        dtype = x.dtype if x.is_floating_point() else torch.float32
+        return (turns.cos() * self.attention_scaling).to(dtype), (turns.sin() * self.attention_scaling).to(dtype)
 
 
 class RotaryPositions(PositionScheme):
@@ -395,8 +420,8 @@ class RotaryPositions(PositionScheme):
     Feature pair j of every head turns by `position * rope_theta^(-2j / head_dim)` radians: fast turns for the
     first pairs, slow ones for the last, the same spectrum as the sinusoidal table. `config.rope_parameters` picks
     a variant as in transformers' own models (`rope_type` default, linear, dynamic, yarn, longrope, llama3), whose
-    frequencies come from transformers' `ROPE_INIT_FUNCTIONS`; "dynamic" and "longrope" recompute them with the
-    input's length (`dynamic_rope_update`).
+    frequencies come from transformers' `ROPE_INIT_FUNCTIONS`. The tables come from `rotary_emb`, a
+    `RotaryEmbedding`.
     """
 
     name = "rotary"
@@ -407,11 +432,7 @@ class RotaryPositions(PositionScheme):
     def __init__(self, config):
         super().__init__(config)
         self.config = config
-        self.rope_type = config.rope_parameters["rope_type"]
-        self.max_seq_len_cached = self.original_max_seq_len = config.max_position_embeddings
-        inv_freq, self.attention_scaling = self.frequencies()
-        self.inv_freq = nn.Buffer(inv_freq, persistent=False)
-        self.original_inv_freq = nn.Buffer(inv_freq.clone(), persistent=False)
+        self.rotary_emb = RotaryEmbedding(config)
 
     @classmethod
     def config_problem(cls, config):
@@ -434,25 +455,17 @@ class RotaryPositions(PositionScheme):
     def rope_theta(self) -> float:
         return self.config.rope_parameters["rope_theta"]
 
-    def frequencies(self, device=None) -> tuple[torch.Tensor, float]:
-        if self.rope_type == "default":
-            return default_inv_freq(self.head_dim, self.rope_theta, device), 1.0
-        return ROPE_INIT_FUNCTIONS[self.rope_type](self.config, device)
+    @property
+    def inv_freq(self) -> torch.Tensor:
+        return self.rotary_emb.inv_freq
 
-    def initialize(self, initializer_range):
-        inv_freq, _ = self.frequencies(self.inv_freq.device)
-        init.copy_(self.inv_freq, inv_freq)
-        init.copy_(self.original_inv_freq, inv_freq)
+    @property
+    def attention_scaling(self) -> float:
+        return self.rotary_emb.attention_scaling
 
     def rotation(self, position_ids):
-        cos, sin = self.cos_sin(position_ids, position_ids)
+        cos, sin = self.rotary_emb(position_ids, position_ids)
         return Rotation(cos, sin, cos, sin)
-
-    @dynamic_rope_update
-    def cos_sin(self, x, position_ids):
-        # `x` only tells `dynamic_rope_update` the device, as in transformers' own rotary classes.
-        turns = angles(position_ids, self.inv_freq)
-        return turns.cos() * self.attention_scaling, turns.sin() * self.attention_scaling
 
 
 class XPosPositions(RotaryPositions):
@@ -481,11 +494,10 @@ class XPosPositions(RotaryPositions):
         return (two_j / self.config.head_dim + 0.4) / 1.4
 
     def initialize(self, initializer_range):
-        super().initialize(initializer_range)
         init.copy_(self.zeta, self.decays(self.zeta.device))
 
     def rotation(self, position_ids):
-        cos, sin = self.cos_sin(position_ids, position_ids)
+        cos, sin = self.rotary_emb(position_ids, position_ids)
         with torch.autocast(device_type=position_ids.device.type, enabled=False):
             scale = self.zeta.float() ** (position_ids[..., None].float() / self.scale_base)
             scale = torch.cat((scale, scale), dim=-1)

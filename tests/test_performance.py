@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import StaticCache
 
-from conftest import LORA_TARGETS, random_ids, tiny_lm
+from conftest import LORA_TARGETS, SCHEMES, random_ids, tiny_lm
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +54,23 @@ def test_static_cache_decode_step_compiles_once():
             out = step(ids[:, t : t + 1], cache=cache, use_cache=True, attention_mask=mask,
                        position_ids=torch.tensor([[t]]))
         logits.append(out.logits)
+    torch.testing.assert_close(torch.cat(logits, dim=1), expected, rtol=0, atol=1e-5)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_static_cache_decode_step_traces_as_one_graph_for_every_scheme(scheme):
+    """What `generate` compiles with a static cache: a decode step whose positions come from the mask, traced whole
+    (`fullgraph=True`: a branch on the cache's length, a tensor, would raise). Traced only (backend "eager")."""
+    model = tiny_lm(scheme)
+    ids = random_ids(1, 10)
+    expected = model(ids).logits
+    cache = StaticCache(config=model.config, max_cache_len=12)
+    logits = [model(ids[:, :8], cache=cache, use_cache=True).logits]
+    step = torch.compile(model, fullgraph=True, backend="eager")
+    for t in (8, 9):
+        mask = (torch.arange(12) <= t).long()[None]
+        logits.append(step(ids[:, t : t + 1], cache=cache, use_cache=True, attention_mask=mask).logits)
     torch.testing.assert_close(torch.cat(logits, dim=1), expected, rtol=0, atol=1e-5)
 
 

@@ -300,3 +300,20 @@ def test_new_schemes_compile_as_one_graph(scheme):
     ids = random_ids(2, 9)
     compiled = torch.compile(model, fullgraph=True, backend="eager")
     torch.testing.assert_close(compiled(ids).logits, model(ids).logits, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("scheme", ["rotary", "xpos"])
+@torch.no_grad()
+def test_rotary_tables_come_from_a_module_shaped_like_transformers_own(scheme):
+    """`rotary_emb` is built from a config and called as (x, position_ids) -> (cos, sin), as LlamaRotaryEmbedding is:
+    transformers' rope tests find it by that name and rebuild it with other rope_parameters. Linear scaling by 10
+    puts position p where position p / 10 was."""
+    config = tiny_config(scheme)
+    rope_class = type(tiny_lm(scheme).model.positions.rotary_emb)
+    x = torch.randn(1)
+    positions = torch.arange(100)[None]
+    cos, sin = rope_class(config=config)(x, positions)
+    assert cos.shape == sin.shape == (1, 100, config.head_dim) and cos.dtype == torch.float32
+    config.rope_parameters = {"rope_type": "linear", "factor": 10.0, "rope_theta": 10000.0}
+    linear_cos, _ = rope_class(config=config)(x, positions)
+    torch.testing.assert_close(linear_cos[:, ::10], cos[:, :10])
