@@ -4,23 +4,24 @@
 `AutoModelForCausalLM`, `AutoModelForSequenceClassification` and the pipelines know `model_type="posattn"`,
 and so that `save_pretrained` writes the code next to the weights (loadable with `trust_remote_code=True`
 where this package is not installed).
+
+The model lives in `hf_posattn/model/` (what a saved folder carries); the tools around it (data, training, the
+study, sharing, figures, the lesson) are imported when first used, so that importing the package costs little more
+than torch and transformers: `hf_posattn.train` imports the training tools, `hf_posattn.compare` the study.
 """
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-)
+import importlib
 
-from .configuration_posattn import POSITION_EMBEDDING_TYPES, PosAttnConfig
-from .modeling_posattn import (
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from .model.configuration_posattn import PosAttnConfig
+from .model.modeling_posattn import (
     PosAttnForCausalLM,
     PosAttnForSequenceClassification,
     PosAttnModel,
     PosAttnPreTrainedModel,
 )
-from .positional import POSITION_SCHEMES, Panel, PositionScheme, register_scheme
+from .model.positional import POSITION_EMBEDDING_TYPES, POSITION_SCHEMES, Panel, PositionScheme, register_scheme
 
 
 __version__ = "0.1.0"
@@ -41,6 +42,38 @@ PosAttnConfig.register_for_auto_class()
 for _auto_class, _model_class in _AUTO_CLASSES.items():
     _model_class.register_for_auto_class(_auto_class.__name__)
 
+# The tools' public names, and the module each is imported from when first asked for.
+_TOOLS = {
+    "TrainingOptions": "training.options",
+    "TrainingResult": "training.run",
+    "TrainingInterrupted": "training.run",
+    "TrainingDiverged": "training.run",
+    "train": "training.run",
+    "CompareOptions": "study.run",
+    "compare": "study.run",
+    "load_model": "sharing.loading",
+    "generate_text": "sharing.generation",
+    "push": "sharing.hub",
+    "from_gpt2": "sharing.convert",
+    "evaluate_lengths": "study.perplexity",
+    "perplexity": "study.perplexity",
+    "load_texts": "data.corpus",
+    "train_tokenizer": "data.tokenizers",
+}
+
+
+def __getattr__(name: str):
+    if name in _TOOLS:
+        value = getattr(importlib.import_module(f".{_TOOLS[name]}", __name__), name)
+        globals()[name] = value  # asked once
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_TOOLS])
+
+
 __all__ = [
     "POSITION_EMBEDDING_TYPES",
     "POSITION_SCHEMES",
@@ -52,4 +85,5 @@ __all__ = [
     "PosAttnModel",
     "PosAttnPreTrainedModel",
     "register_scheme",
+    *_TOOLS,
 ]

@@ -18,9 +18,7 @@ import shlex
 import sys
 
 from .files import resolve_path, resolve_source, write_failure
-from .positional import POSITION_EMBEDDING_TYPES
-from .reporting import add_plot_training, add_report_to_option
-
+from .model.positional import POSITION_EMBEDDING_TYPES
 
 MAX_PLOTTED_POSITIONS = 4096  # plot-positions draws a positions x positions similarity map: 4096² is 64 MB
 MAX_PLOTTED_DIMENSIONS = 4096  # ... and a positions x dimensions table: at most 64 MB too (a model's is smaller)
@@ -161,12 +159,23 @@ def rope_parameters(args) -> dict | None:
     return given
 
 
+
+def add_report_to_option(parser) -> None:
+    """`--report-to NAME [NAME ...]`, for the training options of `posattn train` and `posattn compare`."""
+    from .training.logs import known_integrations
+
+    parser.add_argument("--report-to", nargs="+", metavar="NAME",
+                        help=f"log the run with the Trainer's integrations: {', '.join(known_integrations())}; "
+                             f"'all' for every one installed; 'none' (default) for none. TensorBoard writes to "
+                             f"OUTPUT_DIR/runs (view with: tensorboard --logdir OUTPUT_DIR/runs)")
+
+
 # ---- train ----
 
 def add_run_options(parser, defaults: dict[str, str]) -> None:
     """The options of a training run that `train` and `compare` share (compare gives them to every run it trains);
     `defaults` says, per option, what leaving it out gives."""
-    from .training import PRESETS
+    from .training.options import PRESETS
 
     parser.add_argument("--preset", choices=list(PRESETS),
                         help="model size and budget (default: tiny): "
@@ -230,7 +239,8 @@ def add_train(subparsers):
 def run_train(args) -> int:
     from accelerate import PartialState
 
-    from .training import TrainingOptions, train
+    from .training.options import TrainingOptions
+    from .training.run import train
 
     args.rope_parameters = rope_parameters(args)
     options = TrainingOptions(**{name: getattr(args, name) for name in TrainingOptions.__dataclass_fields__})
@@ -275,8 +285,8 @@ def add_generate(subparsers):
 
 
 def run_generate(args) -> int:
-    from .generation import generate_text
-    from .loading import load_model
+    from .sharing.generation import generate_text
+    from .sharing.loading import load_model
 
     if not args.greedy and args.temperature is not None and args.temperature <= 0:
         raise ValueError(f"--temperature {args.temperature} must be above 0 (or use --greedy).")
@@ -315,12 +325,14 @@ def add_evaluate(subparsers):
 
 
 def run_evaluate(args) -> int:
-    from .corpus import load_texts
-    from .evaluation import evaluate_lengths_of_ids, text_unigram_baseline, token_stream
-    from .loading import load_model
-    from .positional import POSITION_SCHEMES
+    from .common import notice
+    from .data.corpus import load_texts
+    from .data.unigram import text_unigram_baseline, token_stream
     from .files import write_json
-    from .runs import check_output_file, notice
+    from .model.positional import POSITION_SCHEMES
+    from .sharing.loading import load_model
+    from .study.perplexity import evaluate_lengths_of_ids
+    from .training.folder import check_output_file
 
     scaling = rope_parameters(args)
     folder = resolve_path(args.dir, "DIR")
@@ -369,7 +381,7 @@ def add_push(subparsers):
 
 
 def run_push(args) -> int:
-    from .hub import push
+    from .sharing.hub import push
 
     url = push(resolve_path(args.dir, "DIR"), args.repo_id, private=args.private, token=args.token,
                commit_message=args.message)
@@ -399,9 +411,10 @@ def add_plot_positions(subparsers):
 
 
 def run_plot_positions(args) -> int:
-    from .loading import load_model
-    from .plots import plot_positions, pyplot
-    from .runs import check_output_file
+    from .figures.common import pyplot
+    from .figures.positions import plot_positions
+    from .sharing.loading import load_model
+    from .training.folder import check_output_file
 
     pyplot()  # fails now, before loading a model, if matplotlib is missing
     output = resolve_path(args.output, "--output")
@@ -414,7 +427,7 @@ def run_plot_positions(args) -> int:
 # ---- plot-attention ----
 
 def add_plot_attention(subparsers):
-    from .plots import MAX_ATTENTION_TOKENS
+    from .figures.attention import MAX_ATTENTION_TOKENS
 
     parser = subparsers.add_parser(
         "plot-attention", help="draw the attention weights of a model on a text (PNG; HTML with bertviz)",
@@ -435,9 +448,10 @@ def add_plot_attention(subparsers):
 
 
 def run_plot_attention(args) -> int:
-    from .loading import load_model
-    from .plots import attention_weights, import_head_view, plot_attention, pyplot, write_head_view
-    from .runs import check_output_file
+    from .figures.attention import attention_weights, import_head_view, plot_attention, write_head_view
+    from .figures.common import pyplot
+    from .sharing.loading import load_model
+    from .training.folder import check_output_file
 
     pyplot()  # missing optional dependencies fail now, before any work
     output = resolve_path(args.output, "--output")
@@ -457,7 +471,7 @@ def run_plot_attention(args) -> int:
 # ---- demo ----
 
 def add_demo(subparsers):
-    from .parallel_demo import BACKENDS, DEFAULT_BATCH, DEFAULT_HIDDEN, DEFAULT_LENGTHS, DEFAULT_REPEATS
+    from .lesson.parallel import BACKENDS, DEFAULT_BATCH, DEFAULT_HIDDEN, DEFAULT_LENGTHS, DEFAULT_REPEATS
 
     parser = subparsers.add_parser(
         "demo", help="the lesson on attention, runnable: `lookup`, `context` and `parallel`",
@@ -496,10 +510,11 @@ def add_demo(subparsers):
 
 
 def run_demo(args) -> int:
-    from .demos import context_demo, lookup_demo
-    from .parallel_demo import parallel_demo
-    from .plots import pyplot
-    from .runs import check_output_file
+    from .figures.common import pyplot
+    from .lesson.context import context_demo
+    from .lesson.lookup import lookup_demo
+    from .lesson.parallel import parallel_demo
+    from .training.folder import check_output_file
 
     pyplot()
     output = resolve_path(f"{args.name}.png" if args.output is None else args.output, "--output")
@@ -566,7 +581,8 @@ def add_compare(subparsers):
 
 
 def run_compare(args) -> int:
-    from .compare import CompareOptions, compare, markdown_table
+    from .study.run import CompareOptions, compare
+    from .study.tables import markdown_table
 
     options = CompareOptions(**{name: getattr(args, name) for name in CompareOptions.__dataclass_fields__})
     with json_alone_on_stdout(args.json):
@@ -580,6 +596,64 @@ def run_compare(args) -> int:
     return 0
 
 
+
+# ---- plot-training ----
+
+def add_plot_training(subparsers):
+    from .figures.training import TRAINING_FIGURE
+
+    parser = subparsers.add_parser(
+        "plot-training", help="draw the training and validation loss and learning rate of one or more runs (PNG)",
+        description="Draw what the Trainer logged during each run in DIR (its trainer_state.json, else its last "
+                    "checkpoint's): training and validation loss against tokens seen, the learning rate below, and "
+                    "the unigram baseline; one colour per run.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("dirs", nargs="+", metavar="DIR", help="run folders written by `posattn train`")
+    parser.add_argument("--output", default=TRAINING_FIGURE, metavar="FILE", help="the PNG to write")
+    parser.set_defaults(run=run_plot_training)
+
+
+def run_plot_training(args) -> int:
+    from .figures.common import pyplot
+    from .figures.training import TRAINING_FIGURE, plot_training, run_label
+    from .training.folder import check_output_file
+    from .training.logs import read_log_history, recorded_baseline
+
+    pyplot()  # fails now if matplotlib is missing
+    output = resolve_path(args.output, "--output")
+    check_output_file(output, example=TRAINING_FIGURE)  # a folder, or under a file: refused before any drawing
+    folders = {given: resolve_path(given, "DIR") for given in args.dirs}  # labelled as given, read as resolved
+    if len(set(folders.values())) < len(args.dirs):
+        raise ValueError(f"a run folder is given twice ({' '.join(args.dirs)}): give each once.")
+    runs = {run_label(given, folder): read_log_history(folder) for given, folder in folders.items()}  # all read first
+    baselines = {run_label(given, folder): recorded_baseline(folder) for given, folder in folders.items()}
+    plot_training(output, runs, baseline={label: loss for label, loss in baselines.items() if loss is not None})
+    print(f"wrote {output}")
+    return 0
+
+# ---- convert ----
+
+def add_convert(subparsers):
+    parser = subparsers.add_parser(
+        "convert", help="a GPT-2 checkpoint as an hf_posattn model (same outputs)",
+        description="Convert the GPT-2 checkpoint in SRC (a folder or Hub id of a GPT2LMHeadModel) into an "
+                    "hf_posattn model with learned positions that computes the same function, saved in DST with its "
+                    "tokenizer.",
+    )
+    parser.add_argument("src", help="folder (or Hub id) of a GPT2LMHeadModel")
+    parser.add_argument("dst", help="output folder for the hf_posattn model")
+    parser.add_argument("--overwrite", action="store_true", help="replace the model DST holds")
+    parser.set_defaults(run=run_convert)
+
+
+def run_convert(args) -> int:
+    from .sharing.convert import convert
+
+    convert(args.src, args.dst, args.overwrite)
+    return 0
+
+
 @contextlib.contextmanager
 def json_alone_on_stdout(enabled: bool):
     """With --json, whatever the work prints (the Trainer's logs, libraries' notices) goes to stderr, so that
@@ -589,7 +663,7 @@ def json_alone_on_stdout(enabled: bool):
 
 
 SUBCOMMANDS = [add_train, add_generate, add_evaluate, add_push, add_plot_positions, add_plot_attention,
-               add_plot_training, add_demo, add_compare]
+               add_plot_training, add_demo, add_compare, add_convert]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -604,7 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .training import TrainingInterrupted
+    from .training.run import TrainingInterrupted
 
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["posattn", *(sys.argv[1:] if argv is None else argv)])  # for the records

@@ -26,7 +26,6 @@ import secrets
 import shutil
 from collections.abc import Callable, Iterator
 
-
 SAVING_DIR = ".saving"  # inside a folder: files saved by a library, before they are renamed into place
 TEMPORARY_PATTERN = ".*.tmp"  # a temporary file of `write_with`, beside its target
 LOCK_SUFFIX = ".lock"

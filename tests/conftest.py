@@ -15,8 +15,7 @@ import torch
 
 import hf_posattn
 from hf_posattn import POSITION_EMBEDDING_TYPES, PosAttnConfig
-from hf_posattn.positional import POSITION_SCHEMES, SCORE_BIAS
-
+from hf_posattn.model.positional import POSITION_SCHEMES, SCORE_BIAS
 
 SCHEMES = list(POSITION_EMBEDDING_TYPES)
 # The schemes that add a bias to the attention scores, and those bounded in length (learned positions).
@@ -105,7 +104,7 @@ def skip_flex_on_cpu_if(condition: bool, what: str):
 @pytest.fixture
 def user_text(tmp_path):
     """A user's text file: the opening of a play from the corpus, about 30 kB."""
-    from hf_posattn.corpus import load_shakespeare
+    from hf_posattn.data.corpus import load_shakespeare
 
     path = tmp_path / "play.txt"
     path.write_text(load_shakespeare()["train"][0]["text"][:30_000], encoding="utf-8")

@@ -14,8 +14,7 @@ import pytest
 import torch
 from transformers.trainer_pt_utils import safe_globals
 
-from hf_posattn.runs import RUN_FILE
-
+from hf_posattn.training.folder import RUN_FILE
 
 # The tiny preset on short blocks: about 3 s of training for 200 steps on one thread, a checkpoint every 10 steps.
 OPTIONS = ["--seq-len", "16", "--batch-size", "2", "--vocab-size", "300", "--max-steps", "200", "--save-steps", "10",
@@ -117,7 +116,7 @@ def posattn(*args) -> int:
 @pytest.fixture(scope="module")
 def two_checkpoints(tmp_path_factory):
     """A finished run with checkpoints at steps 2 and 4."""
-    from hf_posattn.corpus import load_shakespeare
+    from hf_posattn.data.corpus import load_shakespeare
 
     root = tmp_path_factory.mktemp("checkpoints")
     (root / "play.txt").write_text(load_shakespeare()["train"][0]["text"][:20_000], encoding="utf-8")
@@ -183,15 +182,15 @@ def test_a_full_disk_while_a_checkpoint_is_saved_stops_with_a_message_and_resume
 
 
 def test_a_full_disk_while_a_converted_model_is_saved_is_said_and_leaves_nothing(tmp_path, capsys):
+    from conftest import disk_full_past
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from conftest import disk_full_past
-    from hf_posattn.convert import main as convert_main
+    from hf_posattn.cli import main
 
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=32)).save_pretrained(
         tmp_path / "gpt2")
-    with disk_full_past(4000), pytest.raises(SystemExit) as exited:  # config.json fits; the weights do not
-        convert_main([str(tmp_path / "gpt2"), str(tmp_path / "out")])
+    with disk_full_past(4000):  # config.json fits; the weights do not
+        code = main(["convert", str(tmp_path / "gpt2"), str(tmp_path / "out")])
     err = capsys.readouterr().err
-    assert exited.value.code == 1 and f"cannot write the model in {tmp_path / 'out'}: File too large" in err, err
+    assert code == 1 and f"cannot write the model in {tmp_path / 'out'}: File too large" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpt2"]

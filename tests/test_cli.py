@@ -11,17 +11,14 @@ import time
 
 import huggingface_hub
 import pytest
-import torch
+from conftest import run_python
 from huggingface_hub import HfApi, ModelCard
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_posattn.cli import main
-from hf_posattn.corpus import load_shakespeare
-from hf_posattn.evaluation import perplexity
-from hf_posattn.training import RUN_FILE
-
-from conftest import run_python
-
+from hf_posattn.data.corpus import load_shakespeare
+from hf_posattn.study.perplexity import perplexity
+from hf_posattn.training.folder import RUN_FILE
 
 # A few steps of the tiny preset on short blocks, with a small vocabulary: seconds, not minutes.
 FAST = ["--max-steps", "4", "--seq-len", "32", "--batch-size", "4", "--vocab-size", "512", "--eval-steps", "2",
@@ -121,9 +118,9 @@ def test_evaluate_writes_json_at_several_lengths(trained, user_text, tmp_path, c
 
 
 def test_learned_positions_are_evaluated_up_to_their_maximum(trained):
-    from hf_posattn.evaluation import evaluate_lengths
-
     from conftest import tiny_lm
+
+    from hf_posattn.study.perplexity import evaluate_lengths
 
     tokenizer = AutoTokenizer.from_pretrained(trained)
     model = tiny_lm("learned", vocab_size=len(tokenizer), max_position_embeddings=64)
@@ -397,7 +394,7 @@ def test_train_logs_to_tensorboard_draws_its_training_and_the_card_and_push_show
     trainer_state.json), its card shows the figure, and push uploads it with the model."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from hf_posattn.hub import files_to_push
+    from hf_posattn.sharing.hub import files_to_push
 
     folder = tmp_path / "logged"
     assert posattn("train", *FAST, "--report-to", "tensorboard", "--output-dir", folder) == 0

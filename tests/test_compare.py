@@ -13,14 +13,12 @@ import sys
 import time
 
 import pytest
-
-from hf_posattn.cli import main
-from hf_posattn.compare import DEFAULT_POSITIONS, QUICK_POSITIONS, CompareOptions, resolve_study
-from hf_posattn.configuration_posattn import POSITION_EMBEDDING_TYPES
-from hf_posattn.corpus import load_shakespeare
-
 from conftest import assert_png
 
+from hf_posattn.cli import main
+from hf_posattn.data.corpus import load_shakespeare
+from hf_posattn.model.configuration_posattn import POSITION_EMBEDDING_TYPES
+from hf_posattn.study.run import DEFAULT_POSITIONS, QUICK_POSITIONS, CompareOptions, resolve_study
 
 TINY = ["--seq-len", "128", "--factors", "1,2,4,16", "--max-steps", "2", "--batch-size", "2", "--vocab-size", "300"]
 LENGTHS = [128, 256, 512, 2048]
@@ -158,9 +156,9 @@ SMALL = ["--positions", "none", "--seq-len", "16", "--factors", "1", "--max-step
 def test_a_folder_that_is_not_a_study_is_neither_written_nor_read(mine, overwrite, text, tmp_path, capsys):
     """A user's own compare.csv is not replaced, a tokenizer/ found there is not used (whatever --vocab-size says),
     a run of `posattn train` is not taken for a study: the folder is refused, with or without --overwrite."""
-    from hf_posattn.tokenization import train_tokenizer
-
     from test_cli import snapshot
+
+    from hf_posattn.data.tokenizers import train_tokenizer
 
     folder = tmp_path / "mine"
     folder.mkdir()
@@ -192,7 +190,7 @@ def test_a_study_is_known_by_its_own_file_and_leftovers_of_a_kill_do_not_block_i
     assert not (study / "none-seed0" / ".saving").exists()
     # A tokenizer in the study's folder that the study did not record is not used either.
     shutil.rmtree(study / "tokenizer")
-    from hf_posattn.tokenization import train_tokenizer
+    from hf_posattn.data.tokenizers import train_tokenizer
 
     train_tokenizer(["other words entirely " * 100], 280).save_pretrained(study / "tokenizer")
     assert posattn("compare", *SMALL, "--data", text, "--output-dir", study) == 2

@@ -4,12 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import SCHEMES, tiny_config
 from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoConfig
 
 from hf_posattn import PosAttnConfig, PosAttnForCausalLM
-
-from conftest import SCHEMES, tiny_config
 
 SAVED_BEFORE = Path(__file__).parent / "data" / "saved-before-layout"
 

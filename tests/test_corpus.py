@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from datasets import Dataset, DatasetDict
 
-from hf_posattn.corpus import CORPUS_FILE, load_shakespeare, load_texts
-
+from hf_posattn.data.corpus import CORPUS_FILE, load_shakespeare, load_texts
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,11 +9,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import torch
 
 from hf_posattn.cli import main
-from hf_posattn.training import RUN_FILE
-
+from hf_posattn.training.folder import RUN_FILE
 
 TESTS = Path(__file__).resolve().parent
 

@@ -3,12 +3,11 @@ the Trainer's label smoothing, which must score position t against token t + 1."
 
 import pytest
 import torch
+from conftest import LORA_TARGETS, random_ids, tiny_lm
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import Trainer, TrainingArguments
 
 import hf_posattn
-
-from conftest import LORA_TARGETS, random_ids, tiny_lm
 
 
 def easy_blocks(count=32, length=16):

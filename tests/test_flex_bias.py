@@ -4,14 +4,12 @@ gradients of the bias parameters. A bias that also depends on the query's positi
 
 import pytest
 import torch
-import transformers.integrations.flex_attention as transformers_flex
 import torch.nn.attention.flex_attention as torch_flex
+import transformers.integrations.flex_attention as transformers_flex
+from conftest import BIAS_SCHEMES, random_ids, tiny_config, tiny_lm
 from torch import nn
 
-from hf_posattn.positional import POSITION_SCHEMES, DistanceBias, PositionScheme, register_scheme
-
-from conftest import BIAS_SCHEMES, random_ids, tiny_config, tiny_lm
-
+from hf_posattn.model.positional import POSITION_SCHEMES, DistanceBias, PositionScheme, register_scheme
 
 # Read from the registry, so that a scheme added later is covered: those whose bias the kernel reads from a table.
 TABLE_SCHEMES = [name for name in BIAS_SCHEMES if POSITION_SCHEMES[name].bias_from_distance_alone]
@@ -65,7 +63,8 @@ def test_table_entries_equal_the_bias_tensor(scheme, query_length, past_length, 
     distance = query_positions[:, :, None] - key_positions[:, None, :]
     expected = positions.attention_bias(distance, query_positions).expand(2, 4, -1, -1)
     table = positions.distance_table(int(key_positions.max()) + 1).expand(4, -1)
-    bias = DistanceBias(table, query_positions, key_positions)
+    looked_up = None if stride == 1 else (query_positions, key_positions)  # positions that never skip: slots
+    bias = DistanceBias(table, torch.tensor(past_length), looked_up)
     batch, head, query, key = torch.meshgrid(*(torch.arange(n) for n in expected.shape), indexing="ij")
     seen = (distance >= 0)[:, None].expand_as(expected)  # later keys are masked: any value will do there
     torch.testing.assert_close(bias[batch, head, query, key][seen], expected[seen], rtol=0, atol=0)
@@ -99,6 +98,19 @@ def test_flex_prefill_equals_sdpa(scheme, length):
     real = mask.bool()
     torch.testing.assert_close(flex.logits[real], sdpa.logits[real], rtol=0, atol=1e-5)
     torch.testing.assert_close(flex.loss, sdpa.loss, rtol=0, atol=1e-5)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("scheme", [*BIAS_SCHEMES, "shared_sqrt_distance"])
+def test_flex_reads_positions_that_skip(scheme):
+    """Randomized positions (every third here): the kernel looks each query's and key's position up, and gives what
+    sdpa gives with the whole bias."""
+    torch._dynamo.reset()  # a fresh compile: torch 2.13's CPU kernel fails to recompile for a new shape
+    ids = random_ids(2, 20)
+    skipping = (torch.arange(20) * 3)[None]
+    sdpa = tiny_lm(scheme, "sdpa")(ids, position_ids=skipping).logits
+    flex = tiny_lm(scheme, "flex_attention")(ids, position_ids=skipping).logits
+    torch.testing.assert_close(flex, sdpa, rtol=0, atol=1e-5)
 
 
 @torch.no_grad()

@@ -12,10 +12,9 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_posattn.cli import main
-from hf_posattn.corpus import load_shakespeare
-from hf_posattn.hub import files_to_push
-from hf_posattn.runs import RUN_FILE
-
+from hf_posattn.data.corpus import load_shakespeare
+from hf_posattn.sharing.hub import files_to_push
+from hf_posattn.training.folder import RUN_FILE
 
 FAST = ["--max-steps", "2", "--seq-len", "16", "--batch-size", "2", "--vocab-size", "300", "--eval-steps", "2",
         "--quiet"]

@@ -10,22 +10,15 @@ import os
 import shutil
 
 import pytest
+from conftest import assert_png, random_ids, tiny_lm
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments, default_data_collator
 
-from hf_posattn import reporting
-from hf_posattn.plots import DPI, TRAINING_SIZE, plot_training
-from hf_posattn.reporting import (
-    check_report_to,
-    known_integrations,
-    read_log_history,
-    run_name,
-    write_training_figure,
-)
-from hf_posattn.runs import read_run
-
-from conftest import assert_png, random_ids, tiny_lm
-
+from hf_posattn import cli as reporting
+from hf_posattn.figures.common import DPI
+from hf_posattn.figures.training import TRAINING_SIZE, plot_training, write_training_figure
+from hf_posattn.training.folder import read_run
+from hf_posattn.training.logs import check_report_to, known_integrations, read_log_history, run_name
 
 FIGURE_PIXELS = (int(TRAINING_SIZE[0] * DPI), int(TRAINING_SIZE[1] * DPI))
 
@@ -57,8 +50,9 @@ def tensorboard_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A finished `posattn train` run, as training leaves it: trainer_state.json only in its checkpoints."""
-    from hf_posattn.corpus import load_shakespeare
-    from hf_posattn.training import TrainingOptions, train
+    from hf_posattn.data.corpus import load_shakespeare
+    from hf_posattn.training.options import TrainingOptions
+    from hf_posattn.training.run import train
 
     root = tmp_path_factory.mktemp("trained")
     text = root / "play.txt"
@@ -227,8 +221,9 @@ def test_figure_refuses_nothing_to_draw(tmp_path):
 
 
 def test_a_finished_run_gets_its_figure_and_its_card_shows_it(trained):
-    from hf_posattn.model_card import write_model_card
     from transformers import AutoConfig
+
+    from hf_posattn.sharing.card import write_model_card
 
     figure = write_training_figure(trained)
     assert figure == os.path.join(trained, "training.png")
@@ -240,8 +235,9 @@ def test_a_finished_run_gets_its_figure_and_its_card_shows_it(trained):
 
 
 def test_a_card_without_a_figure_shows_none(trained, tmp_path):
-    from hf_posattn.model_card import build_model_card
     from transformers import AutoConfig
+
+    from hf_posattn.sharing.card import build_model_card
 
     config, run = AutoConfig.from_pretrained(trained), read_run(trained)
     assert ".png" not in str(build_model_card(config, run, model_id="user/model"))
@@ -342,7 +338,7 @@ def test_a_diverged_run_is_drawn_with_its_non_finite_losses(tensorboard_run, tmp
 
 
 def test_study_figure_one_colour_per_scheme(trained, tensorboard_run, tmp_path, capsys):
-    from hf_posattn.reporting import plot_study_training
+    from hf_posattn.figures.training import plot_study_training
 
     study = {"settings": {"preset": "tiny", "max_steps": 8, "seq_len": 32},
              "unigram_baseline": {"loss": 5.0, "perplexity": 148.4},

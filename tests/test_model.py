@@ -4,6 +4,17 @@ import math
 
 import pytest
 import torch
+from conftest import (
+    BACKENDS,
+    BIAS_SCHEMES,
+    BOUNDED_SCHEMES,
+    SCHEMES,
+    VOCAB,
+    random_ids,
+    skip_flex_on_cpu_if,
+    tiny_config,
+    tiny_lm,
+)
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -14,11 +25,8 @@ from transformers import (
 )
 
 import hf_posattn
-from hf_posattn.modeling_posattn import Sizes
-from hf_posattn.positional import POSITION_SCHEMES, alibi_slopes, sinusoidal_table
-
-from conftest import BACKENDS, BIAS_SCHEMES, BOUNDED_SCHEMES, SCHEMES, VOCAB, random_ids, skip_flex_on_cpu_if, tiny_config, tiny_lm
-
+from hf_posattn.model.modeling_posattn import Sizes
+from hf_posattn.model.positional import POSITION_SCHEMES, alibi_slopes, sinusoidal_table
 
 pytestmark = pytest.mark.usefixtures("no_grad")
 

@@ -6,14 +6,21 @@ exit status 2 before anything is timed or written."""
 
 import pytest
 import torch
-
-from hf_posattn.cli import main
-from hf_posattn.parallel_demo import (attention_flops, cost_curves, crossings, crossovers, measure, parallel_demo,
-                                      rnn_flops, score_bytes, time_verdict)
-from hf_posattn.plots import DPI
-
 from conftest import assert_png
 
+from hf_posattn.cli import main
+from hf_posattn.figures.common import DPI
+from hf_posattn.lesson.parallel import (
+    attention_flops,
+    cost_curves,
+    crossings,
+    crossovers,
+    measure,
+    parallel_demo,
+    rnn_flops,
+    score_bytes,
+    time_verdict,
+)
 
 TINY = dict(hidden=16, heads=2, batch=1, repeats=1)
 ROW_KEYS = {"length", "attention_ms", "rnn_ms", "rnn_over_attention", "attention_gflop_per_s", "rnn_gflop_per_s",

@@ -4,15 +4,13 @@ import sys
 
 import pytest
 import torch
+from conftest import random_ids, tiny_config
 from transformers import BertConfig, GPT2Config, GPT2LMHeadModel
 from transformers.models.bert.modeling_bert import BertEmbeddings
 
 from hf_posattn import PosAttnForCausalLM
-from hf_posattn.convert import from_gpt2
-from hf_posattn.modeling_posattn import PosAttnEmbeddings
-
-from conftest import random_ids, tiny_config
-
+from hf_posattn.model.modeling_posattn import PosAttnEmbeddings
+from hf_posattn.sharing.convert import from_gpt2
 
 pytestmark = pytest.mark.usefixtures("no_grad")
 
@@ -52,16 +50,16 @@ def test_convert_script(tmp_path):
     torch.save(ids, tmp_path / "ids.pt")
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "hf_posattn.convert", str(tmp_path / "gpt2"), str(tmp_path / "ours")],
+    subprocess.run([sys.executable, "-m", "hf_posattn", "convert", str(tmp_path / "gpt2"), str(tmp_path / "ours")],
                    check=True, capture_output=True)
     loaded = PosAttnForCausalLM.from_pretrained(tmp_path / "ours").eval()
     torch.testing.assert_close(loaded(ids).logits, expected, rtol=0, atol=1e-5)
     # A second conversion into the same folder, or from a folder that holds no model: a message, no traceback.
-    again = subprocess.run([sys.executable, "-m", "hf_posattn.convert", str(tmp_path / "gpt2"), str(tmp_path / "ours")],
+    again = subprocess.run([sys.executable, "-m", "hf_posattn", "convert", str(tmp_path / "gpt2"), str(tmp_path / "ours")],
                            capture_output=True, text=True)
     assert again.returncode == 2 and "already holds a model" in again.stderr and "Pass --overwrite" in again.stderr
     assert "--resume" not in again.stderr and "Traceback" not in again.stderr  # convert has no --resume
-    missing = subprocess.run([sys.executable, "-m", "hf_posattn.convert", str(tmp_path / "nothing"),
+    missing = subprocess.run([sys.executable, "-m", "hf_posattn", "convert", str(tmp_path / "nothing"),
                               str(tmp_path / "other")], capture_output=True, text=True)
     assert missing.returncode == 2 and "error: cannot convert" in missing.stderr and "Traceback" not in missing.stderr
 

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import StaticCache
-
 from conftest import LORA_TARGETS, SCHEMES, random_ids, tiny_lm
-
+from transformers import StaticCache
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,7 +85,7 @@ def quick_benchmark(tmp_path_factory):
 def test_benchmark_quick_runs_every_row(quick_benchmark):
     report, table = quick_benchmark
     assert report["correctness"]["losses_equal"] and report["correctness"]["greedy_tokens_identical"]
-    from hf_posattn.positional import POSITION_SCHEMES
+    from hf_posattn.model.positional import POSITION_SCHEMES
 
     schemes = set(POSITION_SCHEMES)  # every registered scheme gets its rows
     for name in ("train", "prefill", "decode b1 dynamic", "decode b8 dynamic", "decode b1 static",

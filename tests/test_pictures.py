@@ -8,12 +8,12 @@ import sys
 
 import pytest
 import torch
+from conftest import SCHEMES, assert_png, tiny_lm
 
 from hf_posattn.cli import main
-from hf_posattn.demos import DECIDING_WORD, MEANING, context_demo, lookup_demo
-from hf_posattn.plots import DPI
-
-from conftest import SCHEMES, assert_png, tiny_lm
+from hf_posattn.figures.common import DPI
+from hf_posattn.lesson.context import DECIDING_WORD, MEANING, context_demo
+from hf_posattn.lesson.lookup import lookup_demo
 
 
 def posattn(*args) -> int:
@@ -39,7 +39,7 @@ def test_plot_positions_draws_the_closed_form(tmp_path, capsys):
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_plot_positions_adds_what_the_model_holds(scheme, tmp_path):
-    from hf_posattn.plots import plot_positions
+    from hf_posattn.figures.positions import plot_positions
 
     output = plot_positions(str(tmp_path / f"{scheme}.png"), tiny_lm(scheme), positions=100)
     assert_png(output, (16 * DPI, 9 * DPI))  # two rows: the closed form, then the model's scheme
@@ -83,7 +83,7 @@ def test_plot_attention_zooms_into_one_head(context, tmp_path):
     (["\\n", "ROM", "EO", " ", "\\n", " ", "x"], [0, 1, 0, 0, 0, 0, 1]),  # white space alone starts nothing
 ])
 def test_word_starts(labels, starts):
-    from hf_posattn.plots import word_starts
+    from hf_posattn.figures.attention import word_starts
 
     assert word_starts(labels) == [bool(start) for start in starts]
 
@@ -94,9 +94,9 @@ def test_word_starts(labels, starts):
 def test_word_starts_of_a_byte_level_bpe_count_the_words(text):
     """A real tokenizer of the project (byte-level BPE on a little text, so that words split into pieces): one word
     start per word, whatever the pieces."""
-    from hf_posattn.corpus import load_shakespeare
-    from hf_posattn.plots import token_labels, word_starts
-    from hf_posattn.tokenization import train_tokenizer
+    from hf_posattn.data.corpus import load_shakespeare
+    from hf_posattn.data.tokenizers import train_tokenizer
+    from hf_posattn.figures.attention import token_labels, word_starts
 
     tokenizer = train_tokenizer([load_shakespeare()["train"][0]["text"][:20_000]], 400)
     labels = token_labels(tokenizer, tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -107,7 +107,7 @@ def test_word_starts_of_a_byte_level_bpe_count_the_words(text):
 def test_attention_grid_marks_word_starts_and_has_one_colour_bar():
     import matplotlib.pyplot as plt
 
-    from hf_posattn.plots import WORD_START, attention_figure
+    from hf_posattn.figures.attention import WORD_START, attention_figure
 
     labels = ["ROM", "EO", ":", " But", " so", "ft"]
     weights = torch.softmax(torch.randn(2, 3, 6, 6), dim=-1)

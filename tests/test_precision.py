@@ -6,10 +6,8 @@ import math
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
-
 from conftest import SCHEMES, random_ids, tiny_config, tiny_lm
-
+from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
 HALF = [torch.bfloat16, torch.float16]
 # Half-precision logits against float32 ones, at logits of this tiny model's size (about 0.1).

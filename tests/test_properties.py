@@ -12,7 +12,6 @@ from transformers import DynamicCache
 import hf_posattn
 from hf_posattn import POSITION_EMBEDDING_TYPES, POSITION_SCHEMES, PosAttnConfig
 
-
 # About 10 ms per model example, under 1 ms per config example, on 2 CPU cores.
 MODEL_SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CONFIG_SETTINGS = settings(max_examples=200, deadline=None)

@@ -5,16 +5,14 @@ import json
 
 import pytest
 import torch
+from conftest import assert_png
 from torch import nn
 from transformers import initialization as init
 
 from hf_posattn.cli import build_parser, main
-from hf_posattn.corpus import load_shakespeare
-from hf_posattn.loading import load_model
-from hf_posattn.positional import POSITION_SCHEMES, PositionScheme, register_scheme
-
-from conftest import assert_png
-
+from hf_posattn.data.corpus import load_shakespeare
+from hf_posattn.model.positional import POSITION_SCHEMES, PositionScheme, register_scheme
+from hf_posattn.sharing.loading import load_model
 
 FAST = ["--max-steps", "2", "--seq-len", "32", "--batch-size", "2", "--vocab-size", "300", "--eval-steps", "2",
         "--quiet"]
@@ -111,7 +109,7 @@ def test_it_is_evaluated(trained, tmp_path):
 
 
 def test_it_runs_in_compare(registered, text, tmp_path):
-    from hf_posattn.compare import CompareOptions, compare
+    from hf_posattn.study.run import CompareOptions, compare
 
     study = compare(CompareOptions(output_dir=str(tmp_path / "study"), positions=["alibi", registered],
                                    factors=[1, 2], seq_len=32, max_steps=2, batch_size=2, vocab_size=300,
@@ -121,7 +119,7 @@ def test_it_runs_in_compare(registered, text, tmp_path):
 
 
 def test_the_default_study_keeps_to_the_built_in_schemes(registered):
-    from hf_posattn.compare import CompareOptions, resolve_study
+    from hf_posattn.study.run import CompareOptions, resolve_study
 
     # Registered at run time: selectable (above), but not added to the default study, whose time it would change.
     assert registered not in resolve_study(CompareOptions()).positions
@@ -131,7 +129,8 @@ def test_the_default_study_keeps_to_the_built_in_schemes(registered):
 def test_a_length_limit_comes_from_the_scheme(registered):
     """What makes a scheme length-bounded is its `max_length`, not its name: a registered bounded scheme is refused
     past its limit by train, as learned is."""
-    from hf_posattn.training import TrainingOptions, resolve, unbounded_schemes
+    from hf_posattn.study.perplexity import unbounded_schemes
+    from hf_posattn.training.options import TrainingOptions, resolve
 
     class Bounded(DistancePenalty):
         name = "test_bounded"
@@ -148,7 +147,8 @@ def test_a_length_limit_comes_from_the_scheme(registered):
             resolve(TrainingOptions(position="test_bounded", seq_len=257))
         # Evaluation asks the same scheme: past its limit a length is skipped (a study goes on), or refused.
         from conftest import tiny_lm
-        from hf_posattn.evaluation import evaluate_lengths_of_ids, perplexity_of_ids
+
+        from hf_posattn.study.perplexity import evaluate_lengths_of_ids, perplexity_of_ids
 
         model = tiny_lm("test_bounded")  # max_position_embeddings 64: at most 16 positions
         results = evaluate_lengths_of_ids(model, list(range(3, 67)), [16, 32])

@@ -2,17 +2,14 @@
 --rope-scaling/--factor/--rope-parameters on evaluate, generate and `train --init-from`. Tiny models: seconds each."""
 
 import json
-import math
 import shlex
 
 import pytest
 import torch
-
-from hf_posattn.cli import build_parser, main
-from hf_posattn.loading import load_model
-
 from conftest import random_ids, run_python, tiny_config
 
+from hf_posattn.cli import build_parser, main
+from hf_posattn.sharing.loading import load_model
 
 FAST = ["--max-steps", "4", "--seq-len", "32", "--batch-size", "4", "--vocab-size", "512", "--eval-steps", "2",
         "--quiet"]

@@ -14,21 +14,27 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_cli import snapshot
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, Trainer
 
-import hf_posattn.training as training
-from hf_posattn import files, runs
+from hf_posattn import files
 from hf_posattn.cli import main
-from hf_posattn.convert import main as convert_main
-from hf_posattn.corpus import load_shakespeare
-from hf_posattn.runs import RUN_FILE
-from hf_posattn.training import TrainingDiverged, TrainingOptions, train
-
-from test_cli import snapshot
-
+from hf_posattn.training import folder as runs
+from hf_posattn.training import run as training
+from hf_posattn.data.corpus import load_shakespeare
+from hf_posattn.training.folder import RUN_FILE
+from hf_posattn.training.options import TrainingOptions
+from hf_posattn.training.run import TrainingDiverged, train
 
 FAST = ["--max-steps", "4", "--seq-len", "16", "--batch-size", "2", "--vocab-size", "300", "--eval-steps", "2",
         "--quiet"]
+
+
+def convert_main(args) -> None:
+    """`posattn convert ARGS`, exiting with its status when it refuses."""
+    code = main(["convert", *args])
+    if code:
+        raise SystemExit(code)
 
 
 def posattn(*args) -> int:
@@ -201,7 +207,7 @@ def test_an_interrupted_replacement_resumes_in_its_staging_folder(run, text, mon
 
 HOLD_LOCK = """
 import sys, time
-from hf_posattn.runs import locked
+from hf_posattn.training.folder import locked
 with locked(sys.argv[1]):
     print("held", flush=True)
     time.sleep(60)

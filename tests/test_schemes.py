@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from conftest import SCHEMES, random_ids, tiny_config, tiny_lm
 from huggingface_hub.errors import StrictDataclassError
 from torch import nn
 from transformers import AutoModelForCausalLM, DynamicCache
@@ -14,7 +15,7 @@ from transformers.models.t5.modeling_t5 import T5Attention
 
 import hf_posattn
 from hf_posattn import POSITION_EMBEDDING_TYPES, PosAttnConfig
-from hf_posattn.positional import (
+from hf_posattn.model.positional import (
     EMBEDDING,
     POSITION_SCHEMES,
     ROTATION,
@@ -24,9 +25,6 @@ from hf_posattn.positional import (
     apply_rotation,
     register_scheme,
 )
-
-from conftest import SCHEMES, VOCAB, random_ids, tiny_config, tiny_lm
-
 
 NEW_SCHEMES = ["t5", "kerple", "fire", "xpos"]
 

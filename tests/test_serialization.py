@@ -1,15 +1,20 @@
 """save_pretrained / from_pretrained, safetensors, and loading as remote code where hf_posattn is not installed."""
 
+import ast
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import SCHEMES, random_ids, run_python, tiny_lm
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from hf_posattn.positional import sinusoidal_table
+import hf_posattn
+from hf_posattn.model.positional import sinusoidal_table
 
-from conftest import SCHEMES, random_ids, run_python, tiny_lm
-
+MODEL_FOLDER = Path(hf_posattn.__file__).parent / "model"
 
 pytestmark = pytest.mark.usefixtures("no_grad")
 
@@ -39,9 +44,60 @@ def test_saved_folder_carries_code_and_auto_map(tmp_path):
         "AutoModelForCausalLM": "modeling_posattn.PosAttnForCausalLM",
         "AutoModelForSequenceClassification": "modeling_posattn.PosAttnForSequenceClassification",
     }
-    for name in ("configuration_posattn.py", "modeling_posattn.py", "positional.py"):
-        assert (tmp_path / name).is_file(), name
+    code = sorted(path.name for path in tmp_path.glob("*.py"))
+    assert code == sorted(path.name for path in MODEL_FOLDER.glob("*.py") if path.name != "__init__.py")
     assert (tmp_path / "generation_config.json").is_file()
+
+
+def test_the_model_folder_imports_only_torch_transformers_and_itself():
+    """What a saved folder carries runs where hf_posattn is not installed: its files import the standard library,
+    torch, transformers (and huggingface_hub, whose `strict` dataclasses transformers' configs use) and each other,
+    never the package's tools."""
+    allowed = {"torch", "transformers", "huggingface_hub", *sys.stdlib_module_names}
+    siblings = {path.stem for path in MODEL_FOLDER.glob("*.py")}
+    for path in MODEL_FOLDER.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                assert all(alias.name.split(".")[0] in allowed for alias in node.names), (path.name, ast.dump(node))
+            elif isinstance(node, ast.ImportFrom) and node.level:
+                assert node.level == 1 and node.module in siblings, (path.name, node.module)
+            elif isinstance(node, ast.ImportFrom):
+                assert node.module.split(".")[0] in allowed, (path.name, node.module)
+
+
+SAVED_BEFORE = Path(__file__).parent / "data" / "saved-before-layout"
+
+
+def test_folders_saved_before_the_model_had_its_own_folder_load_as_they_were(tmp_path):
+    """Folders saved by 0.1.0 (their own copies of the code, `auto_map` naming modules by file name) load with the
+    package installed and, as remote code, without it, and give the logits they gave then."""
+    expected = load_file(SAVED_BEFORE / "logits.safetensors")
+    ids = expected["input_ids"][None]
+    schemes = sorted(path.name for path in SAVED_BEFORE.iterdir() if path.is_dir())
+    assert schemes == ["fire", "rotary", "sinusoidal", "t5"]
+    for scheme in schemes:
+        model = AutoModelForCausalLM.from_pretrained(SAVED_BEFORE / scheme).eval()
+        assert type(model) is hf_posattn.PosAttnForCausalLM
+        torch.testing.assert_close(model(ids).logits[0], expected[scheme], rtol=0, atol=1e-5)
+    out = run_python(
+        f"""
+        import json, torch
+        from safetensors.torch import load_file
+        from transformers import AutoModelForCausalLM
+        expected = load_file({str(SAVED_BEFORE / "logits.safetensors")!r})
+        gaps = {{}}
+        for scheme in {schemes!r}:
+            model = AutoModelForCausalLM.from_pretrained({str(SAVED_BEFORE)!r} + "/" + scheme,
+                                                         trust_remote_code=True).eval()
+            assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+            with torch.no_grad():
+                logits = model(expected["input_ids"][None]).logits[0]
+            gaps[scheme] = (logits - expected[scheme]).abs().max().item()
+        print(json.dumps(gaps))
+        """,
+        cwd=tmp_path,
+    )
+    assert all(gap < 1e-5 for gap in json.loads(out.strip().splitlines()[-1]).values()), out
 
 
 def test_remote_code_loads_where_the_package_is_not_installed(tmp_path):

@@ -4,8 +4,7 @@ import math
 
 import pytest
 
-from hf_posattn.statistics import mean_interval, student_t_cdf, student_t_quantile
-
+from hf_posattn.study.statistics import mean_interval, student_t_cdf, student_t_quantile
 
 # t(0.975, df) from standard tables (e.g. NIST/SEMATECH e-Handbook, table of the t distribution's upper critical values).
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 9: 2.262, 19: 2.093, 29: 2.045, 100: 1.984}

@@ -8,16 +8,15 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import assert_png
 
 from hf_posattn import PosAttnConfig, PosAttnForCausalLM
 from hf_posattn.cli import main
-from hf_posattn.compare import (EXTENSIONS, embedding_signal, extended_model, markdown_table, summarize,
-                                unigram_position_loss)
-from hf_posattn.corpus import load_shakespeare
-from hf_posattn.evaluation import perplexity_of_ids
-
-from conftest import assert_png
-
+from hf_posattn.data.corpus import load_shakespeare
+from hf_posattn.study.lm import EXTENSIONS, embedding_signal, extended_model, unigram_position_loss
+from hf_posattn.study.perplexity import perplexity_of_ids
+from hf_posattn.study.summary import summarize
+from hf_posattn.study.tables import markdown_table
 
 # t(0.975, n - 1) from standard tables (NIST/SEMATECH e-Handbook), for n seeds.
 T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571}
@@ -191,8 +190,8 @@ def test_the_unigram_loss_at_each_position_is_averaged_over_the_windows_the_mode
 @pytest.mark.parametrize("position", ["rotary", "xpos"])
 @pytest.mark.parametrize("rope_type", list(EXTENSIONS))
 def test_an_extended_model_has_the_same_weights_and_stretched_frequencies(tmp_path, position, rope_type):
-    from hf_posattn.loading import load_model
-    from hf_posattn.tokenization import train_tokenizer
+    from hf_posattn.data.tokenizers import train_tokenizer
+    from hf_posattn.sharing.loading import load_model
 
     model = tiny_model(position, vocab_size=300, max_position_embeddings=32)  # "trained" at 32 (no run file)
     model.save_pretrained(tmp_path)

@@ -2,13 +2,11 @@
 
 import pytest
 import torch
+from conftest import SCHEMES, random_ids, tiny_lm
 from transformers import Trainer, TrainingArguments, logging, pipeline
 from transformers.testing_utils import CaptureLogger
 
-from hf_posattn.tokenization import train_tokenizer
-
-from conftest import SCHEMES, random_ids, tiny_lm
-
+from hf_posattn.data.tokenizers import train_tokenizer
 
 TEXT = (
     "Attention is a soft dictionary lookup: a query is compared with every key, softmax turns the scores into "

@@ -1,8 +1,12 @@
 """Make saved folders with the code of the current main (before the model moved into its own folder)."""
-import os, sys, torch, json
+import os
+import sys
+
+import torch
 from safetensors.torch import save_file
-import hf_posattn
+
 from hf_posattn import PosAttnConfig, PosAttnForCausalLM
+
 root = sys.argv[1]
 ids = torch.tensor([[5, 9, 17, 3, 44, 8, 21, 30, 2, 11, 7, 19]])
 logits = {}

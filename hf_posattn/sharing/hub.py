@@ -7,12 +7,12 @@ import os
 from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
 from transformers.dynamic_module_utils import get_relative_import_files
 
-from .configuration_posattn import PosAttnConfig
+from ..common import notice
+from ..figures.training import TRAINING_FIGURE, training_figure
+from ..model.configuration_posattn import PosAttnConfig
+from ..training.folder import RUN_FILE, read_run
+from .card import build_model_card
 from .loading import read_json
-from .model_card import build_model_card
-from .reporting import TRAINING_FIGURE, training_figure
-from .runs import RUN_FILE, notice, read_run
-
 
 # What a model repo needs, from a folder written by `posattn train`: checkpoints, optimizer states and the
 # Trainer's arguments stay local, and of the code only what config.json's auto_map loads (`code_files`); of the

@@ -1,13 +1,7 @@
-"""The lesson's fourth claim, measured (`posattn demo parallel`): self-attention computes every position of a
-sequence in one batch of matrix products, which is why it runs well on parallel hardware and beat recurrent models,
-whose step t must wait for step t - 1.
-
-One layer of this package's own attention (`PosAttnAttention`, through the backend the config names: sdpa by
-default) is timed against `torch.nn.GRU` of the same width, on the same batch, at lengths T = 64 ... 4096. The
-figure shows the time, why (achieved FLOP/s: a few large products against T small ones in a row), and the other
-side: attention's work and memory grow as T², the GRU's as T, and where each crosses over.
-
-`measure(...)` returns the rows; `parallel_demo(...)` also prints the table and draws the figure.
+"""The lesson, part 3: why attention beat recurrent networks. One layer of self-attention against a GRU of the same
+width, timed on this machine at growing lengths: attention computes all T positions in one batch of matrix
+products, the GRU in T steps that each wait for the one before, and attention pays for it with work and memory that
+grow as T².
 """
 
 import contextlib
@@ -17,23 +11,32 @@ import time
 
 import torch
 
-from .configuration_posattn import PosAttnConfig
-from .modeling_posattn import PosAttnAttention
-
+from ..model.configuration_posattn import PosAttnConfig
+from ..model.modeling_posattn import PosAttnAttention
 
 DEFAULT_LENGTHS = (64, 128, 256, 512, 1024, 2048, 4096)
+
+
 # Sized so that the whole default run takes about a minute on 2 CPU cores; a GPU does it in seconds.
 DEFAULT_HIDDEN, DEFAULT_BATCH, DEFAULT_REPEATS = 256, 4, 7
+
+
 BACKENDS = ("sdpa", "eager")  # flex_attention compiles a kernel per shape and runs no backward on CPU
+
+
 DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
 HEAD_DIM = 64  # the default number of heads is hidden // HEAD_DIM, as in GPT-2 and BERT
+
+
 FLOAT_BYTES = 4  # everything runs in float32; the eager backend keeps its scores in float32 in any case
+
+
 # The eager backend holds the scores, their scaled (and masked) copy and the softmax weights at once: about three
 # score matrices, plus the T x T mask.
 EAGER_SCORE_COPIES = 3
 
-
-# ---- the options, checked before any work ----
 
 def is_power_of_two(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1 and value & (value - 1) == 0
@@ -128,8 +131,6 @@ def check_options(lengths, hidden: int, heads: int, batch: int, repeats: int, de
     return sorted(set(lengths)), resolved
 
 
-# ---- what each model costs, by formula ----
-
 def memory_needed(length: int, batch: int, hidden: int, heads: int, attn_implementation: str, backward: bool) -> int:
     """A lower estimate of the bytes one length takes: the tensors of batch x T x hidden floats that are alive at
     once (the input, q, k and v, attention's output and its projection, the GRU's output and gates: about 12), and
@@ -177,8 +178,6 @@ def crossings(lengths, attention, rnn) -> list[tuple[float, bool]]:
             found.append((math.exp(math.log(t0) + (math.log(t1) - math.log(t0)) * gap0 / (gap0 - gap1)), gap1 >= 0))
     return found
 
-
-# ---- timing ----
 
 @contextlib.contextmanager
 def cpu_threads(threads: int | None):
@@ -317,8 +316,6 @@ def timed_rows(lengths, hidden, heads, batch, repeats, device, attn_implementati
     return rows
 
 
-# ---- the demo: table and figure ----
-
 COLUMNS = (  # (header, row key, format)
     ("length T", "length", "{:>8d}"),
     ("attention ms", "attention_ms", "{:>12.2f}"),
@@ -330,6 +327,8 @@ COLUMNS = (  # (header, row key, format)
     ("RNN state KB", "rnn_state_kb", "{:>12.1f}"),
     ("RNN steps", "rnn_sequential_steps", "{:>9d}"),
 )
+
+
 PEAK_COLUMN = ("attn peak MB", "attention_peak_mb", "{:>12.1f}")
 
 
@@ -352,8 +351,8 @@ def parallel_demo(output: str = "parallel.png", lengths=DEFAULT_LENGTHS, hidden:
                   device: str = "cpu", attn_implementation: str = "sdpa", backward: bool = False,
                   threads: int | None = None) -> list[dict]:
     """Time, print the table, draw the figure at `output`; returns the rows (see `measure`)."""
-    from .plots import pyplot
-    from .runs import check_output_file
+    from ..figures.common import pyplot
+    from ..training.folder import check_output_file
 
     pyplot()  # no matplotlib, or nowhere to write: say so now, not after the timings
     check_output_file(output, example="parallel.png")
@@ -377,6 +376,8 @@ def report(output, lengths, hidden, heads, batch, repeats, resolved, attn_implem
                    progress=lambda row: print(row_line(row, columns), flush=True))
     for line in summary(rows, hidden, heads, batch, backward):
         print(line)
+    from ..figures.lesson import draw  # matplotlib, only when a figure is drawn
+
     draw(output, rows, hidden, heads, batch, repeats, resolved, attn_implementation, backward)
     print(f"wrote {output}")
     return rows
@@ -443,78 +444,3 @@ def time_verdict(rows: list[dict], time_crossings: list) -> str:
     if len(time_crossings) == 1:
         return last
     return (f"close from T ≈ {time_crossings[0][0]:.0f} (they cross {len(time_crossings)} times); {last}")
-
-
-ATTENTION_STYLE = {"color": "tab:blue", "marker": "o", "label": "self-attention (1 layer)"}
-RNN_STYLE = {"color": "tab:red", "marker": "s", "label": "GRU (1 layer)"}
-
-
-def mark(axes, length, text: str) -> None:
-    """A dotted vertical line at a crossover, labelled along it, on a white box so that no curve hides the text."""
-    axes.axvline(length, color="gray", linestyle=":", linewidth=1.2)
-    axes.annotate(text, (length, 0.97), xycoords=("data", "axes fraction"), rotation=90, ha="center", va="top",
-                  fontsize=8, color="dimgray", bbox={"boxstyle": "round,pad=0.2", "facecolor": "white",
-                                                     "edgecolor": "none", "alpha": 0.8})
-
-
-def shade_timed(axes, lengths) -> None:
-    """On the panels drawn from formulas, the lengths that were timed."""
-    axes.axvspan(min(lengths), max(lengths), color="gray", alpha=0.1, label="lengths timed")
-
-
-def draw(output: str, rows: list[dict], hidden: int, heads: int, batch: int, repeats: int, device: torch.device,
-         attn_implementation: str, backward: bool) -> str:
-    from .plots import pyplot, save
-
-    plt = pyplot()
-    lengths = [row["length"] for row in rows]
-    costs = cost_curves(lengths, hidden, heads, batch, backward)
-    cross = crossovers(rows, costs)
-    what = "forward + backward" if backward else "forward"
-    figure, ((time_axes, speed_axes), (work_axes, memory_axes)) = plt.subplots(2, 2, figsize=(13, 9.5),
-                                                                                layout="constrained")
-
-    time_axes.loglog(lengths, [row["attention_ms"] for row in rows], **ATTENTION_STYLE)
-    time_axes.loglog(lengths, [row["rnn_ms"] for row in rows], **RNN_STYLE)
-    for length, attention_slower in cross["time"]:
-        mark(time_axes, length, f"{'GRU' if attention_slower else 'attention'} faster past T ≈ {length:.0f}")
-    time_axes.set(title=f"time per {what} (median of {repeats})\n{time_verdict(rows, cross['time'])}",
-                  xlabel="sequence length T", ylabel="milliseconds")
-    time_axes.legend(fontsize=8, loc="upper left")
-
-    speed_axes.semilogx(lengths, [row["attention_gflop_per_s"] for row in rows], **ATTENTION_STYLE)
-    speed_axes.semilogx(lengths, [row["rnn_gflop_per_s"] for row in rows], **RNN_STYLE)
-    speed_axes.set(title="why: attention is 1 step of large matrix products,\nthe GRU T small steps, each waiting "
-                         "for the one before", xlabel="sequence length T", ylabel="achieved GFLOP/s",
-                   ylim=(0, 1.4 * max(max(row["attention_gflop_per_s"], row["rnn_gflop_per_s"]) for row in rows)))
-    speed_axes.legend(fontsize=8, title="sequential steps per layer:\nattention 1, GRU T", title_fontsize=8,
-                      loc="upper left", ncols=2)  # one row: above the points, in the headroom of the y axis
-
-    grid, attention_work, rnn_work = costs["work"]
-    work_axes.loglog(grid, [flops / 1e9 for flops in attention_work], color="tab:blue",
-                     label="attention: 8·T·H² + 2·T²·H (causal: half the T² pairs)")
-    work_axes.loglog(grid, [flops / 1e9 for flops in rnn_work], color="tab:red", label="GRU: 12·T·H²")
-    shade_timed(work_axes, lengths)
-    mark(work_axes, cross["work"], f"more arithmetic than the GRU past T = 2H = {2 * hidden}")
-    work_axes.set(title="the other side: attention's work grows as T², the GRU's as T", xlabel="sequence length T",
-                  ylabel=f"GFLOP per {what} (batch {batch})")
-    work_axes.legend(fontsize=8, loc="upper left")
-
-    grid, scores, states = costs["memory"]
-    memory_axes.loglog(grid, [size / 2**20 for size in scores], color="tab:blue",
-                       label="attention score matrix: batch·heads·T² floats")
-    memory_axes.loglog(grid, [size / 2**20 for size in states], color="tab:red",
-                       label="GRU state: batch·H floats, whatever T")
-    if rows[0]["attention_peak_mb"] is not None:
-        memory_axes.loglog(lengths, [row["attention_peak_mb"] for row in rows], "o", color="tab:blue",
-                           label="attention's peak memory, measured")
-    shade_timed(memory_axes, lengths)
-    mark(memory_axes, cross["memory"], f"scores outgrow the state: T ≈ {cross['memory']:.0f}")
-    memory_axes.set(title="memory: the T x T scores against the GRU's fixed state", xlabel="sequence length T",
-                    ylabel="MB")
-    memory_axes.legend(fontsize=8, loc="lower right")
-
-    figure.suptitle(f"Self-attention computes all T positions at once; an RNN takes T steps, one after another\n"
-                    f"hf_posattn attention ({attn_implementation}, {heads} head{'s' * (heads > 1)}) vs torch.nn.GRU, "
-                    f"hidden {hidden}, batch {batch}, {what}, float32 · {machine_name(device)}", fontsize=11)
-    return save(figure, output)

@@ -1,0 +1,50 @@
+"""The small helpers every tool shares: notices on stderr, the name of the machine, progress bars on or off.
+
+stdout is for results (which may be JSON); progress and notices go to stderr.
+"""
+
+import contextlib
+import platform
+import sys
+
+
+def notice(text: str) -> None:
+    """Progress and notices go to stderr: stdout is for results (which may be JSON)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def hardware(processes: int = 1) -> str:
+    """What a run ran on, for its records: the GPU(s), else the CPU's model name and torch's thread count."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    if processes > 1:
+        return f"{processes} processes, each on {hardware()}"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    threads = torch.get_num_threads()
+    return f"CPU: {model}, {threads} thread{'s' if threads > 1 else ''}"
+
+
+@contextlib.contextmanager
+def progress_bars(enabled: bool):
+    """Turn the progress bars of datasets and transformers off for a quiet run, and back on after it."""
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    was_enabled = datasets.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
+    if not enabled:
+        datasets.disable_progress_bars()
+        transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled[0]:
+            datasets.enable_progress_bars()
+        if was_enabled[1]:
+            transformers_logging.enable_progress_bar()

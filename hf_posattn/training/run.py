@@ -1,0 +1,384 @@
+"""Train an hf_posattn language model from scratch with the Hugging Face `Trainer`.
+
+    from hf_posattn import TrainingOptions, train
+    result = train(TrainingOptions(position="alibi", output_dir="runs/alibi"))
+    print(result.perplexity, result.unigram_perplexity)
+
+One call does the whole job: text (the embedded corpus by default), a byte-level BPE tokenizer, packed blocks of
+`seq_len` tokens, the model of a preset, the `Trainer` (AdamW, warm-up then cosine decay, periodic evaluation,
+checkpoints, bf16/fp16 on GPUs that support it), then the final model, tokenizer, code and model card saved in
+`output_dir`, the validation perplexity next to the unigram baseline, and a sample. The same options with the same
+seed train the same model, so runs that differ only in `position` compare the position schemes.
+
+`train` is the sequence of phases: plan (options.py), claim the folder (folder.py), tokens, trainer, fit, finish.
+"""
+
+import contextlib
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from datasets import DatasetDict
+from transformers import (
+    AutoTokenizer,
+    PrinterCallback,
+    Trainer,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
+)
+from transformers.trainer_utils import TrainOutput
+
+from ..common import hardware, notice, progress_bars
+from ..data.corpus import CORPUS_NAME
+from ..data.tokenizers import encode_documents, has_tokenizer, split_blocks, train_tokenizer
+from ..data.unigram import text_unigram_baseline
+from ..figures.training import write_training_figure
+from ..files import WriteFailed, saved_whole, write_with, writing
+from ..model.configuration_posattn import PosAttnConfig
+from ..model.modeling_posattn import PosAttnForCausalLM
+from ..sharing.card import write_model_card
+from ..sharing.generation import generate_text
+from ..study.perplexity import EVAL_BATCH_TOKENS
+from .callbacks import NormalModes, NothingLeftToTrain, StopAtMaxSteps, StopOnCtrlC, StopOnNonFinite
+from .folder import (
+    RunPlan,
+    claim,
+    last_complete_checkpoint,
+    write_run_file,
+)
+from .logs import run_name
+from .options import PRESETS, TrainingOptions, bounded_length, check_inputs, usable_length
+
+# Evaluation during training uses at most this many validation blocks, evenly spread (all of them at the end).
+PERIODIC_EVAL_BLOCKS = 256
+
+
+@dataclass
+class TrainingResult:
+    output_dir: str
+    eval_loss: float  # mean cross-entropy per token on the whole validation split, in nats
+    perplexity: float
+    unigram_loss: float
+    unigram_perplexity: float
+    steps: int
+    tokens_seen: int
+    train_seconds: float  # the Trainer's training loop (of this call only, when it resumed a run)
+    wall_seconds: float  # the whole call: data, tokenizer, training, evaluation, saving, sample
+    hardware: str
+    parameters: int
+    sample: str
+    options: dict = field(default_factory=dict)  # resolved: every None replaced by what was used
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class TrainingStopped(Exception):
+    """Training stopped before its end; what it saved stays, and `resume=True` continues from its last checkpoint."""
+
+
+class TrainingInterrupted(TrainingStopped):
+    """Ctrl-C stopped training; the checkpoint it saved stays, and `resume=True` continues from it."""
+
+    def __init__(self, output_dir: str, checkpoint: str | None):
+        self.output_dir, self.checkpoint = output_dir, checkpoint
+        where = f"the last checkpoint is {checkpoint}" if checkpoint else "no checkpoint had been saved yet"
+        super().__init__(f"training interrupted: {where}. Continue with --resume (resume=True) "
+                         f"and the same --output-dir {output_dir}.")
+
+
+class TrainingWriteFailed(TrainingStopped, WriteFailed):
+    """A file of the run could not be written while it trained (a full disk while a checkpoint was saved): training
+    stopped; the checkpoints saved before stay, and `resume=True` continues from the last whole one."""
+
+    def __init__(self, output_dir: str, failure: WriteFailed):
+        self.output_dir, self.failure = output_dir, failure
+        super().__init__(f"{failure}. Training stopped there; what it saved before stays. Free some space, then "
+                         f"continue with --resume (resume=True) and the same --output-dir {output_dir}.")
+
+
+class TrainingDiverged(TrainingStopped, ValueError):
+    """The loss or the weights became NaN or infinite: training stopped without saving them."""
+
+    def __init__(self, output_dir: str, step: int, what: str, learning_rate: float, checkpoint: str | None):
+        self.output_dir, self.checkpoint = output_dir, checkpoint
+        kept = f"the last good checkpoint, {checkpoint}, is kept" if checkpoint else "no checkpoint had been saved"
+        super().__init__(f"{what} at step {step}: training stopped there and saved nothing from that step on "
+                         f"({kept}). The learning rate {learning_rate} is probably too high: train again with a "
+                         f"lower --learning-rate (with --overwrite, or another --output-dir).")
+
+
+def model_config(options: TrainingOptions, tokenizer) -> PosAttnConfig:
+    preset = PRESETS[options.preset]
+    # A length-bounded scheme (learned) gets exactly the preset's table; the others run at any length, and their
+    # tables (sinusoidal, rotary) are only a cache that should cover the training length.
+    max_positions = preset.max_position_embeddings
+    if bounded_length(options) is None:
+        max_positions = max(max_positions, options.seq_len)
+    return PosAttnConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=preset.hidden_size,
+        num_hidden_layers=preset.num_hidden_layers,
+        num_attention_heads=preset.num_attention_heads,
+        intermediate_size=4 * preset.hidden_size,
+        max_position_embeddings=max_positions,
+        position_embedding_type=options.position,
+        scale_embeddings=options.scale_embeddings,
+        hidden_dropout_prob=preset.dropout,
+        attention_probs_dropout_prob=preset.dropout,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+
+
+def tokenizer_for(options: TrainingOptions, train_texts, plan: RunPlan):
+    """The tokenizer of `--tokenizer`, else the one of the run being resumed (it keeps its tokens), else a new one
+    trained on the training text."""
+    source = options.tokenizer or (plan.work_dir if plan.resume else None)
+    if source and has_tokenizer(source):
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    else:
+        tokenizer = train_tokenizer(train_texts, options.vocab_size)
+    tokenizer.model_max_length = usable_length(options)
+    return tokenizer
+
+
+def pack(texts: DatasetDict, tokenizer, seq_len: int) -> DatasetDict:
+    """Tokenise every document (end-of-text token after each), join them and cut the stream into blocks of
+    `seq_len` tokens; the labels are the inputs (the model shifts them)."""
+
+    def to_blocks(batch):
+        stream = [token for ids in encode_documents(tokenizer, batch["text"]) for token in ids]
+        blocks = split_blocks(stream, seq_len)
+        return {"input_ids": blocks, "labels": [list(block) for block in blocks]}
+
+    # Up to 1000 documents per stream (all of the embedded corpus's splits: the blocks `evaluation` cuts); the tail
+    # of each stream shorter than a block is dropped.
+    blocks = DatasetDict({
+        split: dataset.map(to_blocks, batched=True, batch_size=1000, remove_columns=dataset.column_names)
+        for split, dataset in texts.items()
+    })
+    for split, dataset in blocks.items():
+        if len(dataset) == 0:
+            raise ValueError(
+                f"the {split} text is shorter than one block of --seq-len {seq_len} tokens: give more text, or a "
+                f"smaller --seq-len."
+            )
+    return blocks
+
+
+def default_prompt(text: str) -> str:
+    """The first speaker's cue in `text` (a line ending with a colon, as `ROMEO:` in a play), else its first
+    line: something the model has seen how to continue."""
+    lines = [line for line in text.splitlines()[:100] if line.strip()] or ["\n"]
+    return next((line for line in lines if line.endswith(":")), lines[0]) + "\n"
+
+
+def evenly_spaced(dataset, count: int):
+    if len(dataset) <= count:
+        return dataset
+    return dataset.select(np.linspace(0, len(dataset) - 1, count).round().astype(int).tolist())
+
+
+def mixed_precision() -> dict:
+    """bf16 on GPUs that have it, else fp16 on GPUs; float32 on CPU (bf16 there is slow without AMX units)."""
+    if not torch.cuda.is_available():
+        return {}
+    return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+
+
+def training_arguments(options: TrainingOptions, folder: str) -> TrainingArguments:
+    preset = PRESETS[options.preset]
+    return TrainingArguments(
+        output_dir=folder,
+        max_steps=options.max_steps,
+        per_device_train_batch_size=options.batch_size,
+        # No gradients in evaluation: batches can be larger than training ones.
+        per_device_eval_batch_size=max(options.batch_size, EVAL_BATCH_TOKENS // options.seq_len),
+        gradient_accumulation_steps=options.gradient_accumulation_steps,
+        learning_rate=options.learning_rate,
+        # Warm-up, then cosine decay to a tenth of the peak rate (nanoGPT's schedule).
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr_rate": 0.1},
+        warmup_steps=min(preset.warmup_steps, options.max_steps // 10),
+        weight_decay=0.1,
+        adam_beta1=0.9,
+        adam_beta2=preset.adam_beta2,
+        max_grad_norm=1.0,
+        eval_strategy="steps",
+        eval_steps=options.eval_steps,
+        save_strategy="steps",
+        save_steps=options.save_steps,
+        save_total_limit=2,
+        logging_steps=max(1, min(50, options.eval_steps // 4)),
+        logging_nan_inf_filter=False,  # a NaN loss must be seen (StopOnNonFinite), not averaged away
+        include_num_input_tokens_seen="all",
+        seed=options.seed,
+        report_to=options.report_to,
+        run_name=run_name(options.output_dir),  # the target's name, not the staging folder's
+        project="hf-posattn",  # trackio's project (transformers' default: "huggingface")
+        # Without an accelerator the Trainer must be told that it runs on the CPU: otherwise the processes started by
+        # torchrun or accelerate launch do not form a process group (each would train alone, on the same data).
+        use_cpu=not torch.accelerator.is_available(),
+        # Every parameter takes part in every step, so DDP need not search the graph for unused ones.
+        ddp_find_unused_parameters=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=options.quiet,
+        log_level="error" if options.quiet else "passive",
+        **mixed_precision(),
+    )
+
+
+def train(options: TrainingOptions) -> TrainingResult:
+    """Train, evaluate, save and sample a model (see the module docstring). Raises `ValueError` on bad input, before
+    any training; `TrainingInterrupted` when Ctrl-C stopped the run (after saving a checkpoint) and
+    `TrainingDiverged` (a `ValueError`) when its loss or weights became NaN or infinite."""
+    with progress_bars(not options.quiet):
+        return train_run(options)
+
+
+def train_run(options: TrainingOptions) -> TrainingResult:
+    start = time.perf_counter()
+    inputs = check_inputs(options)
+    options, texts, plan = inputs.options, inputs.texts, inputs.plan
+    args = training_arguments(options, plan.work_dir)
+    # Under torchrun or accelerate launch this joins the run's other processes (one per device). Only the main process
+    # writes to the output folder, as the Trainer decides it (`should_save`); it does so once every process has
+    # checked the inputs, and the others then read the tokenizer it trained or reused.
+    args.distributed_state.wait_for_everyone()
+    with contextlib.ExitStack() as owned:
+        with args.main_process_first(local=args.save_on_each_node, desc="tokenizer"):
+            tokenizer, blocks = prepare_tokens(options, texts, plan, args)
+            if args.should_save:  # the folder is touched only now: bad input above leaves it as it was
+                owned.enter_context(claim(plan))
+                record_start(options, plan, tokenizer)
+        trainer = make_trainer(options, args, tokenizer, blocks, inputs.initial_model)
+        train_output = fit(trainer, options, plan, inputs.checkpoint)
+        return finish(trainer, options, plan, texts, blocks, train_output, start)
+
+
+def prepare_tokens(options: TrainingOptions, texts: DatasetDict, plan: RunPlan, args: TrainingArguments):
+    """The tokenizer (trained or reused by the main process, read back from the run folder by the others) and the
+    text packed into blocks (too little text is refused here)."""
+    if args.should_save:
+        tokenizer = tokenizer_for(options, texts["train"]["text"], plan)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(plan.work_dir)
+    return tokenizer, pack(texts, tokenizer, options.seq_len)
+
+
+def record_start(options: TrainingOptions, plan: RunPlan, tokenizer) -> None:
+    """The run's tokenizer (which --resume reuses) and its options, results to come: an unfinished run."""
+    with saved_whole(plan.work_dir, what=f"the tokenizer in {plan.work_dir}") as temporary:
+        tokenizer.save_pretrained(temporary)
+    write_run_file(plan.work_dir, dataclasses.asdict(options), None)
+
+
+def make_trainer(options: TrainingOptions, args: TrainingArguments, tokenizer, blocks: DatasetDict,
+                 initial: PosAttnForCausalLM | None = None) -> Trainer:
+    """The Trainer of the run: the model of `init_from` (`initial`, loaded by `check_inputs`), else a new model of
+    the preset."""
+    set_seed(options.seed)
+    trainer = Trainer(
+        model=initial if initial is not None else PosAttnForCausalLM(model_config(options, tokenizer)),
+        args=args,
+        train_dataset=blocks["train"],
+        eval_dataset=evenly_spaced(blocks["validation"], PERIODIC_EVAL_BLOCKS),
+        data_collator=default_data_collator,
+        processing_class=tokenizer,
+    )
+    if options.quiet:  # without progress bars, the Trainer prints its logs instead
+        trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def fit(trainer: Trainer, options: TrainingOptions, plan: RunPlan, checkpoint: str | None = None):
+    """`trainer.train`, from `checkpoint` on resume (the last whole one, chosen by `check_inputs`); stops cleanly on
+    Ctrl-C, on NaN/inf and when a checkpoint cannot be written (a full disk)."""
+    if plan.resume:
+        notice(f"resuming from {checkpoint}" if checkpoint else f"{plan.work_dir} has no checkpoint yet: starting at "
+                                                                f"step 0")
+    non_finite = StopOnNonFinite()
+    trainer.add_callback(non_finite)
+    trainer.add_callback(StopAtMaxSteps())
+    trainer.add_callback(NormalModes())
+    with StopOnCtrlC() as stop:
+        trainer.add_callback(stop)
+        try:
+            with writing(f"a checkpoint in {plan.work_dir}"):  # safetensors' and torch.save's failures say so
+                train_output = trainer.train(resume_from_checkpoint=checkpoint)
+        except NothingLeftToTrain:
+            train_output = TrainOutput(trainer.state.global_step, 0.0, {"train_runtime": 0.0})
+        except WriteFailed as failure:
+            raise TrainingWriteFailed(plan.target, failure) from failure
+    if non_finite.found:
+        step, what = non_finite.found
+        raise TrainingDiverged(plan.target, step, what, options.learning_rate,
+                               last_complete_checkpoint(plan.work_dir))
+    if stop.interrupted:
+        raise TrainingInterrupted(plan.target, last_complete_checkpoint(plan.work_dir))
+    return train_output
+
+
+def finish(trainer: Trainer, options: TrainingOptions, plan: RunPlan, texts: DatasetDict, blocks: DatasetDict,
+           train_output, start: float) -> TrainingResult:
+    """Evaluate on the whole validation split, save the model whole, sample it, then record the results: the card,
+    and the run file last (a run without results is an unfinished one)."""
+    args, model, tokenizer = trainer.args, trainer.model, trainer.processing_class
+    if args.should_save:  # trainer_state.json in the run folder, for its training figure (checkpoints may go)
+        write_with(os.path.join(plan.work_dir, "trainer_state.json"), trainer.state.save_to_json)
+    eval_loss = trainer.evaluate(blocks["validation"])["eval_loss"]
+    validation_ids = np.array(blocks["validation"]["input_ids"])
+    baseline = text_unigram_baseline(tokenizer, texts["train"]["text"], texts["validation"]["text"])
+    # How the model samples unless told otherwise (`posattn generate`, the pipeline, `generate`); top_k=0: no top-k
+    # cut, which transformers would otherwise apply at 50 tokens.
+    model.generation_config.update(do_sample=True, temperature=0.8, top_p=0.95, top_k=0, max_new_tokens=200,
+                                   pad_token_id=tokenizer.pad_token_id)
+    model.config.use_cache = True  # the Trainer turned it off for training; generation wants it
+    save_model(trainer, plan.work_dir)
+    prompt = options.sample_prompt or default_prompt(texts["validation"]["text"][0])
+    sample = generate_text(model, tokenizer, prompt, seed=options.seed)
+
+    result = TrainingResult(
+        output_dir=plan.target,
+        eval_loss=eval_loss,
+        perplexity=math.exp(eval_loss),
+        unigram_loss=baseline["loss"],
+        unigram_perplexity=baseline["perplexity"],
+        steps=trainer.state.global_step,
+        tokens_seen=int(trainer.state.num_input_tokens_seen),
+        train_seconds=train_output.metrics["train_runtime"],
+        wall_seconds=time.perf_counter() - start,
+        hardware=hardware(args.world_size),
+        parameters=model.num_parameters(),
+        sample=sample,
+        options=dataclasses.asdict(options),
+    )
+    results = result.to_dict()
+    del results["options"]  # stored next to the results in the run file
+    results.update(prompt=prompt, data=CORPUS_NAME if not options.data else ", ".join(options.data),
+                   train_tokens=int(len(blocks["train"]) * options.seq_len),
+                   validation_tokens=int(validation_ids[:, 1:].size))
+    if args.should_save:
+        run = {"options": result.options, "results": results}
+        write_training_figure(plan.work_dir, baseline=baseline["loss"], label=run_name(plan.target))
+        write_model_card(plan.work_dir, model.config, run)
+        write_run_file(plan.work_dir, run["options"], run["results"])
+    return result
+
+
+def save_model(trainer: Trainer, folder: str) -> None:
+    """Weights, config (with auto_map), code files, generation config and tokenizer, saved in a temporary folder and
+    renamed into `folder`: a save that fails (a full disk) leaves no config.json without its weights. Every process
+    calls it (gathering sharded weights is collective); the main one writes."""
+    if not trainer.args.should_save:
+        trainer.save_model(os.path.join(folder, "unused"))  # writes nothing off the main process
+        return
+    with saved_whole(folder, what=f"the model in {folder}") as temporary:
+        trainer.save_model(temporary)
