@@ -1,26 +1,46 @@
-"""Shared helpers: tiny configs for every scheme, and running Python where hf_posattn cannot be imported."""
+"""What the tests share, both tiers: tiny configs and models for every scheme, the command line called in-process,
+Python run where hf_posattn cannot be imported, damaged model folders, schemes defined outside the package, and the
+tiny runs that several tests read.
+
+The fast tier (tests/fast: the model, the schemes, the checks, tables and figures on recorded inputs; no Trainer, no
+subprocess, no compiled kernel) runs alone with `pytest tests/fast`; the end-to-end tier (tests/e2e: real Trainer
+runs, the pipeline, torchrun, remote code with the package hidden, killed and resumed runs) with `pytest tests/e2e`.
+"""
 
 import contextlib
+import hashlib
+import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
+from torch import nn
+from transformers import initialization as init
 
 import hf_posattn
 from hf_posattn import POSITION_EMBEDDING_TYPES, PosAttnConfig
-from hf_posattn.model.positional import POSITION_SCHEMES, SCORE_BIAS
+from hf_posattn.cli import main
+from hf_posattn.model.positional import POSITION_SCHEMES, SCORE_BIAS, PositionScheme, register_scheme
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DATA = Path(__file__).resolve().parent / "data"  # models saved by earlier versions, kept as they were
 
 SCHEMES = list(POSITION_EMBEDDING_TYPES)
 # The schemes that add a bias to the attention scores, and those bounded in length (learned positions).
 BIAS_SCHEMES = [name for name in SCHEMES if SCORE_BIAS in POSITION_SCHEMES[name].contributes()]
 BOUNDED_SCHEMES = [name for name in SCHEMES if POSITION_SCHEMES[name].max_length(PosAttnConfig()) is not None]
+# Those whose bias flex_attention reads from a [heads, distances] table, and those it reads as a whole tensor.
+TABLE_SCHEMES = [name for name in BIAS_SCHEMES if POSITION_SCHEMES[name].bias_from_distance_alone]
+TENSOR_SCHEMES = [name for name in BIAS_SCHEMES if name not in TABLE_SCHEMES]
 BACKENDS = ["eager", "sdpa", "flex_attention"]
 VOCAB = 97
 # The module names README.md gives for LoRA's target_modules: every projection.
@@ -56,6 +76,74 @@ def tiny_lm(scheme="sinusoidal", attn="sdpa", seed=0, **overrides):
 def random_ids(batch, length, seed=0, low=3):
     """Token ids that avoid the special ids 0-2 (pad, bos, eos)."""
     return torch.randint(low, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+def pad_left(rows):
+    """Left-pad rows of different lengths with the pad id 0; return ids and attention mask."""
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :] = row
+        mask[i, width - len(row) :] = 1
+    return ids, mask
+
+
+def random_gpt2(seed=0, **overrides):
+    """A tiny GPT-2 (transformers' own), the model hf_posattn converts and compares with."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=97, n_positions=64, bos_token_id=1,
+                        eos_token_id=2, **overrides)
+    return GPT2LMHeadModel(config).eval()
+
+
+# ---- the command line, in this process ----
+
+# A training run small enough for a test: seconds on 2 CPU cores.
+TINY_RUN = ["--max-steps", "4", "--seq-len", "16", "--batch-size", "2", "--vocab-size", "300", "--eval-steps", "2",
+            "--quiet"]
+
+
+def posattn(*args) -> int:
+    """`posattn ARGS` in this process; its exit status."""
+    return main([str(arg) for arg in args])
+
+
+@pytest.fixture(scope="session")
+def play_text(tmp_path_factory):
+    """A user's text file: the opening of a play from the corpus, 20 kB."""
+    from hf_posattn.data.corpus import load_shakespeare
+
+    path = tmp_path_factory.mktemp("data") / "play.txt"
+    path.write_text(load_shakespeare()["train"][0]["text"][:20_000], encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def finished_run(play_text, tmp_path_factory):
+    """A finished `posattn train` run on `play_text` (TINY_RUN: checkpoints at steps 2 and 4), shared by the tests
+    that read one; a test that changes it takes a copy (`run`)."""
+    folder = tmp_path_factory.mktemp("runs") / "model"
+    assert posattn("train", *TINY_RUN, "--data", play_text, "--output-dir", folder) == 0
+    return folder
+
+
+@pytest.fixture
+def run(finished_run, tmp_path):
+    """A copy of the finished run, to change."""
+    folder = tmp_path / "model"
+    shutil.copytree(finished_run, folder)
+    return folder
+
+
+def snapshot(folder) -> dict:
+    """Every file under `folder` with a hash of its bytes: to show that a refused command changed nothing."""
+    return {
+        os.path.relpath(os.path.join(root, name), folder): hashlib.sha256(open(os.path.join(root, name), "rb").read()).hexdigest()
+        for root, _, names in os.walk(folder) for name in names
+    }
 
 
 # Put first on sys.meta_path, it makes `import hf_posattn` fail as on a machine where it is not installed.
@@ -141,3 +229,164 @@ def disk_full_past(size: int):
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, previous)
+
+
+# ---- damaged model folders ----
+
+IDS = random_ids(2, 6)
+
+
+@pytest.fixture(scope="session")
+def saved(tmp_path_factory):
+    """A saved model folder and the logits it gives."""
+    folder = tmp_path_factory.mktemp("saved") / "model"
+    model = tiny_lm("rotary")
+    model.save_pretrained(folder)
+    with torch.no_grad():
+        return folder, model(IDS).logits
+
+
+def damaged(saved, tmp_path, damage):
+    """A copy of the saved folder in `tmp_path`, with `damage` done to it."""
+    folder = tmp_path / "model"
+    shutil.copytree(saved[0], folder)
+    damage(folder)
+    return folder
+
+
+def truncate(folder):
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+
+
+def edit_config(**changes):
+    """A damage that sets (or, with None, removes) fields of config.json."""
+    def edit(folder):
+        config = json.loads((folder / "config.json").read_text())
+        for name, value in changes.items():
+            if value is None:
+                del config[name]
+            else:
+                config[name] = value
+        (folder / "config.json").write_text(json.dumps(config))
+    return edit
+
+
+# ---- every scheme in every precision ----
+
+# How a model comes to run in a dtype: built in it, loaded in it, cast to it, or kept in float32 under autocast. A
+# table a scheme computes at construction (sinusoidal waves, rotary frequencies, ALiBi slopes) must follow each way.
+MAKERS = ["from_config", "from_pretrained", "to", "autocast"]
+
+
+@pytest.fixture(scope="session")
+def saved_models(tmp_path_factory):
+    """One saved float32 model per scheme, for `from_pretrained(dtype=...)`."""
+    root = tmp_path_factory.mktemp("saved")
+    for scheme in SCHEMES:
+        tiny_lm(scheme).save_pretrained(root / scheme)
+    return root
+
+
+def made(scheme: str, dtype: torch.dtype, maker: str, saved_models, attn: str = "sdpa"):
+    """The tiny model of `scheme` made to run in `dtype` the way `maker` says, and the autocast context it runs
+    under (only "autocast" enables it)."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    if maker == "from_config":
+        model = AutoModelForCausalLM.from_config(tiny_config(scheme), dtype=dtype, attn_implementation=attn)
+    elif maker == "from_pretrained":
+        model = AutoModelForCausalLM.from_pretrained(saved_models / scheme, dtype=dtype, attn_implementation=attn)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(saved_models / scheme, attn_implementation=attn)
+        if maker == "to":
+            model = model.to(dtype)
+    autocast = torch.autocast("cpu", dtype=dtype, enabled=maker == "autocast")
+    return model.eval(), autocast
+
+
+def matrix(dtypes):
+    """(scheme, dtype, maker) cases; autocast to float32 is no autocast, so float32 has no autocast case."""
+    return [pytest.param(scheme, dtype, maker, id=f"{scheme}-{str(dtype)[6:]}-{maker}")
+            for scheme in SCHEMES for dtype in dtypes for maker in MAKERS
+            if not (maker == "autocast" and dtype == torch.float32)]
+
+
+# ---- schemes defined outside the package ----
+
+class HalfDistanceBias(PositionScheme):
+    """A learned multiple of the distance, the same for every head."""
+
+    name = "half_distance"
+    description = "a learned penalty proportional to the distance"
+    citation = "a test"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.slope = nn.Parameter(torch.empty(()))
+
+    def initialize(self, initializer_range):
+        nn.init.constant_(self.slope, 0.5)
+
+    def attention_bias(self, distance, query_positions):
+        return -(self.slope * distance.float())[:, None]
+
+
+@pytest.fixture
+def half_distance_registered():
+    """HalfDistanceBias, registered for one test: others see the registry as it ships."""
+    register_scheme(HalfDistanceBias)
+    yield HalfDistanceBias
+    del POSITION_SCHEMES[HalfDistanceBias.name]
+
+
+class DistancePenalty(PositionScheme):
+    """A learned penalty per head, proportional to how far back the key is: a one-parameter-per-head ALiBi."""
+
+    name = "test_distance_penalty"
+    description = "a learned per-head penalty proportional to the distance, defined inside a test"
+    citation = "the hf_posattn tests, after Press et al. 2022"
+    bias_from_distance_alone = True
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.rate = nn.Parameter(torch.full((config.num_attention_heads,), 0.05))
+
+    def initialize(self, initializer_range):
+        init.constant_(self.rate, 0.05)
+
+    def attention_bias(self, distance, query_positions):
+        return -self.rate[:, None, None] * distance[:, None].clamp(min=0).to(self.rate.dtype)
+
+
+@pytest.fixture(scope="module")
+def penalty_registered():
+    """DistancePenalty, registered for one test module."""
+    register_scheme(DistancePenalty)
+    yield DistancePenalty.name
+    POSITION_SCHEMES.pop(DistancePenalty.name)
+
+
+class SharedSquareRootBias(PositionScheme):
+    """One bias for every head (a [rows, 1, queries, keys] answer): a learned multiple of the square root of the
+    distance."""
+
+    name = "shared_sqrt_distance"
+    description = "a learned penalty of the square root of the distance, the same for every head"
+    bias_from_distance_alone = True
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.weight = nn.Parameter(torch.tensor(0.3))
+
+    def attention_bias(self, distance, query_positions):
+        return -(self.weight * distance.clamp(min=0).float().sqrt())[:, None]
+
+
+@pytest.fixture
+def sqrt_registered():
+    """SharedSquareRootBias, registered for one test."""
+    register_scheme(SharedSquareRootBias)
+    yield SharedSquareRootBias.name
+    del POSITION_SCHEMES[SharedSquareRootBias.name]

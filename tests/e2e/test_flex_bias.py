@@ -6,70 +6,14 @@ import pytest
 import torch
 import torch.nn.attention.flex_attention as torch_flex
 import transformers.integrations.flex_attention as transformers_flex
-from conftest import BIAS_SCHEMES, random_ids, tiny_config, tiny_lm
-from torch import nn
+from conftest import BIAS_SCHEMES, TABLE_SCHEMES, TENSOR_SCHEMES, SharedSquareRootBias, random_ids, tiny_config, tiny_lm
 
-from hf_posattn.model.positional import POSITION_SCHEMES, DistanceBias, PositionScheme, register_scheme
+# A scheme defined outside the package, registered for each test here: its bias is one for every head.
+pytestmark = pytest.mark.usefixtures("sqrt_registered")
 
-# Read from the registry, so that a scheme added later is covered: those whose bias the kernel reads from a table.
-TABLE_SCHEMES = [name for name in BIAS_SCHEMES if POSITION_SCHEMES[name].bias_from_distance_alone]
-TENSOR_SCHEMES = [name for name in BIAS_SCHEMES if name not in TABLE_SCHEMES]
+from hf_posattn.model.positional import POSITION_SCHEMES
+
 LENGTHS = [9, 140]  # within one of flex's 128-token blocks, and across two
-
-
-class SharedSquareRootBias(PositionScheme):
-    """A scheme defined outside the package, one bias for every head (a [rows, 1, queries, keys] answer): a learned
-    multiple of the square root of the distance."""
-
-    name = "shared_sqrt_distance"
-    description = "a learned penalty of the square root of the distance, the same for every head"
-    bias_from_distance_alone = True
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.weight = nn.Parameter(torch.tensor(0.3))
-
-    def attention_bias(self, distance, query_positions):
-        return -(self.weight * distance.clamp(min=0).float().sqrt())[:, None]
-
-
-@pytest.fixture(autouse=True)
-def registered():
-    """The scheme above is registered for each test here only: other test files see the registry as it ships."""
-    register_scheme(SharedSquareRootBias)
-    yield
-    del POSITION_SCHEMES[SharedSquareRootBias.name]
-
-
-def test_schemes_of_the_distance_alone_are_read_from_a_table():
-    assert {"alibi", "t5", "kerple"} <= set(TABLE_SCHEMES) and "fire" in TENSOR_SCHEMES
-    for name in TENSOR_SCHEMES:
-        assert tiny_lm(name).model.positions.distance_table(8) is None
-    for name in ("none", "rotary", "sinusoidal"):  # no bias: no table either
-        assert tiny_lm(name).model.positions.distance_table(8) is None
-
-
-@torch.no_grad()
-@pytest.mark.parametrize("scheme", [*TABLE_SCHEMES, "shared_sqrt_distance"])
-@pytest.mark.parametrize("query_length, past_length", [(1, 0), (7, 0), (1, 12), (5, 30)])
-@pytest.mark.parametrize("stride", [1, 3])
-def test_table_entries_equal_the_bias_tensor(scheme, query_length, past_length, stride):
-    """Every entry the kernel can read equals the tensor's, for prefill and for decoding steps after a cache, and
-    whatever the rows' positions (left padding shifts them; randomized positions skip some: stride 3)."""
-    positions = tiny_lm(scheme).model.positions
-    key_length = past_length + query_length
-    key_positions = (torch.arange(key_length) * stride)[None] + torch.tensor([[0], [3]])
-    query_positions = key_positions[:, past_length:]
-    distance = query_positions[:, :, None] - key_positions[:, None, :]
-    expected = positions.attention_bias(distance, query_positions).expand(2, 4, -1, -1)
-    table = positions.distance_table(int(key_positions.max()) + 1).expand(4, -1)
-    looked_up = None if stride == 1 else (query_positions, key_positions)  # positions that never skip: slots
-    bias = DistanceBias(table, torch.tensor(past_length), looked_up)
-    batch, head, query, key = torch.meshgrid(*(torch.arange(n) for n in expected.shape), indexing="ij")
-    seen = (distance >= 0)[:, None].expand_as(expected)  # later keys are masked: any value will do there
-    torch.testing.assert_close(bias[batch, head, query, key][seen], expected[seen], rtol=0, atol=0)
-    scores = torch.randn(expected.shape)
-    torch.testing.assert_close(bias.score_mod(scores, batch, head, query, key)[seen], (scores + expected)[seen])
 
 
 def _left_padded_batch(length):
@@ -86,7 +30,7 @@ def _left_padded_batch(length):
 
 @torch.no_grad()
 @pytest.mark.parametrize("length", LENGTHS)
-@pytest.mark.parametrize("scheme", [*BIAS_SCHEMES, "shared_sqrt_distance"])
+@pytest.mark.parametrize("scheme", [*BIAS_SCHEMES, SharedSquareRootBias.name])
 def test_flex_prefill_equals_sdpa(scheme, length):
     if scheme in TENSOR_SCHEMES:
         # torch 2.13's CPU flex kernel fails to compile (CppCompileError) when it recompiles for a new length with a
@@ -101,7 +45,7 @@ def test_flex_prefill_equals_sdpa(scheme, length):
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("scheme", [*BIAS_SCHEMES, "shared_sqrt_distance"])
+@pytest.mark.parametrize("scheme", [*BIAS_SCHEMES, SharedSquareRootBias.name])
 def test_flex_reads_positions_that_skip(scheme):
     """Randomized positions (every third here): the kernel looks each query's and key's position up, and gives what
     sdpa gives with the whole bias."""
@@ -114,7 +58,7 @@ def test_flex_reads_positions_that_skip(scheme):
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("scheme", [*TABLE_SCHEMES, "shared_sqrt_distance"])
+@pytest.mark.parametrize("scheme", [*TABLE_SCHEMES, SharedSquareRootBias.name])
 def test_flex_makes_no_query_by_key_bias(scheme):
     """Under flex the scheme is asked for one query row of bias (the table), never for queries x keys; under sdpa for
     the whole grid, which is what the table saves."""

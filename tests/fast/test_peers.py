@@ -1,11 +1,9 @@
 """Peers: GPT-2 converts into an identical hf_posattn model; the embeddings equal BERT's."""
 
-import sys
-
 import pytest
 import torch
-from conftest import random_ids, tiny_config
-from transformers import BertConfig, GPT2Config, GPT2LMHeadModel
+from conftest import random_gpt2, random_ids, tiny_config
+from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertEmbeddings
 
 from hf_posattn import PosAttnForCausalLM
@@ -13,13 +11,6 @@ from hf_posattn.model.modeling_posattn import PosAttnEmbeddings
 from hf_posattn.sharing.convert import from_gpt2
 
 pytestmark = pytest.mark.usefixtures("no_grad")
-
-
-def random_gpt2(seed=0, **overrides):
-    torch.manual_seed(seed)
-    config = GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=97, n_positions=64, bos_token_id=1,
-                        eos_token_id=2, **overrides)
-    return GPT2LMHeadModel(config).eval()
 
 
 def test_from_gpt2_computes_the_same_function():
@@ -40,28 +31,6 @@ def test_from_gpt2_computes_the_same_function():
 def test_from_gpt2_refuses_what_it_cannot_express():
     with pytest.raises(ValueError, match="scale_attn_by_inverse_layer_idx=True"):
         from_gpt2(random_gpt2(scale_attn_by_inverse_layer_idx=True))
-
-
-def test_convert_script(tmp_path):
-    gpt2 = random_gpt2()
-    gpt2.save_pretrained(tmp_path / "gpt2")
-    ids = random_ids(2, 10)
-    expected = gpt2(ids).logits
-    torch.save(ids, tmp_path / "ids.pt")
-    import subprocess
-
-    subprocess.run([sys.executable, "-m", "hf_posattn", "convert", str(tmp_path / "gpt2"), str(tmp_path / "ours")],
-                   check=True, capture_output=True)
-    loaded = PosAttnForCausalLM.from_pretrained(tmp_path / "ours").eval()
-    torch.testing.assert_close(loaded(ids).logits, expected, rtol=0, atol=1e-5)
-    # A second conversion into the same folder, or from a folder that holds no model: a message, no traceback.
-    again = subprocess.run([sys.executable, "-m", "hf_posattn", "convert", str(tmp_path / "gpt2"), str(tmp_path / "ours")],
-                           capture_output=True, text=True)
-    assert again.returncode == 2 and "already holds a model" in again.stderr and "Pass --overwrite" in again.stderr
-    assert "--resume" not in again.stderr and "Traceback" not in again.stderr  # convert has no --resume
-    missing = subprocess.run([sys.executable, "-m", "hf_posattn", "convert", str(tmp_path / "nothing"),
-                              str(tmp_path / "other")], capture_output=True, text=True)
-    assert missing.returncode == 2 and "error: cannot convert" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_embeddings_equal_bert_embeddings():

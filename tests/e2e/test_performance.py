@@ -5,14 +5,11 @@ figures are in benchmarks/RESULTS.md)."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import LORA_TARGETS, SCHEMES, random_ids, tiny_lm
+from conftest import LORA_TARGETS, ROOT, SCHEMES, random_ids, tiny_lm
 from transformers import StaticCache
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import SCHEMES, VOCAB, random_ids, run_python, tiny_config, tiny_lm
+from conftest import IDS, SCHEMES, VOCAB, damaged, edit_config, random_ids, tiny_config, tiny_lm, truncate
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
 
 from hf_posattn import PosAttnForSequenceClassification
@@ -15,7 +15,7 @@ from hf_posattn.model.positional import sinusoidal_table
 
 pytestmark = pytest.mark.usefixtures("no_grad")
 
-IDS = random_ids(2, 6)
+
 ONES = torch.ones(2, 6, dtype=torch.long)
 
 
@@ -71,27 +71,6 @@ def test_negative_positions():
     assert torch.isfinite(model(IDS[:1], position_ids=negative).logits).all()
 
 
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    """A saved model folder and the logits it gives."""
-    folder = tmp_path_factory.mktemp("saved") / "model"
-    model = tiny_lm("rotary")
-    model.save_pretrained(folder)
-    return folder, model(IDS).logits
-
-
-def damaged(saved, tmp_path, damage):
-    folder = tmp_path / "model"
-    shutil.copytree(saved[0], folder)
-    damage(folder)
-    return folder
-
-
-def truncate(folder):
-    data = (folder / "model.safetensors").read_bytes()
-    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
-
-
 def corrupt_header(folder):
     data = bytearray((folder / "model.safetensors").read_bytes())
     data[8:20] = b"not json ..."
@@ -110,18 +89,6 @@ def test_unreadable_weights_are_named(saved, tmp_path, damage, reason):
     with pytest.raises(OSError, match=rf"{folder}/model.safetensors cannot be read \(.*{reason}.*\): the file is "
                                       rf"truncated or corrupted"):
         AutoModelForCausalLM.from_pretrained(folder)
-
-
-def edit_config(**changes):
-    def edit(folder):
-        config = json.loads((folder / "config.json").read_text())
-        for name, value in changes.items():
-            if value is None:
-                del config[name]
-            else:
-                config[name] = value
-        (folder / "config.json").write_text(json.dumps(config))
-    return edit
 
 
 @pytest.mark.parametrize(
@@ -147,28 +114,6 @@ def test_an_invalid_config_file_is_named(saved, tmp_path, damage, message):
 
 def test_every_architecture_field_is_saved(saved):
     assert set(ARCHITECTURE_FIELDS) <= set(json.loads((saved[0] / "config.json").read_text()))
-
-
-def test_damaged_files_are_named_where_the_package_is_not_installed(saved, tmp_path):
-    """The same errors from the code in the folder (remote code), which also tells the Trainer how to shift labels."""
-    truncated = damaged(saved, tmp_path / "a", truncate)
-    unknown = damaged(saved, tmp_path / "b", edit_config(position_embedding_type="rope"))
-    out = run_python(
-        f"""
-        from transformers import AutoModelForCausalLM
-        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-        for folder in ({str(truncated)!r}, {str(unknown)!r}):
-            try:
-                AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
-            except (OSError, ValueError) as error:
-                print(type(error).__name__, error)
-        print("PosAttnForCausalLM" in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
-        """,
-        cwd=tmp_path,
-    )
-    assert out.startswith(f"OSError {truncated}/model.safetensors cannot be read"), out
-    assert f"ValueError {unknown}/config.json: Validation error for field 'position_embedding_type'" in out, out
-    assert out.splitlines()[-1] == "True"
 
 
 def test_pickled_weights_load_only_when_asked(saved, tmp_path):

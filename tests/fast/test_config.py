@@ -1,16 +1,15 @@
 """PosAttnConfig validates itself: a wrong value fails at construction, naming the field, value and what is allowed."""
 
 import json
-from pathlib import Path
 
 import pytest
-from conftest import SCHEMES, tiny_config
+from conftest import SCHEMES, TEST_DATA, tiny_config
 from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoConfig
 
 from hf_posattn import PosAttnConfig, PosAttnForCausalLM
 
-SAVED_BEFORE = Path(__file__).parent / "data" / "saved-before-layout"
+SAVED_BEFORE = TEST_DATA / "saved-before-layout"
 
 
 # (?s): the messages of @strict run over two lines, the field's name, then what is wrong with its value.

@@ -6,11 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from datasets import Dataset, DatasetDict
 
 from hf_posattn.data.corpus import CORPUS_FILE, load_shakespeare, load_texts
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def build_script():

@@ -6,18 +6,16 @@ import shlex
 
 import pytest
 import torch
-from conftest import random_ids, run_python, tiny_config
+from conftest import posattn, random_ids, run_python
 
-from hf_posattn.cli import build_parser, main
+from hf_posattn.cli import build_parser
 from hf_posattn.sharing.loading import load_model
 
 FAST = ["--max-steps", "4", "--seq-len", "32", "--batch-size", "4", "--vocab-size", "512", "--eval-steps", "2",
         "--quiet"]
+
+
 TRAINED_LENGTH = 32
-
-
-def posattn(*args) -> int:
-    return main([str(arg) for arg in args])
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +26,6 @@ def rotary(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="module")
-def config_only(tmp_path_factory):
-    """Folders with a config.json and nothing else: a refusal that names the options, not the missing weights, came
-    before any loading."""
-    folders = {}
-    for scheme in ("rotary", "sinusoidal"):
-        folders[scheme] = tmp_path_factory.mktemp("config-only") / scheme
-        tiny_config(scheme).save_pretrained(folders[scheme])
-    return folders
-
-
 def logits(model, length: int) -> torch.Tensor:
     with torch.no_grad():
         return model(random_ids(1, length, low=3)).logits
@@ -46,6 +33,8 @@ def logits(model, length: int) -> torch.Tensor:
 
 # Every variant transformers offers, with what it needs (longrope: one factor per feature pair, short and long).
 HALF_HEAD = 256 // 4 // 2  # the tiny preset's head size, halved: one factor per feature pair
+
+
 VARIANTS = {
     "linear": {"rope_type": "linear", "factor": 4},
     "dynamic": {"rope_type": "dynamic", "factor": 4},
@@ -108,57 +97,6 @@ def test_generate_with_a_scaling_runs_past_the_training_length(rotary, capsys):
     assert posattn("generate", rotary, "ROMEO:", "--greedy", "--max-new-tokens", 60, "--rope-scaling", "dynamic",
                    "--factor", "4") == 0
     assert capsys.readouterr().out.startswith("ROMEO:")
-
-
-@pytest.mark.parametrize("scheme", ["sinusoidal", "alibi", "learned"])
-def test_a_scheme_without_rotation_is_refused(config_only, tmp_path, scheme, capsys):
-    folder = tmp_path / scheme
-    tiny_config(scheme).save_pretrained(folder)
-    assert posattn("evaluate", folder, "--rope-scaling", "linear", "--factor", "2") == 2
-    error = capsys.readouterr().err
-    assert f"{scheme} positions" in error and "rotary" in error and "weights" not in error
-    with pytest.raises(ValueError, match="only rotary, xpos models"):
-        load_model(str(folder), rope_parameters={"rope_type": "linear", "factor": 2})
-
-
-@pytest.mark.parametrize("factor", ["0", "-1", "nan", "inf", "0.5", "four"])
-@pytest.mark.parametrize("command", ["evaluate", "generate"])
-def test_a_bad_factor_is_refused_before_loading(config_only, command, factor, capsys):
-    prompt = ["ROMEO:"] if command == "generate" else []
-    with pytest.raises(SystemExit) as exit:
-        posattn(command, config_only["rotary"], *prompt, "--rope-scaling", "yarn", "--factor", factor)
-    assert exit.value.code == 2
-    assert "--factor" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("text", ['{"rope_type": "yarn", "factor": 4', "[1, 2]", "yarn", ""])
-def test_bad_json_is_refused_before_loading(config_only, text, capsys):
-    with pytest.raises(SystemExit) as exit:
-        posattn("evaluate", config_only["rotary"], "--rope-parameters", text)
-    assert exit.value.code == 2
-    assert "--rope-parameters" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("given, named", [
-    ('{"rope_type": "yarn", "factor": 0}', "factor"),
-    ('{"rope_type": "linear", "factor": NaN}', "factor"),
-    ('{"rope_type": "linear", "factor": true}', "factor"),
-    ('{"rope_type": "longrope", "factor": 4}', "long_factor"),
-    ('{"rope_type": "llama3", "factor": 4}', "low_freq_factor"),
-    ('{"rope_type": "linear"}', "factor"),
-    ('{"rope_type": "warp", "factor": 4}', "rope_type"),
-    ('{"rope_type": 7}', "rope_type"),
-])
-def test_parameters_transformers_refuses_are_refused_before_loading(config_only, given, named, capsys):
-    """A config-only folder: the error is about the parameters, never about the weights it lacks."""
-    assert posattn("evaluate", config_only["rotary"], "--rope-parameters", given) == 2
-    error = capsys.readouterr().err
-    assert "rope_parameters" in error and named in error and "weights" not in error
-
-
-def test_factor_needs_a_rope_type(config_only, capsys):
-    assert posattn("evaluate", config_only["rotary"], "--factor", "4") == 2
-    assert "--rope-scaling" in capsys.readouterr().err
 
 
 def test_init_from_fine_tunes_longer_with_a_scaling(rotary, tmp_path):

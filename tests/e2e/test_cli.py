@@ -1,7 +1,6 @@
 """The `posattn` command line end to end: train (embedded corpus, a user's file), generate, evaluate, the model card,
 push (only the network calls replaced), bad input, and Ctrl-C then --resume. Tiny settings: seconds each."""
 
-import hashlib
 import json
 import os
 import signal
@@ -11,11 +10,10 @@ import time
 
 import huggingface_hub
 import pytest
-from conftest import run_python
+from conftest import posattn, run_python, snapshot
 from huggingface_hub import HfApi, ModelCard
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from hf_posattn.cli import main
 from hf_posattn.data.corpus import load_shakespeare
 from hf_posattn.study.perplexity import perplexity
 from hf_posattn.training.folder import RUN_FILE
@@ -23,18 +21,6 @@ from hf_posattn.training.folder import RUN_FILE
 # A few steps of the tiny preset on short blocks, with a small vocabulary: seconds, not minutes.
 FAST = ["--max-steps", "4", "--seq-len", "32", "--batch-size", "4", "--vocab-size", "512", "--eval-steps", "2",
         "--quiet"]
-
-
-def posattn(*args) -> int:
-    return main([str(arg) for arg in args])
-
-
-def snapshot(folder) -> dict:
-    """Every file under `folder` with a hash of its bytes: to show that a refused command changed nothing."""
-    return {
-        os.path.relpath(os.path.join(root, name), folder): hashlib.sha256(open(os.path.join(root, name), "rb").read()).hexdigest()
-        for root, _, names in os.walk(folder) for name in names
-    }
 
 
 @pytest.fixture(scope="module")

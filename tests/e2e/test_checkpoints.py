@@ -12,6 +12,7 @@ import time
 
 import pytest
 import torch
+from conftest import TINY_RUN, posattn, snapshot
 from transformers.trainer_pt_utils import safe_globals
 
 from hf_posattn.training.folder import RUN_FILE
@@ -19,6 +20,8 @@ from hf_posattn.training.folder import RUN_FILE
 # The tiny preset on short blocks: about 3 s of training for 200 steps on one thread, a checkpoint every 10 steps.
 OPTIONS = ["--seq-len", "16", "--batch-size", "2", "--vocab-size", "300", "--max-steps", "200", "--save-steps", "10",
            "--eval-steps", "100", "--quiet"]
+
+
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
 
 
@@ -101,29 +104,6 @@ def test_weights_are_written_as_safetensors_only(user_text, tmp_path):
         torch.load(folder / "training_args.bin", weights_only=True)
 
 
-# ---- damaged or unwritable checkpoints ----
-
-FAST = ["--seq-len", "16", "--batch-size", "2", "--vocab-size", "300", "--max-steps", "4", "--save-steps", "2",
-        "--eval-steps", "2", "--quiet"]
-
-
-def posattn(*args) -> int:
-    from hf_posattn.cli import main
-
-    return main([str(arg) for arg in args])
-
-
-@pytest.fixture(scope="module")
-def two_checkpoints(tmp_path_factory):
-    """A finished run with checkpoints at steps 2 and 4."""
-    from hf_posattn.data.corpus import load_shakespeare
-
-    root = tmp_path_factory.mktemp("checkpoints")
-    (root / "play.txt").write_text(load_shakespeare()["train"][0]["text"][:20_000], encoding="utf-8")
-    assert posattn("train", *FAST, "--data", root / "play.txt", "--output-dir", root / "model") == 0
-    return root / "model"
-
-
 def truncated(path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
@@ -137,10 +117,10 @@ def changed_byte(path):
 @pytest.mark.parametrize("name, damage", [("optimizer.pt", truncated), ("scheduler.pt", truncated),
                                           ("rng_state.pth", truncated), ("model.safetensors", truncated),
                                           ("optimizer.pt", changed_byte)])
-def test_resume_skips_a_checkpoint_with_a_damaged_file_for_the_one_before(name, damage, two_checkpoints, tmp_path,
+def test_resume_skips_a_checkpoint_with_a_damaged_file_for_the_one_before(name, damage, finished_run, tmp_path,
                                                                          capsys):
     run = tmp_path / "model"
-    shutil.copytree(two_checkpoints, run)
+    shutil.copytree(finished_run, run)
     damage(run / "checkpoint-4" / name)
     assert posattn("train", "--output-dir", run, "--resume", "--max-steps", "6", "--quiet") == 0
     err = capsys.readouterr().err
@@ -149,11 +129,10 @@ def test_resume_skips_a_checkpoint_with_a_damaged_file_for_the_one_before(name, 
     assert json.loads((run / RUN_FILE).read_text())["results"]["steps"] == 6
 
 
-def test_resume_with_no_whole_checkpoint_left_is_refused_with_nothing_changed(two_checkpoints, tmp_path, capsys):
-    from test_cli import snapshot
+def test_resume_with_no_whole_checkpoint_left_is_refused_with_nothing_changed(finished_run, tmp_path, capsys):
 
     run = tmp_path / "model"
-    shutil.copytree(two_checkpoints, run)
+    shutil.copytree(finished_run, run)
     truncated(run / "checkpoint-4" / "rng_state.pth")
     truncated(run / "checkpoint-2" / "optimizer.pt")
     before = snapshot(tmp_path)
@@ -172,25 +151,10 @@ def test_a_full_disk_while_a_checkpoint_is_saved_stops_with_a_message_and_resume
 
     run = tmp_path / "model"
     with disk_full_past(1_000_000):  # the tokenizer and the run file fit; 13 MB of weights do not
-        assert posattn("train", *FAST, "--data", user_text, "--output-dir", run) == 1
+        assert posattn("train", *TINY_RUN, "--data", user_text, "--output-dir", run) == 1
     err = capsys.readouterr().err
     assert f"posattn train: error: cannot write a checkpoint in {run}: File too large" in err, err
     assert f"continue with --resume (resume=True) and the same --output-dir {run}" in err
     assert "Traceback" not in err and not (run / "model.safetensors").exists()
     assert posattn("train", "--output-dir", run, "--resume", "--quiet") == 0
     assert json.loads((run / RUN_FILE).read_text())["results"]["steps"] == 4
-
-
-def test_a_full_disk_while_a_converted_model_is_saved_is_said_and_leaves_nothing(tmp_path, capsys):
-    from conftest import disk_full_past
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from hf_posattn.cli import main
-
-    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=32)).save_pretrained(
-        tmp_path / "gpt2")
-    with disk_full_past(4000):  # config.json fits; the weights do not
-        code = main(["convert", str(tmp_path / "gpt2"), str(tmp_path / "out")])
-    err = capsys.readouterr().err
-    assert code == 1 and f"cannot write the model in {tmp_path / 'out'}: File too large" in err, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpt2"]

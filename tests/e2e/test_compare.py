@@ -13,19 +13,15 @@ import sys
 import time
 
 import pytest
-from conftest import assert_png
+from conftest import assert_png, posattn, snapshot
 
-from hf_posattn.cli import main
 from hf_posattn.data.corpus import load_shakespeare
-from hf_posattn.model.configuration_posattn import POSITION_EMBEDDING_TYPES
-from hf_posattn.study.run import DEFAULT_POSITIONS, QUICK_POSITIONS, CompareOptions, resolve_study
+from hf_posattn.study.run import DEFAULT_POSITIONS
 
 TINY = ["--seq-len", "128", "--factors", "1,2,4,16", "--max-steps", "2", "--batch-size", "2", "--vocab-size", "300"]
+
+
 LENGTHS = [128, 256, 512, 2048]
-
-
-def posattn(*args) -> int:
-    return main([str(arg) for arg in args])
 
 
 @pytest.fixture(scope="module")
@@ -118,17 +114,6 @@ def test_a_second_call_reuses_finished_runs_and_adds_seeds(study, text, capsys):
     assert "holds a study made with other data or vocabulary" in capsys.readouterr().err
 
 
-def test_the_default_study_trains_every_built_in_scheme_and_quick_the_five_published_ones():
-    default, quick = resolve_study(CompareOptions()), resolve_study(CompareOptions(quick=True))
-    assert default.positions == list(DEFAULT_POSITIONS) and len(DEFAULT_POSITIONS) == 9
-    assert set(DEFAULT_POSITIONS) <= set(POSITION_EMBEDDING_TYPES)
-    assert quick.positions == list(QUICK_POSITIONS) == ["sinusoidal", "learned", "rotary", "alibi", "none"]
-    assert (default.seq_len, default.max_steps, default.eval_tokens) == (128, 300, 65536)
-    assert (quick.seq_len, quick.max_steps, quick.eval_tokens) == (64, 150, 16384)
-    # --positions selects any, in the order given, once each.
-    assert resolve_study(CompareOptions(quick=True, positions=["fire", "t5", "fire"])).positions == ["fire", "t5"]
-
-
 def test_bad_input_is_refused_before_any_work(text, tmp_path, capsys):
     folder = tmp_path / "study"
     assert posattn("compare", "--seq-len", "2048", "--max-steps", "2", "--data", text, "--output-dir", folder) == 2
@@ -144,9 +129,6 @@ def test_bad_input_is_refused_before_any_work(text, tmp_path, capsys):
     assert not folder.exists()
 
 
-
-# ---- the study's folder ----
-
 SMALL = ["--positions", "none", "--seq-len", "16", "--factors", "1", "--max-steps", "2", "--batch-size", "2",
          "--vocab-size", "300"]
 
@@ -156,7 +138,6 @@ SMALL = ["--positions", "none", "--seq-len", "16", "--factors", "1", "--max-step
 def test_a_folder_that_is_not_a_study_is_neither_written_nor_read(mine, overwrite, text, tmp_path, capsys):
     """A user's own compare.csv is not replaced, a tokenizer/ found there is not used (whatever --vocab-size says),
     a run of `posattn train` is not taken for a study: the folder is refused, with or without --overwrite."""
-    from test_cli import snapshot
 
     from hf_posattn.data.tokenizers import train_tokenizer
 

@@ -8,29 +8,12 @@ import shutil
 
 import pytest
 import torch
+from conftest import posattn
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from hf_posattn.cli import main
-from hf_posattn.data.corpus import load_shakespeare
 from hf_posattn.sharing.hub import files_to_push
 from hf_posattn.training.folder import RUN_FILE
-
-FAST = ["--max-steps", "2", "--seq-len", "16", "--batch-size", "2", "--vocab-size", "300", "--eval-steps", "2",
-        "--quiet"]
-
-
-def posattn(*args) -> int:
-    return main([str(arg) for arg in args])
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("loading")
-    text = folder / "play.txt"
-    text.write_text(load_shakespeare()["train"][0]["text"][:20_000], encoding="utf-8")
-    assert posattn("train", *FAST, "--data", text, "--output-dir", folder / "model") == 0
-    return folder / "model", text
 
 
 def edit_weights(change):
@@ -55,7 +38,7 @@ def write(name, data: bytes):
     return damage
 
 
-def truncate(name):
+def truncate_file(name):
     def damage(folder):
         data = (folder / name).read_bytes()
         (folder / name).write_bytes(data[: len(data) // 2])
@@ -78,7 +61,7 @@ DAMAGES = {
                      "unexpected tensors: model.extra.weight"),
     "mis-shaped-tensor": (edit_weights(lambda t: t.update({LAYER_WEIGHT: torch.zeros(3, 3)})), "model.safetensors",
                           "tensors of another shape: " + LAYER_WEIGHT),
-    "truncated-weights": (truncate("model.safetensors"), "model.safetensors", "cannot be read"),
+    "truncated-weights": (truncate_file("model.safetensors"), "model.safetensors", "cannot be read"),
     "empty-weights": (write("model.safetensors", b""), "model.safetensors", "cannot be read"),
     "no-weights": (remove("model.safetensors"), "", "holds no weights"),
     "foreign-model-type": (edit_json("config.json", lambda c: {**c, "model_type": "gpt2"}), "config.json",
@@ -88,16 +71,16 @@ DAMAGES = {
     "config-not-json": (write("config.json", b"{\"model_type\": "), "config.json", "cannot be read"),
     "config-bad-field": (edit_json("config.json", lambda c: {**c, "hidden_size": "wide"}), "config.json",
                          "hidden_size"),
-    "tokenizer-truncated": (truncate("tokenizer.json"), "tokenizer.json", "cannot be read"),
+    "tokenizer-truncated": (truncate_file("tokenizer.json"), "tokenizer.json", "cannot be read"),
     "tokenizer-not-a-tokenizer": (write("tokenizer.json", b"{}"), "tokenizer.json", "cannot be read as a tokenizer"),
     "tokenizer-too-large": (edit_json("config.json", lambda c: {**c, "vocab_size": 10}), "tokenizer.json",
                             "more than the model's 10"),
-    "run-file-not-json": (truncate(RUN_FILE), RUN_FILE, "cannot be read"),
+    "run-file-not-json": (truncate_file(RUN_FILE), RUN_FILE, "cannot be read"),
     "run-file-edited": (write(RUN_FILE, b"[1, 2]"), RUN_FILE, "not a run file"),
     "no-tokenizer": (remove("tokenizer.json"), "", "no tokenizer.json"),
     # Every JSON file loading reads is named when damaged, not blamed on another or replaced by defaults.
-    "tokenizer-config-truncated": (truncate("tokenizer_config.json"), "tokenizer_config.json", "cannot be read"),
-    "generation-config-truncated": (truncate("generation_config.json"), "generation_config.json", "cannot be read"),
+    "tokenizer-config-truncated": (truncate_file("tokenizer_config.json"), "tokenizer_config.json", "cannot be read"),
+    "generation-config-truncated": (truncate_file("generation_config.json"), "generation_config.json", "cannot be read"),
     "generation-config-not-an-object": (write("generation_config.json", b"[0.8]"), "generation_config.json",
                                         "holds no JSON object"),
 }
@@ -110,10 +93,10 @@ COMMANDS = {
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
-def test_a_damaged_model_folder_is_refused_by_every_command(damage, trained, tmp_path, capsys):
+def test_a_damaged_model_folder_is_refused_by_every_command(damage, finished_run, play_text, tmp_path, capsys):
     change, name, message = DAMAGES[damage]
     folder = tmp_path / "model"
-    shutil.copytree(trained[0], folder)
+    shutil.copytree(finished_run, folder)
     change(folder)
     for command, arguments in COMMANDS.items():
         # In this process: an exception that escaped `main` (a traceback) would fail the test here.
@@ -126,15 +109,15 @@ def test_a_damaged_model_folder_is_refused_by_every_command(damage, trained, tmp
 
 @pytest.mark.parametrize("path, message", [("no/such/path", "does not exist"), ("play.txt", "is a file"),
                                            ("empty", "holds no model (no config.json)")])
-def test_a_path_without_a_model_is_named(path, message, trained, tmp_path, capsys):
+def test_a_path_without_a_model_is_named(path, message, finished_run, play_text, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    shutil.copy(trained[1], tmp_path / "play.txt")
+    shutil.copy(play_text, tmp_path / "play.txt")
     for command, arguments in COMMANDS.items():
         assert posattn(*arguments(tmp_path / path, tmp_path)) == 2
         assert f"{tmp_path / path} {message}" in capsys.readouterr().err
 
 
-def test_an_unfinished_run_says_how_to_finish_it(trained, tmp_path, capsys):
+def test_an_unfinished_run_says_how_to_finish_it(finished_run, play_text, tmp_path, capsys):
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / RUN_FILE).write_text(json.dumps({"options": {}, "results": None}))
@@ -143,40 +126,40 @@ def test_an_unfinished_run_says_how_to_finish_it(trained, tmp_path, capsys):
     assert "has not finished" in err and f"--output-dir {folder} --resume" in err
 
 
-def test_the_python_api_keeps_transformers_behaviour(trained, tmp_path):
+def test_the_python_api_keeps_transformers_behaviour(finished_run, play_text, tmp_path):
     folder = tmp_path / "model"
-    shutil.copytree(trained[0], folder)
+    shutil.copytree(finished_run, folder)
     edit_weights(lambda t: t.pop(LAYER_WEIGHT))(folder)
     model, report = AutoModelForCausalLM.from_pretrained(folder, output_loading_info=True)
     assert report["missing_keys"] == {LAYER_WEIGHT}
 
 
-def test_a_good_model_loads_without_a_loading_bar(trained, capsys):
-    assert posattn("generate", trained[0], "ROMEO:", "--max-new-tokens", "3", "--greedy") == 0
+def test_a_good_model_loads_without_a_loading_bar(finished_run, play_text, capsys):
+    assert posattn("generate", finished_run, "ROMEO:", "--max-new-tokens", "3", "--greedy") == 0
     captured = capsys.readouterr()
     assert captured.out.startswith("ROMEO:")
     assert "Loading weights" not in captured.err and "LOAD REPORT" not in captured.err
 
 
 @pytest.mark.parametrize("command", ["generate", "plot-attention"])
-def test_text_that_is_not_valid_unicode_is_refused(command, trained, tmp_path, capsys):
+def test_text_that_is_not_valid_unicode_is_refused(command, finished_run, play_text, tmp_path, capsys):
     prompt = "ROMEO \udcff:"  # how Python hands over a byte that is not UTF-8 from the shell
-    arguments = [command, trained[0], prompt] + (["--output", tmp_path / "a.png"] if command != "generate" else [])
+    arguments = [command, finished_run, prompt] + (["--output", tmp_path / "a.png"] if command != "generate" else [])
     with pytest.raises(SystemExit) as exited:
         posattn(*arguments)
     assert exited.value.code == 2 and "not valid UTF-8 text" in capsys.readouterr().err
 
 
-def test_the_saved_tokenizer_truncates_to_the_training_length(trained):
-    tokenizer = AutoTokenizer.from_pretrained(trained[0])
+def test_the_saved_tokenizer_truncates_to_the_training_length(finished_run, play_text):
+    tokenizer = AutoTokenizer.from_pretrained(finished_run)
     assert tokenizer.model_max_length == 16  # --seq-len of a sinusoidal run
-    ids = tokenizer(trained[1].read_text()[:5000], truncation=True)["input_ids"]
+    ids = tokenizer(play_text.read_text()[:5000], truncation=True)["input_ids"]
     assert len(ids) == 16
 
 
-def test_push_sends_only_the_code_the_model_loads(trained, tmp_path):
+def test_push_sends_only_the_code_the_model_loads(finished_run, play_text, tmp_path):
     folder = tmp_path / "model"
-    shutil.copytree(trained[0], folder)
+    shutil.copytree(finished_run, folder)
     (folder / "my_notes.py").write_text("secret = 1\n")
     (folder / "scratch.py").write_text("import os\n")
     code = {name for name in files_to_push(str(folder)) if name.endswith(".py")}
@@ -184,10 +167,10 @@ def test_push_sends_only_the_code_the_model_loads(trained, tmp_path):
     assert not code & {"my_notes.py", "scratch.py"}
 
 
-def test_evaluate_shows_progress_unless_quiet(trained, capsys):
-    assert posattn("evaluate", trained[0], "--lengths", "16", "--data", trained[1]) == 0
+def test_evaluate_shows_progress_unless_quiet(finished_run, play_text, capsys):
+    assert posattn("evaluate", finished_run, "--lengths", "16", "--data", play_text) == 0
     captured = capsys.readouterr()
     assert "length 16" in captured.err
     json.loads(captured.out)  # the JSON alone on stdout
-    assert posattn("evaluate", trained[0], "--lengths", "16", "--data", trained[1], "--quiet") == 0
+    assert posattn("evaluate", finished_run, "--lengths", "16", "--data", play_text, "--quiet") == 0
     assert "length 16" not in capsys.readouterr().err

@@ -1,0 +1,56 @@
+"""A position scheme is one class: one defined here, penalty_registered at run time, goes through every tool (train, save,
+load, plot, card, compare, the command line's choices) with no other file changed. Tiny settings: seconds each."""
+
+import pytest
+from conftest import DistancePenalty
+
+from hf_posattn.cli import build_parser
+from hf_posattn.model.positional import POSITION_SCHEMES, register_scheme
+
+
+def test_an_unregistered_scheme_is_refused(penalty_registered, capsys):
+    with pytest.raises(SystemExit) as exit:
+        build_parser().parse_args(["train", "--position", "test_not_registered"])
+    assert exit.value.code == 2
+    assert penalty_registered in capsys.readouterr().err  # the choices it lists are the registry's
+
+
+def test_the_default_study_keeps_to_the_built_in_schemes(penalty_registered):
+    from hf_posattn.study.run import CompareOptions, resolve_study
+
+    # Registered at run time: selectable (above), but not added to the default study, whose time it would change.
+    assert penalty_registered not in resolve_study(CompareOptions()).positions
+    assert len(resolve_study(CompareOptions()).positions) == 9
+
+
+def test_a_length_limit_comes_from_the_scheme(penalty_registered):
+    """What makes a scheme length-bounded is its `max_length`, not its name: a penalty_registered bounded scheme is refused
+    past its limit by train, as learned is."""
+    from hf_posattn.study.perplexity import unbounded_schemes
+    from hf_posattn.training.options import TrainingOptions, resolve
+
+    class Bounded(DistancePenalty):
+        name = "test_bounded"
+
+        @classmethod
+        def max_length(cls, config):
+            return config.max_position_embeddings // 4
+
+    register_scheme(Bounded)
+    try:
+        assert "test_bounded" not in unbounded_schemes() and penalty_registered in unbounded_schemes()
+        assert resolve(TrainingOptions(position="test_bounded", seq_len=256)).seq_len == 256
+        with pytest.raises(ValueError, match="above the 256 positions that test_bounded positions have"):
+            resolve(TrainingOptions(position="test_bounded", seq_len=257))
+        # Evaluation asks the same scheme: past its limit a length is skipped (a study goes on), or refused.
+        from conftest import tiny_lm
+
+        from hf_posattn.study.perplexity import evaluate_lengths_of_ids, perplexity_of_ids
+
+        model = tiny_lm("test_bounded")  # max_position_embeddings 64: at most 16 positions
+        results = evaluate_lengths_of_ids(model, list(range(3, 67)), [16, 32])
+        assert "perplexity" in results[0] and results[1]["skipped"].startswith("test_bounded positions")
+        with pytest.raises(ValueError, match="test_bounded positions: the model has vectors for 16"):
+            perplexity_of_ids(model, list(range(3, 67)), 32)
+    finally:
+        POSITION_SCHEMES.pop("test_bounded")

@@ -1,0 +1,64 @@
+"""save_pretrained / from_pretrained, safetensors, and loading as remote code where hf_posattn is not installed."""
+
+import ast
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import SCHEMES, random_ids, tiny_lm
+from transformers import AutoModelForCausalLM
+
+import hf_posattn
+
+pytestmark = pytest.mark.usefixtures("no_grad")
+
+
+MODEL_FOLDER = Path(hf_posattn.__file__).parent / "model"
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_save_and_reload_gives_identical_model(scheme, tmp_path):
+    model = tiny_lm(scheme)
+    ids = random_ids(2, 10)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.pt"))
+
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert type(loaded) is type(model)
+    assert loaded.config.to_diff_dict() == model.config.to_diff_dict()
+    torch.testing.assert_close(loaded(ids).logits, model(ids).logits, rtol=0, atol=1e-6)
+    assert loaded.lm_head.weight is loaded.model.embeddings.word_embeddings.weight
+    assert loaded.lm_head.weight.data_ptr() == loaded.get_input_embeddings().weight.data_ptr()
+
+
+def test_saved_folder_carries_code_and_auto_map(tmp_path):
+    tiny_lm("rotary").save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_posattn.PosAttnConfig",
+        "AutoModel": "modeling_posattn.PosAttnModel",
+        "AutoModelForCausalLM": "modeling_posattn.PosAttnForCausalLM",
+        "AutoModelForSequenceClassification": "modeling_posattn.PosAttnForSequenceClassification",
+    }
+    code = sorted(path.name for path in tmp_path.glob("*.py"))
+    assert code == sorted(path.name for path in MODEL_FOLDER.glob("*.py") if path.name != "__init__.py")
+    assert (tmp_path / "generation_config.json").is_file()
+
+
+def test_the_model_folder_imports_only_torch_transformers_and_itself():
+    """What a saved folder carries runs where hf_posattn is not installed: its files import the standard library,
+    torch, transformers (and huggingface_hub, whose `strict` dataclasses transformers' configs use) and each other,
+    never the package's tools."""
+    allowed = {"torch", "transformers", "huggingface_hub", *sys.stdlib_module_names}
+    siblings = {path.stem for path in MODEL_FOLDER.glob("*.py")}
+    for path in MODEL_FOLDER.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                assert all(alias.name.split(".")[0] in allowed for alias in node.names), (path.name, ast.dump(node))
+            elif isinstance(node, ast.ImportFrom) and node.level:
+                assert node.level == 1 and node.module in siblings, (path.name, node.module)
+            elif isinstance(node, ast.ImportFrom):
+                assert node.module.split(".")[0] in allowed, (path.name, node.module)
