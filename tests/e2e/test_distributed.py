@@ -13,7 +13,7 @@ import pytest
 from hf_posattn.cli import main
 from hf_posattn.training.folder import RUN_FILE
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parent.parent  # where conftest.py is
 
 # Records every write under a folder, then runs `posattn`: Python's audit events (open for writing, mkdir, rename,
 # remove, copy) and the two savers that open files outside Python, torch.save and safetensors' save_file, wrapped

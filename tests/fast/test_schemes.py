@@ -1,5 +1,5 @@
 """The scheme registry (the one place a scheme lives) and each scheme's own formula: T5 buckets, KERPLE, FIRE, xPos,
-rotary variants from `rope_parameters`; schemes half_distance_registered at run time; tables that exist without `_init_weights`."""
+rotary variants from `rope_parameters`; schemes registered at run time; tables that exist without `_init_weights`."""
 
 import math
 
@@ -74,7 +74,7 @@ def test_register_scheme_refuses_what_it_cannot_register(half_distance_registere
     class Impostor(PositionScheme):
         name = "half_distance"
 
-    with pytest.raises(ValueError, match="'half_distance' is already half_distance_registered by HalfDistanceBias"):
+    with pytest.raises(ValueError, match="'half_distance' is already registered by HalfDistanceBias"):
         register_scheme(Impostor)
     assert register_scheme(HalfDistanceBias) is HalfDistanceBias  # the same class again is fine
     assert "Nameless" not in POSITION_SCHEMES and POSITION_SCHEMES["half_distance"] is HalfDistanceBias
