@@ -11,14 +11,22 @@ from ..files import write_with
 DPI = 100
 
 
+# Jupyter's inline backend (a notebook's default, Colab's too) shows each figure under the cell that drew it. It is
+# kept: switching to Agg would stop a notebook's own figures from showing once one of these functions had run.
+INLINE_BACKENDS = ("module://matplotlib_inline.backend_inline", "inline")
+
+
 def pyplot():
-    """matplotlib's pyplot on the Agg backend (writes files; needs no screen), or a clear error without it."""
+    """matplotlib's pyplot on the Agg backend (writes files; needs no screen), or on Jupyter's inline backend in a
+    notebook; a clear error without matplotlib."""
     try:
         import matplotlib
     except ImportError:
         raise ValueError('drawing figures needs matplotlib, which is not installed: pip install "hf-posattn[plot]"'
                          ) from None
-    matplotlib.use("Agg")
+    # Read as set, without resolving it (rcParams["backend"] would pick and import a GUI backend).
+    if dict.__getitem__(matplotlib.rcParams, "backend") not in INLINE_BACKENDS:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
