@@ -2,6 +2,24 @@
 loss at each position of the longest window, minus the unigram model's on the same tokens: where each scheme breaks.
 """
 
+import json
+import os
+
+STUDY_JSON = "compare.json"  # in a study's folder: the study as `compare` returns it
+
+
+def read_study(path: str) -> dict:
+    """A study as `compare` returned it, read back from its JSON file (`compare.json` in the study's folder, or the
+    file itself), ready for `plot_study`, `plot_position_loss` and `markdown_table`: JSON keeps the keys of the
+    table's numbers by evaluation length as text, and they are numbers again here."""
+    file = os.path.join(path, STUDY_JSON) if os.path.isdir(path) else path
+    with open(file, encoding="utf-8") as handle:
+        study = json.load(handle)
+    for row in study["table"]:
+        for key, value in row.items():
+            if isinstance(value, dict) and value and all(name.isdigit() for name in value):
+                row[key] = {int(name): number for name, number in value.items()}
+    return study
 
 
 def study_title(settings: dict) -> str:
