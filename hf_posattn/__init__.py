@@ -23,7 +23,6 @@ from .model.modeling_posattn import (
 )
 from .model.positional import POSITION_EMBEDDING_TYPES, POSITION_SCHEMES, Panel, PositionScheme, register_scheme
 
-
 __version__ = "0.1.0"
 
 _AUTO_CLASSES = {
@@ -49,7 +48,7 @@ _TOOLS = {
     "TrainingInterrupted": "training.run",
     "TrainingDiverged": "training.run",
     "train": "training.run",
-    "CompareOptions": "study.run",
+    "CompareOptions": "study.options",
     "compare": "study.run",
     "load_model": "sharing.loading",
     "generate_text": "sharing.generation",

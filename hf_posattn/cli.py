@@ -1,8 +1,12 @@
-"""The `posattn` command line (also `python -m hf_posattn`): train, generate, evaluate and push models.
+"""The `posattn` command line (also `python -m hf_posattn`): train, generate, evaluate, draw, compare and share models.
 
-Each subcommand is two functions: `add_<name>(subparsers)` declares its parser and sets `run=run_<name>`, and
-`run_<name>(args)` does the work and returns the exit status. A new subcommand is those two functions and one
-entry in `SUBCOMMANDS`. What only one subcommand needs is imported inside its functions.
+Each subcommand is two functions and one entry in `COMMANDS`: `add_<name>(parser)` declares its options on the
+parser it is given and sets `run=run_<name>`, and `run_<name>(args)` does the work and returns the exit status.
+`main` parses first and imports after: only the chosen command's parser is built (the top-level help lists the
+commands from `COMMANDS`), and a parser reads its choices and defaults from light modules (the presets, the options'
+dataclasses, the scheme registry that `import hf_posattn` has loaded), so that `--help` imports no library the
+package has not already imported; the work's imports (the Trainer, datasets, matplotlib) are inside `run_<name>`.
+Option value types are in `cli_types.py`.
 
 Bad input raises `ValueError` with a message that names the problem and the fix; `main` prints it as
 `posattn <command>: error: ...` and exits with status 2, having changed nothing. This module is the top floor: it
@@ -13,123 +17,52 @@ progress and notices go to stderr.
 import argparse
 import contextlib
 import json
-import math
+import os
 import shlex
 import sys
 
+from .cli_types import (
+    MAX_PLOTTED_DIMENSIONS,
+    MAX_PLOTTED_POSITIONS,
+    finite_float,
+    int_list,
+    json_object,
+    plotted_dimensions,
+    plotted_positions,
+    positive_float,
+    positive_int,
+    scaling_factor,
+    seed,
+    seed_list,
+    valid_text,
+)
+from .common import Interrupted
 from .files import resolve_path, resolve_source, write_failure
-from .model.positional import POSITION_EMBEDDING_TYPES
-
-MAX_PLOTTED_POSITIONS = 4096  # plot-positions draws a positions x positions similarity map: 4096² is 64 MB
-MAX_PLOTTED_DIMENSIONS = 4096  # ... and a positions x dimensions table: at most 64 MB too (a model's is smaller)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows an option's default in its help when it has one to show (not None, not a flag's False) and the help
-    does not already say it."""
+    does not already say it; a list as the command line takes it (128,256,512)."""
 
     def _get_help_string(self, action):
         if action.default is None or action.default is False or "default:" in (action.help or ""):
             return action.help
+        if isinstance(action.default, (list, tuple)):
+            return f"{action.help} (default: {shown(action.default)})"
         return super()._get_help_string(action)
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def finite_float(text: str) -> float:
-    """A number, checked before any work: `float` also reads "nan" and "inf", which no option means."""
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def plotted_positions(text: str) -> int:
-    value = positive_int(text)
-    if value > MAX_PLOTTED_POSITIONS:
-        raise argparse.ArgumentTypeError(f"expected at most {MAX_PLOTTED_POSITIONS} positions (the figure compares "
-                                         f"every position with every other), got {text}")
-    return value
-
-
-def plotted_dimensions(text: str) -> int:
-    """--dim of plot-positions: an even number of dimensions (sines paired with cosines), bounded like --positions."""
-    value = positive_int(text)
-    if value > MAX_PLOTTED_DIMENSIONS:
-        raise argparse.ArgumentTypeError(f"expected at most {MAX_PLOTTED_DIMENSIONS} dimensions (the figure draws "
-                                         f"every position in every dimension), got {text}")
-    if value % 2:
-        raise argparse.ArgumentTypeError(f"expected an even number of dimensions (the encoding pairs sines with "
-                                         f"cosines), got {text}")
-    return value
-
-
-def valid_text(value: str) -> str:
-    """Text from the command line that is valid Unicode: bytes that are not UTF-8 reach Python as lone surrogates,
-    which no tokenizer can encode."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise argparse.ArgumentTypeError(f"not valid UTF-8 text at character {error.start + 1}: check your shell's "
-                                         f"encoding (e.g. LANG=C.UTF-8)") from None
-    return value
-
-
-def seed(text: str) -> int:
-    """A random seed, checked before any work: transformers' `set_seed` takes 0 to 2**32 - 1."""
-    value = int(text)
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 2**32 - 1, got {text}")
-    return value
-
-
-def int_list(text: str) -> list[int]:
-    try:
-        values = [positive_int(part) for part in text.split(",") if part.strip()]
-    except (ValueError, argparse.ArgumentTypeError):
-        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, e.g. 128,256,512; got {text!r}")
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one length, e.g. 128,256,512")
-    return values
-
-
-def scaling_factor(text: str) -> float:
-    """A rotary scaling factor: how many times the training length the inputs may reach (transformers only warns
-    about one below 1)."""
-    value = float(text)
-    if not (math.isfinite(value) and value >= 1):
-        raise argparse.ArgumentTypeError(f"expected a number >= 1 (how many times the training length), got {text}")
-    return value
-
-
-def json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({error}): give an object such as "
-                                         f"'{{\"rope_type\": \"yarn\", \"factor\": 4}}'") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"rope_type\": \"yarn\", "
-                                         f"\"factor\": 4}}', got {text}")
-    return value
+def shown(value) -> str:
+    """A default as the command line takes it: a list as `0,1,2`."""
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def add_rope_options(parser, applied_to: str) -> None:
     """--rope-scaling TYPE [--factor F], or --rope-parameters JSON: one of transformers' rotary variants applied to
     `applied_to` (rotary and xpos models), read by `rope_parameters`."""
-    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    from transformers.modeling_rope_utils import (
+        ROPE_INIT_FUNCTIONS,  # loaded with the model's schemes
+    )
 
     group = parser.add_argument_group(
         "rotary context extension",
@@ -159,78 +92,105 @@ def rope_parameters(args) -> dict | None:
     return given
 
 
+def figure_path(output: str | None, folder: str | None, name: str) -> str:
+    """Where a command writes its figure: `--output` when given, else `name` in the model's `folder` (a run folder
+    admits it), else `name` here; resolved."""
+    return resolve_path(output if output is not None else os.path.join(folder, name) if folder else name, "--output")
 
-def add_report_to_option(parser) -> None:
-    """`--report-to NAME [NAME ...]`, for the training options of `posattn train` and `posattn compare`."""
-    from .training.logs import known_integrations
 
-    parser.add_argument("--report-to", nargs="+", metavar="NAME",
-                        help=f"log the run with the Trainer's integrations: {', '.join(known_integrations())}; "
-                             f"'all' for every one installed; 'none' (default) for none. TensorBoard writes to "
-                             f"OUTPUT_DIR/runs (view with: tensorboard --logdir OUTPUT_DIR/runs)")
+@contextlib.contextmanager
+def json_alone_on_stdout(enabled: bool):
+    """With --json, whatever the work prints (libraries' notices) goes to stderr, so that stdout holds the JSON
+    alone."""
+    with contextlib.redirect_stdout(sys.stderr) if enabled else contextlib.nullcontext():
+        yield
 
 
 # ---- train ----
 
-def add_run_options(parser, defaults: dict[str, str]) -> None:
-    """The options of a training run that `train` and `compare` share (compare gives them to every run it trains);
-    `defaults` says, per option, what leaving it out gives."""
+def preset_values(name: str) -> str:
     from .training.options import PRESETS
 
+    return "the preset's: " + ", ".join(f"{preset} {getattr(values, name):g}" for preset, values in PRESETS.items())
+
+
+def add_run_options(parser, defaults: dict[str, str]) -> None:
+    """The options of a training run that `train` and `compare` share (compare gives them to every run it trains),
+    with the training run's defaults (`TrainingOptions`); `defaults` says what leaving out one that has no single
+    default gives."""
+    from .data.tasks import LANGUAGE_MODELLING, TASKS
+    from .training.options import DEFAULT_PRESETS, PRESETS, TrainingOptions
+
+    parser.add_argument("--task", choices=[LANGUAGE_MODELLING, *TASKS], default=TrainingOptions.task,
+                        help=f"{LANGUAGE_MODELLING}: language modelling on --data; or a synthetic task that needs a "
+                             f"token far back, with its own words: " + "; ".join(
+                                 f"{name}: {task.description}" for name, task in TASKS.items()))
     parser.add_argument("--preset", choices=list(PRESETS),
-                        help="model size and budget (default: tiny): "
-                             + "; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items()))
+                        help="model size and budget: " + "; ".join(f"{name}: {preset.description}"
+                                                                   for name, preset in PRESETS.items())
+                             + " (default: " + ", ".join(f"{preset} for {'--task ' + task if task != 'lm' else 'lm'}"
+                                                         for task, preset in DEFAULT_PRESETS.items()) + ")")
     parser.add_argument("--data", nargs="+", metavar="SOURCE",
                         help="text files (UTF-8), or one `datasets` dataset: a Hub name, a folder, or "
                              ".json/.jsonl/.csv/.parquet files (default: the embedded corpus)")
-    parser.add_argument("--text-column", metavar="NAME", help="the text column of a dataset (default: text)")
-    parser.add_argument("--seq-len", type=positive_int, metavar="L",
-                        help=f"tokens per training block, the training length (default: {defaults['seq_len']})")
-    parser.add_argument("--max-steps", type=positive_int, metavar="N",
-                        help=f"optimizer steps (default: {defaults['max_steps']})")
-    parser.add_argument("--batch-size", type=positive_int, metavar="N",
-                        help=f"blocks per step and device (default: {defaults['batch_size']})")
-    parser.add_argument("--learning-rate", type=positive_float, metavar="LR",
-                        help=f"peak learning rate (default: {defaults['learning_rate']})")
-    parser.add_argument("--vocab-size", type=positive_int, metavar="N",
-                        help=f"tokens in the BPE vocabulary (default: {defaults['vocab_size']})")
-    parser.add_argument("--scale-embeddings", action="store_const", const=True,
+    parser.add_argument("--text-column", metavar="NAME", default=TrainingOptions.text_column,
+                        help="the text column of a dataset")
+    for flag, name, kind, metavar, meaning in (
+            ("--seq-len", "seq_len", positive_int, "L", "tokens per training block, the training length"),
+            ("--max-steps", "max_steps", positive_int, "N", "optimizer steps"),
+            ("--batch-size", "batch_size", positive_int, "N", "blocks per step and device"),
+            ("--learning-rate", "learning_rate", positive_float, "LR", "peak learning rate"),
+            ("--vocab-size", "vocab_size", positive_int, "N", "tokens in the BPE vocabulary")):
+        parser.add_argument(flag, type=kind, metavar=metavar, help=f"{meaning} (default: {defaults[name]})")
+    parser.add_argument("--scale-embeddings", action="store_true", default=TrainingOptions.scale_embeddings,
                         help="the setup of Vaswani et al. and fairseq: token embeddings times sqrt(hidden size), "
                              "sinusoidal waves at amplitude 1 (default: off; waves at the embeddings' starting scale)")
-    add_report_to_option(parser)
+    parser.add_argument("--random-positions", type=positive_int, metavar="N",
+                        help="randomized positions (Ruoss et al. 2023): each training batch reads an ordered random "
+                             "subset of [0, N) as its positions, N at least the longest evaluation length; "
+                             "evaluation reads 0, 1, 2, ... (default: off)")
+    parser.add_argument("--report-to", nargs="+", metavar="NAME", default=TrainingOptions.report_to,
+                        help="log the run with the Trainer's integrations (tensorboard, wandb, mlflow, trackio, ...: "
+                             "a name it does not know is refused with the list); 'all' for every one installed. "
+                             "TensorBoard writes to OUTPUT_DIR/runs (view with: tensorboard --logdir OUTPUT_DIR/runs)")
 
 
-def add_train(subparsers):
-    parser = subparsers.add_parser(
-        "train", help="train a model from scratch (default: the embedded Shakespeare corpus)",
-        description="Train a byte-level BPE tokenizer and an hf_posattn model with the Hugging Face Trainer, then "
-                    "save model, tokenizer, code and model card in --output-dir and print the validation "
-                    "perplexity, the unigram baseline and a sample. Options left out take the preset's value.",
-        formatter_class=HelpFormatter,
-    )
-    parser.add_argument("--position", choices=POSITION_EMBEDDING_TYPES, help="position scheme (default: sinusoidal)")
-    add_run_options(parser, {"seq_len": "the preset's", "max_steps": "the preset's; may change on --resume",
-                             "batch_size": "the preset's", "learning_rate": "the preset's",
-                             "vocab_size": "the preset's"})
+def add_train(parser):
+    from .model.positional import POSITION_EMBEDDING_TYPES
+    from .training.options import DEFAULT_OUTPUT_DIR, EVALUATIONS, TrainingOptions
+
+    parser.description = ("Train a byte-level BPE tokenizer and an hf_posattn model with the Hugging Face Trainer, "
+                          "then save model, tokenizer, code, model card and training.png in --output-dir and print "
+                          "the validation perplexity, the unigram baseline and a sample. With --resume, an option "
+                          "left out is the one the run was started with; with --init-from, the options its model "
+                          "fixes are the model's.")
+    parser.add_argument("--position", choices=POSITION_EMBEDDING_TYPES, default=TrainingOptions.position,
+                        help="position scheme")
+    add_run_options(parser, {"seq_len": preset_values("seq_len"), "batch_size": preset_values("batch_size"),
+                             "max_steps": preset_values("max_steps") + "; may change on --resume",
+                             "learning_rate": preset_values("learning_rate"),
+                             "vocab_size": preset_values("vocab_size") + "; with --tokenizer or --init-from, theirs"})
     parser.add_argument("--grad-accum", type=positive_int, metavar="N", dest="gradient_accumulation_steps",
-                        help="batches accumulated per optimizer step (default: 1)")
+                        default=TrainingOptions.gradient_accumulation_steps,
+                        help="batches accumulated per optimizer step")
     parser.add_argument("--tokenizer", metavar="DIR", help="reuse the tokenizer in DIR instead of training one")
     parser.add_argument("--init-from", metavar="DIR",
                         help="start from the model in DIR (its weights, architecture and tokenizer) instead of a new "
                              "one: a fine-tune, e.g. at a longer --seq-len with --rope-scaling")
-    parser.add_argument("--output-dir", metavar="DIR", help="where to save (default: runs/posattn-PRESET-POSITION)")
+    output_dir = DEFAULT_OUTPUT_DIR.format(preset="PRESET", position="POSITION")
+    parser.add_argument("--output-dir", metavar="DIR", help=f"where to save (default: {output_dir})")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last "
                                                               "checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace the model or run in --output-dir")
-    parser.add_argument("--seed", type=seed, metavar="N", help="random seed (default: 0)")
-    parser.add_argument("--eval-steps", type=positive_int, metavar="N", help="steps between evaluations (default: "
-                                                                             "1/5 of the steps)")
-    parser.add_argument("--save-steps", type=positive_int, metavar="N", help="steps between checkpoints (default: "
-                                                                             "--eval-steps)")
+    parser.add_argument("--seed", type=seed, metavar="N", default=TrainingOptions.seed, help="random seed")
+    parser.add_argument("--eval-steps", type=positive_int, metavar="N",
+                        help=f"steps between evaluations (default: 1/{EVALUATIONS} of the steps)")
+    parser.add_argument("--save-steps", type=positive_int, metavar="N",
+                        help="steps between checkpoints (default: --eval-steps)")
     parser.add_argument("--sample-prompt", type=valid_text, metavar="TEXT",
                         help="prompt of the sample printed at the end (default: the first speaker's cue, or first "
                              "line, of the validation text)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or training logs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or training log lines")
     parser.add_argument("--json", action="store_true", help="print the results as JSON (alone on stdout)")
     add_rope_options(parser, "the model of --init-from")
     parser.set_defaults(run=run_train)
@@ -260,14 +220,11 @@ def run_train(args) -> int:
     return 0
 
 
-# ---- generate ----
+# ---- generate, evaluate, push ----
 
-def add_generate(subparsers):
-    parser = subparsers.add_parser(
-        "generate", help="continue a prompt with a trained model, streaming the text",
-        description="Continue PROMPT with the model in DIR (the text-generation pipeline), printing tokens as they "
-                    "come.", formatter_class=HelpFormatter,
-    )
+def add_generate(parser):
+    parser.description = ("Continue PROMPT with the model in DIR (the text-generation pipeline), printing tokens as "
+                          "they come.")
     parser.add_argument("dir", help="a model folder written by `posattn train`")
     parser.add_argument("prompt", type=valid_text, help="the text to continue")
     parser.add_argument("--max-new-tokens", type=positive_int, default=200, metavar="N", help="tokens to generate")
@@ -298,26 +255,26 @@ def run_generate(args) -> int:
     return 0
 
 
-# ---- evaluate ----
+def add_evaluate(parser):
+    from .study.perplexity import EVAL_BATCH_TOKENS
+    from .training.options import TrainingOptions
 
-def add_evaluate(subparsers):
-    parser = subparsers.add_parser(
-        "evaluate", help="perplexity on held-out text at several lengths (JSON)",
-        description="Perplexity of the model in DIR on the validation text, in windows of each length "
-                    "(non-overlapping, or sliding with --stride), next to the unigram baseline; JSON to stdout or "
-                    "--output. Learned positions are not evaluated past their maximum: such lengths are listed "
-                    "as skipped, with the reason.", formatter_class=HelpFormatter,
-    )
+    parser.description = ("Perplexity of the model in DIR on the validation text, in windows of each length "
+                          "(non-overlapping, or sliding with --stride), next to the unigram baseline; JSON to stdout "
+                          "or --output. Learned positions are not evaluated past their maximum: such lengths are "
+                          "listed as skipped, with the reason.")
     parser.add_argument("dir", help="a model folder written by `posattn train`")
-    parser.add_argument("--lengths", type=int_list, default="128,256,512", metavar="L1,L2,...",
+    parser.add_argument("--lengths", type=int_list, default=[128, 256, 512], metavar="L1,L2,...",
                         help="evaluation lengths, in tokens")
-    parser.add_argument("--stride", type=positive_int, metavar="N", help="sliding windows: score only the last N tokens "
-                                                            "of each window (default: non-overlapping windows)")
+    parser.add_argument("--stride", type=positive_int, metavar="N", help="sliding windows: score only the last N "
+                                                                         "tokens of each window (default: "
+                                                                         "non-overlapping windows)")
     parser.add_argument("--data", nargs="+", metavar="SOURCE", help="as for `train`: its validation split is "
                                                                     "evaluated (default: the embedded corpus)")
-    parser.add_argument("--text-column", metavar="NAME", default="text", help="the text column of a dataset")
-    parser.add_argument("--batch-size", type=positive_int, metavar="N", help="windows per forward pass (default: 8192 tokens' "
-                                                                "worth)")
+    parser.add_argument("--text-column", metavar="NAME", default=TrainingOptions.text_column,
+                        help="the text column of a dataset")
+    parser.add_argument("--batch-size", type=positive_int, metavar="N",
+                        help=f"windows per forward pass (default: {EVAL_BATCH_TOKENS} tokens' worth)")
     parser.add_argument("--output", metavar="FILE", help="write the JSON here instead of stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_rope_options(parser, "the model for this evaluation (the JSON records the rope_parameters used)")
@@ -344,12 +301,13 @@ def run_evaluate(args) -> int:
     texts = load_texts(data, args.text_column)
     validation = list(texts["validation"]["text"])
     validation_ids = token_stream(tokenizer, validation)
+    scheme = model.config.position_embedding_type
     report = {
         "model": folder,
-        "position_embedding_type": model.config.position_embedding_type,
+        "position_embedding_type": scheme,
         # What the rotation used, scaled or as trained (None: the scheme has no rotary parameters).
         "rope_parameters": model.config.rope_parameters
-        if "rope_parameters" in POSITION_SCHEMES[model.config.position_embedding_type].config_fields else None,
+        if "rope_parameters" in POSITION_SCHEMES[scheme].config_fields else None,
         "data": " ".join(data) if data else "embedded corpus",
         "tokens": len(validation_ids),
         "unigram_baseline": text_unigram_baseline(tokenizer, texts["train"]["text"], validation),
@@ -364,14 +322,9 @@ def run_evaluate(args) -> int:
     return 0
 
 
-# ---- push ----
-
-def add_push(subparsers):
-    parser = subparsers.add_parser(
-        "push", help="push model, tokenizer, code and card to the Hugging Face Hub",
-        description="Upload the model folder DIR to the Hub repo REPO_ID in one commit (created if needed). "
-                    "Offline or without a token it fails with a clear message and changes nothing.",
-    )
+def add_push(parser):
+    parser.description = ("Upload the model folder DIR to the Hub repo REPO_ID in one commit (created if needed). "
+                          "Offline or without a token it fails with a clear message and changes nothing.")
     parser.add_argument("dir", help="a model folder written by `posattn train`")
     parser.add_argument("repo_id", help="user-or-org/name")
     parser.add_argument("--private", action="store_true", help="create the repo as private")
@@ -389,19 +342,18 @@ def run_push(args) -> int:
     return 0
 
 
-# ---- plot-positions ----
+# ---- figures ----
 
-def add_plot_positions(subparsers):
-    parser = subparsers.add_parser(
-        "plot-positions", help="draw the sinusoidal encoding, and what a trained model's position scheme holds (PNG)",
-        description="Draw the sinusoidal position encoding: a heat map of position x dimension, a few of its waves, "
-                    "and the dot product between positions. Given a model folder, also its learned table (or its "
-                    "sinusoidal waves against its token embeddings, rotary frequencies, ALiBi slopes) next to the "
-                    "closed form.",
-        formatter_class=HelpFormatter,
-    )
+def add_plot_positions(parser):
+    from .training.folder import POSITIONS_FIGURE
+
+    parser.description = ("Draw the sinusoidal position encoding: a heat map of position x dimension, a few of its "
+                          "waves, and the dot product between positions. Given a model folder, also its learned "
+                          "table (or its sinusoidal waves against its token embeddings, rotary frequencies, ALiBi "
+                          "slopes) next to the closed form.")
     parser.add_argument("dir", nargs="?", help="a model folder written by `posattn train` (optional)")
-    parser.add_argument("--output", default="positions.png", metavar="FILE", help="the PNG to write")
+    parser.add_argument("--output", metavar="FILE", help=f"the PNG to write (default: DIR/{POSITIONS_FIGURE}; "
+                                                         f"without DIR, {POSITIONS_FIGURE} here)")
     parser.add_argument("--positions", type=plotted_positions, default=128, metavar="N",
                         help=f"positions to draw (at most {MAX_PLOTTED_POSITIONS})")
     parser.add_argument("--dim", type=plotted_dimensions, metavar="D",
@@ -414,30 +366,26 @@ def run_plot_positions(args) -> int:
     from .figures.common import pyplot
     from .figures.positions import plot_positions
     from .sharing.loading import load_model
-    from .training.folder import check_output_file
+    from .training.folder import POSITIONS_FIGURE, check_output_file
 
     pyplot()  # fails now, before loading a model, if matplotlib is missing
-    output = resolve_path(args.output, "--output")
-    check_output_file(output, example="positions.png")
-    model = load_model(resolve_path(args.dir, "DIR"))[0] if args.dir is not None else None
+    folder = None if args.dir is None else resolve_path(args.dir, "DIR")
+    output = figure_path(args.output, folder, POSITIONS_FIGURE)
+    check_output_file(output, example=POSITIONS_FIGURE)
+    model = load_model(folder)[0] if folder is not None else None
     print(f"wrote {plot_positions(output, model, args.positions, args.dim)}")
     return 0
 
 
-# ---- plot-attention ----
-
-def add_plot_attention(subparsers):
+def add_plot_attention(parser):
     from .figures.attention import MAX_ATTENTION_TOKENS
+    from .training.folder import ATTENTION_FIGURE
 
-    parser = subparsers.add_parser(
-        "plot-attention", help="draw the attention weights of a model on a text (PNG; HTML with bertviz)",
-        description="Run the model in DIR on TEXT with output_attentions=True and draw its attention weights as "
-                    "heat maps, one per layer (rows) and head (columns), with the tokens on both axes.",
-        formatter_class=HelpFormatter,
-    )
+    parser.description = ("Run the model in DIR on TEXT with output_attentions=True and draw its attention weights "
+                          "as heat maps, one per layer (rows) and head (columns), with the tokens on both axes.")
     parser.add_argument("dir", help="a model folder written by `posattn train`")
     parser.add_argument("text", type=valid_text, help="the text to look at")
-    parser.add_argument("--output", default="attention.png", metavar="FILE", help="the PNG to write")
+    parser.add_argument("--output", metavar="FILE", help=f"the PNG to write (default: DIR/{ATTENTION_FIGURE})")
     parser.add_argument("--layer", type=int, metavar="N", help="only this layer (from 0)")
     parser.add_argument("--head", type=int, metavar="N", help="only this head of each layer (from 0)")
     parser.add_argument("--max-tokens", type=positive_int, default=MAX_ATTENTION_TOKENS, metavar="N",
@@ -451,16 +399,17 @@ def run_plot_attention(args) -> int:
     from .figures.attention import attention_weights, import_head_view, plot_attention, write_head_view
     from .figures.common import pyplot
     from .sharing.loading import load_model
-    from .training.folder import check_output_file
+    from .training.folder import ATTENTION_FIGURE, check_output_file
 
     pyplot()  # missing optional dependencies fail now, before any work
-    output = resolve_path(args.output, "--output")
-    check_output_file(output, example="attention.png")
+    folder = resolve_path(args.dir, "DIR")
+    output = figure_path(args.output, folder, ATTENTION_FIGURE)
+    check_output_file(output, example=ATTENTION_FIGURE)
     html = None if args.html is None else resolve_path(args.html, "--html")
     if html:
         import_head_view()
         check_output_file(html, "--html", example="attention.html")
-    model, tokenizer = load_model(resolve_path(args.dir, "DIR"), attn_implementation="eager")
+    model, tokenizer = load_model(folder, attn_implementation="eager")
     weights, labels = attention_weights(model, tokenizer, args.text, args.max_tokens)
     print(f"wrote {plot_attention(output, weights, labels, args.layer, args.head)}")
     if html:
@@ -468,23 +417,52 @@ def run_plot_attention(args) -> int:
     return 0
 
 
+def add_plot_training(parser):
+    from .training.folder import TRAINING_FIGURE
+
+    parser.description = ("Draw what the Trainer logged during each run in DIR (its trainer_state.json, else its "
+                          "last checkpoint's): training and validation loss against tokens seen, the learning rate "
+                          "below, and the unigram baseline; one colour per run.")
+    parser.add_argument("dirs", nargs="+", metavar="DIR", help="run folders written by `posattn train`")
+    parser.add_argument("--output", metavar="FILE", help=f"the PNG to write (default: DIR/{TRAINING_FIGURE} for one "
+                                                         f"run, {TRAINING_FIGURE} here for several)")
+    parser.set_defaults(run=run_plot_training)
+
+
+def run_plot_training(args) -> int:
+    from .figures.common import pyplot
+    from .figures.training import plot_training, run_label
+    from .training.folder import TRAINING_FIGURE, check_output_file
+    from .training.logs import read_log_history, recorded_baseline
+
+    pyplot()  # fails now if matplotlib is missing
+    folders = {given: resolve_path(given, "DIR") for given in args.dirs}  # labelled as given, read as resolved
+    if len(set(folders.values())) < len(args.dirs):
+        raise ValueError(f"a run folder is given twice ({' '.join(args.dirs)}): give each once.")
+    output = figure_path(args.output, next(iter(folders.values())) if len(folders) == 1 else None, TRAINING_FIGURE)
+    check_output_file(output, example=TRAINING_FIGURE)  # a folder, or under a file: refused before any drawing
+    runs = {run_label(given, folder): read_log_history(folder) for given, folder in folders.items()}  # all read first
+    baselines = {run_label(given, folder): recorded_baseline(folder) for given, folder in folders.items()}
+    plot_training(output, runs, baseline={label: loss for label, loss in baselines.items() if loss is not None})
+    print(f"wrote {output}")
+    return 0
+
+
 # ---- demo ----
 
-def add_demo(subparsers):
+def add_demo(parser):
     from .lesson.parallel import BACKENDS, DEFAULT_BATCH, DEFAULT_HIDDEN, DEFAULT_LENGTHS, DEFAULT_REPEATS
+    from .model.positional import POSITION_EMBEDDING_TYPES
+    from .training.folder import CONTEXT_FIGURE
 
-    parser = subparsers.add_parser(
-        "demo", help="the lesson on attention, runnable: `lookup`, `context` and `parallel`",
-        description="lookup: attention as a dictionary lookup (one-hot vectors, softmax temperature, blends). "
-                    "context: a tiny model learns that 'not like' says 'hate' and 'do like' says 'like', and looks "
-                    "at the deciding word. parallel: one attention layer against a GRU of the same width, timed on "
-                    "this machine at growing lengths: all positions at once against T steps in a row, and the T² "
-                    "cost attention pays for it (about a minute on 2 CPU cores). Each prints what it shows and "
-                    "writes a figure.",
-        formatter_class=HelpFormatter,
-    )
+    parser.description = ("lookup: attention as a dictionary lookup (one-hot vectors, softmax temperature, blends). "
+                          "context: a tiny model learns that 'not like' says 'hate' and 'do like' says 'like', and "
+                          "looks at the deciding word. parallel: one attention layer against a GRU of the same width, "
+                          "timed on this machine at growing lengths: all positions at once against T steps in a row, "
+                          "and the T² cost attention pays for it. Each prints what it shows and writes a figure.")
     parser.add_argument("name", choices=["lookup", "context", "parallel"], help="which demo")
-    parser.add_argument("--output", metavar="FILE", help="the PNG to write (default: NAME.png)")
+    parser.add_argument("--output", metavar="FILE", help=f"the PNG to write (default: NAME.png here; context with "
+                                                         f"--output-dir: DIR/{CONTEXT_FIGURE})")
     parser.add_argument("--output-dir", metavar="DIR", help="context: keep the trained model in DIR (default: a "
                                                             "temporary folder)")
     parser.add_argument("--overwrite", action="store_true", help="context: replace the model in --output-dir")
@@ -494,7 +472,7 @@ def add_demo(subparsers):
     parser.add_argument("--seed", type=seed, default=0, metavar="N", help="context: random seed")
     group = parser.add_argument_group("parallel")
     group.add_argument("--lengths", type=int_list, default=list(DEFAULT_LENGTHS), metavar="T1,T2,...",
-                       help="sequence lengths, powers of two (default: 64,128,...,4096)")
+                       help="sequence lengths, powers of two")
     group.add_argument("--hidden", type=positive_int, default=DEFAULT_HIDDEN, metavar="H", help="width of both layers")
     group.add_argument("--heads", type=positive_int, metavar="N", help="attention heads (default: hidden // 64)")
     group.add_argument("--batch", type=positive_int, default=DEFAULT_BATCH, metavar="N", help="sequences per call")
@@ -517,9 +495,9 @@ def run_demo(args) -> int:
     from .training.folder import check_output_file
 
     pyplot()
-    output = resolve_path(f"{args.name}.png" if args.output is None else args.output, "--output")
-    check_output_file(output, example=f"{args.name}.png")
     output_dir = None if args.output_dir is None else resolve_path(args.output_dir, "--output-dir")
+    output = figure_path(args.output, output_dir if args.name == "context" else None, f"{args.name}.png")
+    check_output_file(output, example=f"{args.name}.png")
     if args.name == "lookup":
         lookup_demo(output)
         return 0
@@ -533,55 +511,55 @@ def run_demo(args) -> int:
 
 # ---- compare ----
 
-def seed_list(text: str) -> list[int]:
-    try:
-        seeds = [seed(part) for part in text.split(",") if part.strip()]
-    except (ValueError, argparse.ArgumentTypeError):
-        seeds = []
-    if not seeds or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"expected seeds (integers >= 0) separated by commas, e.g. 0,1,2; got {text!r}")
-    return seeds
+def study_values(name: str) -> str:
+    from .study.options import STUDIES
+
+    default, quick = (shown(STUDIES[study][name]) for study in ("default", "quick"))
+    return default if default == quick else f"{default}; --quick {quick}"
 
 
-def add_compare(subparsers):
-    parser = subparsers.add_parser(
-        "compare", help="length extrapolation: one model per position scheme, perplexity at L, 2L, 4L, 8L",
-        description="Train one model per position scheme (and seed) with the same budget, data, tokenizer and seed "
-                    "at length L, evaluate each at L, 2L, 4L, 8L in non-overlapping windows on the same validation "
-                    "tokens, and write compare.csv, compare.json, compare.md, compare.png (perplexity against "
-                    "length; with several seeds the mean and its 95 % Student t interval) and compare-positions.png "
-                    "(the loss at each position of the longest window) in --output-dir. Rotary-type schemes get "
-                    "rows for linear interpolation, dynamic NTK and YaRN from the same trained model. "
-                    "Default: all nine built-in schemes, L = 128, 300 steps of 16 blocks, 65,536 evaluation tokens "
-                    "(21 minutes on 2 CPU cores); --quick: the five schemes Press et al. compared "
-                    "(sinusoidal, learned, rotary, alibi, none), L = 64, 150 steps, 16,384 evaluation tokens "
-                    "(3.5 minutes). Finished runs with the same options "
-                    "are reused; their checkpoints are removed (the models stay).",
-        formatter_class=HelpFormatter,
-    )
-    parser.add_argument("--quick", action="store_true", help="the small study (3.5 minutes on 2 CPU cores)")
+def add_compare(parser):
+    from .model.positional import POSITION_EMBEDDING_TYPES
+    from .study.options import STUDIES, CompareOptions
+
+    default, quick = STUDIES["default"], STUDIES["quick"]
+    parser.description = (
+        "Train one model per position scheme (and seed) with the same budget, data, tokenizer and seed at length L, "
+        "evaluate each at L, 2L, 4L, 8L in non-overlapping windows on the same validation tokens, and write "
+        "compare.csv, compare.json, compare.md, compare.png (perplexity against length; with several seeds the mean "
+        "and its 95 % Student t interval) and compare-positions.png (the loss at each position of the longest "
+        "window) in --output-dir. Rotary-type schemes get rows for linear interpolation, dynamic NTK and YaRN from "
+        f"the same trained model. Default: the {len(default['positions'])} built-in schemes, L = "
+        f"{default['seq_len']}, {default['max_steps']} steps of {default['batch_size']} blocks, "
+        f"{default['eval_tokens']:,} evaluation tokens; --quick: the {len(quick['positions'])} schemes Press et al. "
+        f"compared ({', '.join(quick['positions'])}), L = {quick['seq_len']}, {quick['max_steps']} steps, "
+        f"{quick['eval_tokens']:,} evaluation tokens. Finished runs with the same options are reused; their "
+        f"checkpoints are removed (the models stay).")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"the small study: {len(quick['positions'])} schemes, L = {quick['seq_len']}, "
+                             f"{quick['max_steps']} steps")
     parser.add_argument("--positions", nargs="+", choices=POSITION_EMBEDDING_TYPES, metavar="SCHEME",
-                        help="schemes to compare (default: all nine built-in; --quick: sinusoidal learned "
-                             "rotary alibi none)")
-    parser.add_argument("--seeds", type=seed_list, metavar="S1,S2,...", help="one run per scheme and seed; the "
-                                                                             "table shows the mean and its 95 %% "
-                                                                             "interval (default: 0)")
-    parser.add_argument("--factors", type=int_list, metavar="F1,F2,...", help="evaluation lengths as multiples of L "
-                                                                              "(default: 1,2,4,8)")
-    add_run_options(parser, {"seq_len": "128; --quick 64", "max_steps": "300; --quick 150", "batch_size": "16",
-                             "learning_rate": "the preset's", "vocab_size": "the preset's"})
-    parser.add_argument("--eval-tokens", type=positive_int, metavar="N", help="validation tokens scored at every "
-                                                                              "length (default: 65536; --quick "
-                                                                              "16384)")
-    parser.add_argument("--output-dir", metavar="DIR", help="where the runs and tables go (default: runs/compare; "
-                                                            "--quick: runs/compare-quick)")
+                        help=f"schemes to compare (default: the {len(default['positions'])} built-in; --quick: "
+                             f"{' '.join(quick['positions'])})")
+    parser.add_argument("--seeds", type=seed_list, metavar="S1,S2,...", default=CompareOptions.seeds,
+                        help="one run per scheme and seed; the table shows the mean and its 95 %% interval")
+    parser.add_argument("--factors", type=int_list, metavar="F1,F2,...", default=CompareOptions.factors,
+                        help="evaluation lengths as multiples of L")
+    add_run_options(parser, {"seq_len": study_values("seq_len"), "max_steps": study_values("max_steps"),
+                             "batch_size": study_values("batch_size"), "learning_rate": preset_values("learning_rate"),
+                             "vocab_size": preset_values("vocab_size")})
+    parser.add_argument("--eval-tokens", type=positive_int, metavar="N",
+                        help=f"validation tokens scored at every length (default: {study_values('eval_tokens')})")
+    parser.add_argument("--output-dir", metavar="DIR",
+                        help=f"where the runs and tables go (default: {study_values('output_dir')})")
     parser.add_argument("--overwrite", action="store_true", help="train every run again, replacing what is there")
     parser.add_argument("--json", action="store_true", help="print the study as JSON instead of the table")
     parser.set_defaults(run=run_compare)
 
 
 def run_compare(args) -> int:
-    from .study.run import CompareOptions, compare
+    from .study.options import CompareOptions
+    from .study.run import compare
     from .study.tables import markdown_table
 
     options = CompareOptions(**{name: getattr(args, name) for name in CompareOptions.__dataclass_fields__})
@@ -591,56 +569,18 @@ def run_compare(args) -> int:
         print(json.dumps(study, indent=2))
         return 0
     print(f"\n{markdown_table(study)}\n")
-    print(f"{study['wall_seconds'] / 60:.1f} min on {study['hardware']}; wrote compare.csv, compare.json, compare.md, "
-          f"compare.png and compare-positions.png in {study['settings']['output_dir']}")
+    folder = study["settings"]["output_dir"]
+    written = sorted(name for name in os.listdir(folder) if name.startswith("compare"))
+    print(f"{study['wall_seconds'] / 60:.1f} min on {study['hardware']}; wrote {', '.join(written)} in {folder}")
     return 0
 
-
-
-# ---- plot-training ----
-
-def add_plot_training(subparsers):
-    from .figures.training import TRAINING_FIGURE
-
-    parser = subparsers.add_parser(
-        "plot-training", help="draw the training and validation loss and learning rate of one or more runs (PNG)",
-        description="Draw what the Trainer logged during each run in DIR (its trainer_state.json, else its last "
-                    "checkpoint's): training and validation loss against tokens seen, the learning rate below, and "
-                    "the unigram baseline; one colour per run.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("dirs", nargs="+", metavar="DIR", help="run folders written by `posattn train`")
-    parser.add_argument("--output", default=TRAINING_FIGURE, metavar="FILE", help="the PNG to write")
-    parser.set_defaults(run=run_plot_training)
-
-
-def run_plot_training(args) -> int:
-    from .figures.common import pyplot
-    from .figures.training import TRAINING_FIGURE, plot_training, run_label
-    from .training.folder import check_output_file
-    from .training.logs import read_log_history, recorded_baseline
-
-    pyplot()  # fails now if matplotlib is missing
-    output = resolve_path(args.output, "--output")
-    check_output_file(output, example=TRAINING_FIGURE)  # a folder, or under a file: refused before any drawing
-    folders = {given: resolve_path(given, "DIR") for given in args.dirs}  # labelled as given, read as resolved
-    if len(set(folders.values())) < len(args.dirs):
-        raise ValueError(f"a run folder is given twice ({' '.join(args.dirs)}): give each once.")
-    runs = {run_label(given, folder): read_log_history(folder) for given, folder in folders.items()}  # all read first
-    baselines = {run_label(given, folder): recorded_baseline(folder) for given, folder in folders.items()}
-    plot_training(output, runs, baseline={label: loss for label, loss in baselines.items() if loss is not None})
-    print(f"wrote {output}")
-    return 0
 
 # ---- convert ----
 
-def add_convert(subparsers):
-    parser = subparsers.add_parser(
-        "convert", help="a GPT-2 checkpoint as an hf_posattn model (same outputs)",
-        description="Convert the GPT-2 checkpoint in SRC (a folder or Hub id of a GPT2LMHeadModel) into an "
-                    "hf_posattn model with learned positions that computes the same function, saved in DST with its "
-                    "tokenizer.",
-    )
+def add_convert(parser):
+    parser.description = ("Convert the GPT-2 checkpoint in SRC (a folder or Hub id of a GPT2LMHeadModel) into an "
+                          "hf_posattn model with learned positions that computes the same function, saved in DST "
+                          "with its tokenizer.")
     parser.add_argument("src", help="folder (or Hub id) of a GPT2LMHeadModel")
     parser.add_argument("dst", help="output folder for the hf_posattn model")
     parser.add_argument("--overwrite", action="store_true", help="replace the model DST holds")
@@ -654,37 +594,59 @@ def run_convert(args) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def json_alone_on_stdout(enabled: bool):
-    """With --json, whatever the work prints (the Trainer's logs, libraries' notices) goes to stderr, so that
-    stdout holds the JSON alone."""
-    with contextlib.redirect_stdout(sys.stderr) if enabled else contextlib.nullcontext():
-        yield
+# ---- the command line ----
+
+# Each command: the function that declares its options, and the line the top-level help shows for it.
+COMMANDS = {
+    "train": (add_train, "train a model from scratch (default: the embedded Shakespeare corpus)"),
+    "generate": (add_generate, "continue a prompt with a trained model, streaming the text"),
+    "evaluate": (add_evaluate, "perplexity on held-out text at several lengths (JSON)"),
+    "push": (add_push, "push model, tokenizer, code and card to the Hugging Face Hub"),
+    "plot-positions": (add_plot_positions, "draw the sinusoidal encoding, and what a trained model's position scheme "
+                                           "holds (PNG)"),
+    "plot-attention": (add_plot_attention, "draw the attention weights of a model on a text (PNG; HTML with "
+                                           "bertviz)"),
+    "plot-training": (add_plot_training, "draw the training and validation loss and learning rate of one or more "
+                                         "runs (PNG)"),
+    "demo": (add_demo, "the lesson on attention, runnable: `lookup`, `context` and `parallel`"),
+    "compare": (add_compare, "length extrapolation: one model per position scheme, perplexity at L, 2L, 4L, 8L"),
+    "convert": (add_convert, "a GPT-2 checkpoint as an hf_posattn model (same outputs)"),
+}
+EVERY_COMMAND = "every"
 
 
-SUBCOMMANDS = [add_train, add_generate, add_evaluate, add_push, add_plot_positions, add_plot_attention,
-               add_plot_training, add_demo, add_compare, add_convert]
+def build_parser(command: str | None = EVERY_COMMAND) -> argparse.ArgumentParser:
+    """The parser of `posattn`, with the options of `command` (every command's by default; None: none, for the
+    top-level help and a command that does not exist)."""
+    from . import __version__
 
-
-def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="posattn",
         description="Train, sample, evaluate and share hf_posattn language models (position scheme: one switch).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in SUBCOMMANDS:
-        add(subparsers)
+    for name, (add, summary) in COMMANDS.items():
+        subparser = subparsers.add_parser(name, help=summary, formatter_class=HelpFormatter)
+        if command in (name, EVERY_COMMAND):
+            add(subparser)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .training.run import TrainingInterrupted
+def chosen_command(arguments: list[str]) -> str | None:
+    """The command `arguments` name (the first word that is not an option: `posattn` has no option that takes a
+    value), if it is one."""
+    word = next((argument for argument in arguments if not argument.startswith("-")), None)
+    return word if word in COMMANDS else None
 
-    args = build_parser().parse_args(argv)
-    args.command_line = shlex.join(["posattn", *(sys.argv[1:] if argv is None else argv)])  # for the records
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(chosen_command(arguments)).parse_args(arguments)
+    args.command_line = shlex.join(["posattn", *arguments])  # for the records
     try:
         return args.run(args)
-    except TrainingInterrupted as interrupted:
+    except Interrupted as interrupted:  # what was done stays; the message says how to continue
         print(f"\nposattn {args.command}: {interrupted}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:

@@ -1,4 +1,5 @@
-"""The small helpers every tool shares: notices on stderr, the name of the machine, progress bars on or off.
+"""The small helpers every tool shares: notices on stderr, the name of the machine, progress bars on or off, and what a
+command stopped by Ctrl-C raises.
 
 stdout is for results (which may be JSON); progress and notices go to stderr.
 """
@@ -11,6 +12,11 @@ import sys
 def notice(text: str) -> None:
     """Progress and notices go to stderr: stdout is for results (which may be JSON)."""
     print(text, file=sys.stderr, flush=True)
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped a command that kept what it had done; the message says how to continue (the command line
+    prints it, with exit status 130)."""
 
 
 def hardware(processes: int = 1) -> str:

@@ -34,7 +34,7 @@ def option_name(action) -> str:
 def default_text(action) -> str:
     if action.nargs == 0 or action.default is None or action.default == "==SUPPRESS==":
         return ""
-    if isinstance(action.default, list):
+    if isinstance(action.default, (list, tuple)):
         return ",".join(map(str, action.default))
     return str(action.default)
 

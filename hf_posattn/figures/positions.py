@@ -116,7 +116,7 @@ def plot_alibi(axes, model, positions: int) -> None:
     axes[1].legend(fontsize=7)
     query, key = distance[:, None], distance[None, :]
     bias = torch.where(key <= query, -slopes[0] * (query - key), torch.tensor(float("nan")))
-    heat_map(axes[2], bias, f"head 0 (steepest): bias of query p for key q ≤ p", "key position q",
+    heat_map(axes[2], bias, "head 0 (steepest): bias of query p for key q ≤ p", "key position q",
              "query position p", cmap="magma", symmetric=False)
 
 

@@ -6,6 +6,7 @@ run of a study.
 import os
 
 from ..common import notice
+from ..training.folder import TRAINING_FIGURE
 from ..training.logs import read_log_history, recorded_baseline, recorded_position, run_name
 from .common import pyplot, save
 
@@ -88,9 +89,6 @@ def draw_baselines(axes, baseline: float | dict[str, float] | None, colours: dic
                          label=f"unigram baseline of {label}: {value:.3f}") for label, value in values.items()]
 
 
-TRAINING_FIGURE = "training.png"  # in a run folder; the model card shows it and `posattn push` uploads it
-
-
 def matplotlib_missing() -> bool:
     try:
         import matplotlib  # noqa: F401
@@ -134,11 +132,13 @@ def plot_study_training(study: dict, output: str) -> str | None:
         except ValueError as error:
             notice(f"{record['position']}, seed {record['seed']}: left out of {os.path.basename(output)}: {error}")
             continue
-        runs.setdefault(record["position"], []).append(history)
+        label = record["position"] + (" + random positions" if record.get("random_positions") else "")
+        runs.setdefault(label, []).append(history)
     if not runs:
         return None
     settings = study["settings"]
-    plot_training(output, runs, baseline=study["unigram_baseline"]["loss"],
+    baseline = study.get("unigram_baseline")  # language modelling's; a synthetic task has none
+    plot_training(output, runs, baseline=None if baseline is None else baseline["loss"],
                   title=f"training of each scheme: {settings['preset']} preset, {settings['max_steps']} steps at "
                         f"L = {settings['seq_len']}")
     return output

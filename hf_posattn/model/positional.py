@@ -451,7 +451,7 @@ class RotaryPositions(PositionScheme):
             return "rope_parameters", f"its rope_type must be one of {', '.join(map(repr, rope_types))}"
         theta = config.rope_parameters.get("rope_theta")
         if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not 0 < theta < math.inf:
-            return "rope_parameters", f"its rope_theta (the base of the frequencies) must be a positive, finite number"
+            return "rope_parameters", "its rope_theta (the base of the frequencies) must be a positive, finite number"
         return None
 
     @property

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from ..data.corpus import load_texts
 from ..data.tokenizers import has_tokenizer, train_tokenizer
 from ..data.unigram import token_stream, unigram_baseline, unigram_losses
-from ..model.positional import EMBEDDING, POSITION_SCHEMES
+from ..model.positional import EMBEDDING
 from ..training.options import TrainingOptions, resolve_paths
 from .perplexity import evaluate_lengths_of_ids
 
@@ -92,24 +92,45 @@ def recorded_tokenizer_source(folder: str) -> dict | None:
     return recorded
 
 
-def evaluate_run(run: TrainingOptions, ids: list[int], lengths: list[int], options: "CompareOptions") -> dict:
-    """Everything the study measures on one finished run: the perplexity at every length (with the loss at each
-    position at the longest), the same for each context extension of a rotary-type model, and the loudness of the
-    position signal in the embeddings."""
-    from ..sharing.loading import load_model
+class LanguageModelStudy:
+    """What the study does for language modelling (the `lm` task): the shared BPE tokenizer and validation tokens,
+    perplexity at every length, the embedding signal, and the perplexity tables."""
 
-    model, _ = load_model(run.output_dir)
-    evaluation = {"results": evaluate_lengths_of_ids(model, ids, lengths, per_position=True),
-                  "embedding_signal": embedding_signal_of_run(model, run, ids)}
-    del model
-    factor = max(options.factors)
-    if "rope_parameters" in POSITION_SCHEMES[run.position].config_fields and factor > 1:
-        evaluation["extensions"] = {}
-        for rope_type in EXTENSIONS:
-            extended = extended_model(run.output_dir, rope_type, factor)
-            evaluation["extensions"][rope_type] = evaluate_lengths_of_ids(extended, ids, lengths, per_position=True)
-            del extended
-    return evaluation
+    metric = "perplexity"
+
+    def tokenizer_source(self, options: "CompareOptions") -> dict:
+        return tokenizer_source(options)
+
+    def prepare(self, options: "CompareOptions"):
+        tokenizer, _, ids, baseline = study_tokens(options)
+        return tokenizer, {"ids": ids, "baseline": baseline}
+
+    def describe(self, options: "CompareOptions", material: dict) -> str:
+        return (f"perplexity on {len(material['ids']):,} validation tokens; unigram baseline "
+                f"{material['baseline']['perplexity']:.1f}")
+
+    def evaluate(self, model, tokenizer, material: dict, options: "CompareOptions") -> list[dict]:
+        return evaluate_lengths_of_ids(model, material["ids"], options.lengths, per_position=True)
+
+    def evaluate_run(self, model, run: TrainingOptions, material: dict) -> dict:
+        return {"embedding_signal": embedding_signal_of_run(model, run, material["ids"])}
+
+    def result_line(self, results: list[dict]) -> str:
+        return "perplexity " + ", ".join(f"{r['length']}: {r['perplexity']:.2f}" if "perplexity" in r else
+                                         f"{r['length']}: skipped" for r in results)
+
+    def summarize_results(self, results: list[list[dict]], lengths: list[int]) -> dict:
+        from .summary import length_summary, position_loss_summary
+
+        return {**length_summary(results, lengths), "position_loss": position_loss_summary(results)}
+
+    def summarize_runs(self, runs: list[dict]) -> dict:
+        from .summary import signal_summary
+
+        return {"embedding_signal": signal_summary([r.get("embedding_signal") for r in runs])}
+
+    def study_fields(self, material: dict) -> dict:
+        return {"task": "lm", "eval_tokens": len(material["ids"]), "unigram_baseline": material["baseline"]}
 
 
 def extended_model(folder: str, rope_type: str, factor: float):

@@ -16,73 +16,18 @@ resumed, and a run made with other options is never replaced without --overwrite
 import dataclasses
 import os
 import time
-from dataclasses import dataclass
 
 from ..common import hardware, notice
 from ..files import WriteFailed, resolve_path, saved_whole, write_json
-from ..model import positional
-from ..model.positional import POSITION_EMBEDDING_TYPES, POSITION_SCHEMES
 from ..training.folder import STUDY_FILE, is_free, locked, plan_run, plan_study, read_run_record, remove_checkpoints
-from ..training.options import RUN_IDENTITY, TrainingOptions, resolve, resolve_paths
+from ..training.options import RUN_IDENTITY, TrainingOptions, resolve_paths
 from ..training.run import TrainingInterrupted, TrainingWriteFailed, train
-from .lm import TOKENIZER_DIR, TOKENIZER_SOURCE, evaluate_run, study_tokens, tokenizer_source
+from ..model.positional import POSITION_SCHEMES
+from .lm import EXTENSIONS, TOKENIZER_DIR, TOKENIZER_SOURCE, LanguageModelStudy, extended_model, recorded_tokenizer_source
+from .options import SHARED, CompareOptions, resolve_study
 from .summary import summarize
 from .tables import write_outputs
-
-# The schemes a study trains unless --positions says otherwise. The default study trains every built-in scheme, in
-# the registry's order, read from the registry so that a scheme added to positional.py joins it (a scheme registered
-# at run time is selected with --positions: it would change the study's time); --quick the five that Press et al.
-# (2022) and the first studies compared.
-DEFAULT_POSITIONS = tuple(name for name, scheme in POSITION_SCHEMES.items() if scheme.__module__ == positional.__name__)
-
-
-QUICK_POSITIONS = ("sinusoidal", "learned", "rotary", "alibi", "none")
-
-
-# The two budgets, sized to fit on 2 CPU cores with one seed, measured on a quiet Intel Xeon: `default` (nine
-# schemes, and the extension rows of rotary and xPos) 21.2 minutes, about 2 per run (1.7 of them training);
-# `quick` (five schemes, rotary's extension rows) 3.5 minutes. Each further seed costs as much again. Options
-# given explicitly win.
-STUDIES = {
-    "default": {"positions": DEFAULT_POSITIONS, "seq_len": 128, "max_steps": 300, "batch_size": 16,
-                "eval_tokens": 65536, "output_dir": os.path.join("runs", "compare")},
-    "quick": {"positions": QUICK_POSITIONS, "seq_len": 64, "max_steps": 150, "batch_size": 16, "eval_tokens": 16384,
-              "output_dir": os.path.join("runs", "compare-quick")},
-}
-
-
-# What every training run of a study shares.
-SHARED = ("preset", "data", "text_column", "seq_len", "max_steps", "batch_size", "learning_rate", "vocab_size",
-          "scale_embeddings", "report_to")
-
-
-@dataclass
-class CompareOptions:
-    """What to compare. `None` means the study's value (`STUDIES`), else the training preset's."""
-
-    output_dir: str | None = None
-    positions: list[str] | None = None  # DEFAULT_POSITIONS; --quick QUICK_POSITIONS
-    factors: list[int] | None = None  # evaluation lengths as multiples of seq_len: 1, 2, 4, 8
-    seeds: list[int] | None = None  # [0]
-    eval_tokens: int | None = None  # validation tokens scored at every length (the study's: 65,536; --quick 16,384)
-    quick: bool = False
-    overwrite: bool = False
-    # Passed to every training run:
-    preset: str | None = None
-    data: list[str] | None = None
-    text_column: str | None = None
-    seq_len: int | None = None
-    max_steps: int | None = None
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    vocab_size: int | None = None
-    scale_embeddings: bool | None = None
-    report_to: list[str] | None = None
-
-    @property
-    def lengths(self) -> list[int]:
-        """The evaluation lengths: L times each factor (once resolved)."""
-        return [self.seq_len * factor for factor in self.factors]
+from .tasks import TaskStudy
 
 
 class StudyInterrupted(TrainingInterrupted):
@@ -96,44 +41,73 @@ class StudyInterrupted(TrainingInterrupted):
                                  f"reused, the stopped one continues where it was).")
 
 
-def resolve_study(options: CompareOptions) -> CompareOptions:
-    study = STUDIES["quick" if options.quick else "default"]
-    options = dataclasses.replace(options, output_dir=resolve_path(
-        study["output_dir"] if options.output_dir is None else options.output_dir, "--output-dir"))
-    options = dataclasses.replace(
-        options,
-        factors=sorted(set(options.factors or (1, 2, 4, 8))),
-        seeds=list(dict.fromkeys(options.seeds if options.seeds is not None else [0])),
-        **{name: value if getattr(options, name) is None else getattr(options, name)
-           for name, value in study.items()},
-    )
-    options = dataclasses.replace(options, positions=list(dict.fromkeys(options.positions)))
-    # The preset's values for what neither the options nor the study set (and their checks).
-    run = resolve(TrainingOptions(**{name: getattr(options, name) for name in SHARED}))
-    options = dataclasses.replace(options, **{name: getattr(run, name) for name in SHARED})
-    unknown = [name for name in options.positions if name not in POSITION_EMBEDDING_TYPES]
-    if unknown:
-        raise ValueError(f"unknown position scheme {', '.join(unknown)}: choose from "
-                         f"{', '.join(POSITION_EMBEDDING_TYPES)}.")
-    if not options.seeds:
-        raise ValueError("--seeds: give at least one seed, e.g. 0 or 0,1,2.")
-    if min(options.factors) < 1:
-        raise ValueError(f"--factors {options.factors}: evaluation lengths are multiples of --seq-len, 1 or more.")
-    for position in options.positions:  # what each scheme's runs take (learned: --seq-len within its table)
-        resolve(TrainingOptions(position=position, **{name: getattr(options, name) for name in SHARED}))
-    return options
-
-
-def training_options(options: CompareOptions, position: str, seed: int, vocab_size: int) -> TrainingOptions:
-    """The same run for every scheme but its position scheme and seed, on the study's tokenizer (of `vocab_size`
-    tokens, as the run records it). One evaluation and one checkpoint, at the end: the study evaluates at every
-    length itself."""
+def training_options(options: CompareOptions, position: str, seed: int, vocab_size: int,
+                     random_positions: int | None = None) -> TrainingOptions:
+    """The same run for every scheme but its position scheme and seed (and, for its randomized twin, the positions
+    it reads), on the study's tokenizer (of `vocab_size` tokens, as the run records it), every option that makes the
+    run what it is given (the study's, resolved), so that they compare with what a finished run recorded; `train`
+    plans the rest. One evaluation and one checkpoint, at the end: the study evaluates at every length itself."""
     shared = {name: getattr(options, name) for name in SHARED if name != "vocab_size"}
-    return resolve(TrainingOptions(
-        output_dir=os.path.join(options.output_dir, f"{position}-seed{seed}"), position=position, seed=seed,
-        tokenizer=os.path.join(options.output_dir, TOKENIZER_DIR), vocab_size=vocab_size, eval_steps=options.max_steps,
-        quiet=True, overwrite=options.overwrite, **shared,
-    ))
+    name = f"{position}-seed{seed}" if random_positions is None else f"{position}-random{random_positions}-seed{seed}"
+    return TrainingOptions(
+        output_dir=resolve_path(os.path.join(options.output_dir, name), "--output-dir"),
+        position=position, seed=seed, tokenizer=resolve_path(os.path.join(options.output_dir, TOKENIZER_DIR),
+                                                             "--tokenizer"),
+        vocab_size=vocab_size, eval_steps=options.max_steps, quiet=True, overwrite=options.overwrite,
+        random_positions=random_positions, **shared,
+    )
+
+
+def study_runs(options: CompareOptions, vocab_size: int) -> dict[tuple, TrainingOptions]:
+    """Every run of the study, by (scheme, seed, random positions or None): each scheme and seed, and with
+    --random-positions its twin on randomized positions (for every scheme that reads positions)."""
+    runs = {}
+    for position in options.positions:
+        for randomized in (None, options.random_positions):
+            if randomized is not None and not POSITION_SCHEMES[position].contributes():
+                continue
+            for seed in options.seeds:
+                runs[position, seed, randomized] = training_options(options, position, seed, vocab_size, randomized)
+            if options.random_positions is None:
+                break
+    return runs
+
+
+def study_of(options: CompareOptions):
+    """What the study measures: language modelling, or a synthetic task."""
+    return LanguageModelStudy() if options.task == "lm" else TaskStudy(options.task)
+
+
+def check_study_tokenizer(options: CompareOptions, study) -> None:
+    """A study folder whose shared tokenizer was made for another task (or other data) is not this study's: its
+    runs are never mixed with these."""
+    folder = os.path.join(options.output_dir, TOKENIZER_DIR)
+    if options.overwrite or not os.path.isdir(folder):
+        return
+    recorded = recorded_tokenizer_source(folder)
+    if recorded is not None and recorded != study.tokenizer_source(options):
+        raise ValueError(f"{options.output_dir} holds a study of another task or other data ({recorded}), whose runs "
+                         f"share its tokenizer: give the same options, --overwrite to start the study again, or "
+                         f"another --output-dir.")
+
+
+def evaluate_run(study, run: TrainingOptions, tokenizer, material, options: "CompareOptions") -> dict:
+    """Everything the study measures on one finished run: `study.evaluate` at every length, what `study` measures of
+    the run itself, and `study.evaluate` again for each context extension of a rotary-type model."""
+    from ..sharing.loading import load_model
+
+    model, _ = load_model(run.output_dir)
+    evaluation = {"results": study.evaluate(model, tokenizer, material, options)}
+    evaluation.update(study.evaluate_run(model, run, material))
+    del model
+    factor = max(options.factors)
+    if "rope_parameters" in POSITION_SCHEMES[run.position].config_fields and factor > 1:
+        evaluation["extensions"] = {}
+        for rope_type in EXTENSIONS:
+            extended = extended_model(run.output_dir, rope_type, factor)
+            evaluation["extensions"][rope_type] = study.evaluate(extended, tokenizer, material, options)
+            del extended
+    return evaluation
 
 
 def what_to_do(run: TrainingOptions) -> tuple[str, dict | None]:
@@ -184,26 +158,28 @@ def run_study(options: CompareOptions, command: str | None) -> dict:
     """The study in `options.output_dir`, claimed by `compare`: every input checked (the tokenizer, every run),
     then the study file written, then the tokenizer, the runs, the tables and figures."""
     start = time.perf_counter()
-    tokenizer, tokenizer_dir, ids, baseline = study_tokens(options)
-    runs = {(p, s): training_options(options, p, s, len(tokenizer)) for p in options.positions
-            for s in options.seeds}
+    study = study_of(options)
+    check_study_tokenizer(options, study)
+    tokenizer, material = study.prepare(options)
+    tokenizer_dir = os.path.join(options.output_dir, TOKENIZER_DIR)
+    runs = study_runs(options, len(tokenizer))
     actions = {key: what_to_do(run) for key, run in runs.items()}  # every run is checked before any is trained
     write_json(os.path.join(options.output_dir, STUDY_FILE), {"command": command,
                                                               "settings": dataclasses.asdict(options)})
     os.makedirs(tokenizer_dir, exist_ok=True)
-    with saved_whole(tokenizer_dir) as temporary:  # the tokenizer with the record of what it was trained on
+    with saved_whole(tokenizer_dir) as temporary:  # the tokenizer with the record of what it was made for
         tokenizer.save_pretrained(temporary)
-        write_json(os.path.join(temporary, TOKENIZER_SOURCE), tokenizer_source(options))
+        write_json(os.path.join(temporary, TOKENIZER_SOURCE), study.tokenizer_source(options))
     lengths = options.lengths
-    notice(f"comparing {', '.join(options.positions)} (seeds {', '.join(map(str, options.seeds))}): trained at "
-           f"L = {options.seq_len} tokens for {options.max_steps} steps of {options.batch_size} blocks, evaluated on "
-           f"{len(ids):,} validation tokens at {', '.join(map(str, lengths))}; unigram baseline "
-           f"{baseline['perplexity']:.1f}")
+    notice(f"comparing {', '.join(options.positions)} (seeds {', '.join(map(str, options.seeds))}"
+           f"{'' if options.random_positions is None else f'; and on random positions from [0, {options.random_positions})'}"
+           f"): trained at L = {options.seq_len} tokens for {options.max_steps} steps of {options.batch_size} "
+           f"blocks, evaluated at {', '.join(map(str, lengths))}: {study.describe(options, material)}")
 
     records = []
-    for number, ((position, seed), run) in enumerate(runs.items(), 1):
-        label = f"[{number}/{len(runs)}] {position}, seed {seed}"
-        action, results = actions[position, seed]
+    for number, ((position, seed, randomized), run) in enumerate(runs.items(), 1):
+        label = f"[{number}/{len(runs)}] {position}{'' if randomized is None else ' (random positions)'}, seed {seed}"
+        action, results = actions[position, seed, randomized]
         if action == "reuse":
             notice(f"{label}: reusing the finished run in {run.output_dir}")
         else:
@@ -211,26 +187,25 @@ def run_study(options: CompareOptions, command: str | None) -> dict:
             results = train(dataclasses.replace(run, resume=action == "resume")).to_dict()
             remove_checkpoints(run.output_dir)  # optimizer state for --resume; the study keeps only the final model
         evaluation_start = time.perf_counter()
-        record = {"position": position, "seed": seed, "output_dir": run.output_dir,
+        record = {"position": position, "seed": seed, "random_positions": randomized, "output_dir": run.output_dir,
                   "parameters": results["parameters"], "train_seconds": results["train_seconds"],
-                  "wall_seconds": results["wall_seconds"], **evaluate_run(run, ids, lengths, options)}
+                  "wall_seconds": results["wall_seconds"], **evaluate_run(study, run, tokenizer, material, options)}
         record["evaluation_seconds"] = time.perf_counter() - evaluation_start
         records.append(record)
-        notice(f"{label}: perplexity " + ", ".join(
-            f"{r['length']}: {r['perplexity']:.2f}" if "perplexity" in r else f"{r['length']}: skipped"
-            for r in record["results"]) + f" ({results['train_seconds'] / 60:.1f} min of training)")
+        notice(f"{label}: {study.result_line(record['results'])} ({results['train_seconds'] / 60:.1f} min of "
+               f"training)")
 
-    table = summarize(records, options.positions, lengths)
-    study = {
+    report = {
         "command": command,
-        "settings": {**dataclasses.asdict(options), "lengths": lengths, "eval_tokens": len(ids),
-                     "tokenizer": tokenizer_dir},
+        "settings": {**dataclasses.asdict(options), "lengths": lengths, "tokenizer": tokenizer_dir},
         "hardware": hardware(),
-        "unigram_baseline": baseline,
+        **study.study_fields(material),
         "wall_seconds": time.perf_counter() - start,
         "train_seconds": sum(record["train_seconds"] for record in records),  # of every run, reused ones too
-        "table": table,
+        "table": summarize(records, options.positions, lengths, study),
         "runs": records,
     }
-    write_outputs(study, options.output_dir)
-    return study
+    if "eval_tokens" in report:  # the language model's: the tokens actually scored
+        report["settings"]["eval_tokens"] = report.pop("eval_tokens")
+    write_outputs(report, options.output_dir)
+    return report

@@ -1,10 +1,13 @@
-"""The study summarised: one row per scheme (and per context extension of a rotary-type scheme), each length's mean
-over seeds with its 95 % Student t interval, the growth ppl(kL) / ppl(L) per seed averaged the same way, the loss at
-each position of the longest window, and the embedding-signal ratios.
+"""The study summarised: one row per scheme (and per context extension of a rotary-type scheme, and per scheme
+trained on randomized positions), each length's mean over seeds with its 95 % Student t interval. For language
+modelling: the perplexity, the growth ppl(kL) / ppl(L) per seed averaged the same way, the loss at each position of
+the longest window, and the embedding-signal ratios; for a synthetic task, what `TaskStudy.summarize_results` gives.
 """
 
-from .lm import EXTENSIONS
+from .lm import EXTENSIONS, LanguageModelStudy
 from .statistics import mean_interval
+
+RANDOM_POSITIONS = "random positions"  # the label's suffix of a run trained on randomized positions
 
 
 def seed_summary(values: list[float]) -> dict:
@@ -13,24 +16,28 @@ def seed_summary(values: list[float]) -> dict:
     return {"mean": interval.mean, "low": interval.low, "high": interval.high, "std": interval.std}
 
 
-def summarize(records: list[dict], positions: list[str], lengths: list[int]) -> list[dict]:
-    """One row per scheme, then one per context extension of a rotary-type scheme: at every length the mean
-    perplexity over seeds with its 95 % interval (`perplexity`, `low`, `high`, `std`), the growth ppl(length) /
-    ppl(L) averaged over seeds the same way, or why the length was skipped; the loss at each position of the
-    longest window, averaged over seeds (`position_loss`); the embedding signal ratios, averaged likewise."""
+def summarize(records: list[dict], positions: list[str], lengths: list[int], study=None) -> list[dict]:
+    """One row per scheme (its runs on randomized positions next, in a row of their own), then one per context
+    extension of a rotary-type scheme: at every length the mean over seeds with its 95 % interval of what `study`
+    measures (default: language modelling, see the module docstring)."""
+    study = study or LanguageModelStudy()
     rows = []
-    for position in positions:
-        runs = [r for r in records if r["position"] == position]
+    trained = [(position, randomized) for position in positions for randomized in (False, True)
+               if any(r["position"] == position and bool(r.get("random_positions")) == randomized for r in records)]
+    for position, randomized in trained:
+        runs = [r for r in records if r["position"] == position and bool(r.get("random_positions")) == randomized]
         variants = [(None, [r["results"] for r in runs])]
         variants += [(rope_type, [r["extensions"][rope_type] for r in runs])
                      for rope_type in EXTENSIONS if all(rope_type in r.get("extensions", {}) for r in runs)]
         for extension, results in variants:
-            row = {"position": position, "extension": extension, "label": row_label(position, extension, lengths),
+            label = row_label(position, extension, lengths)
+            row = {"position": position, "extension": extension, "random_positions": randomized,
+                   "label": f"{label} + {RANDOM_POSITIONS}" if randomized else label,
                    "parameters": runs[0]["parameters"], "seeds": len(runs),
                    "train_minutes": mean_interval([r["train_seconds"] for r in runs]).mean / 60,
-                   **length_summary(results, lengths), "position_loss": position_loss_summary(results)}
+                   **study.summarize_results(results, lengths)}
             if extension is None:
-                row["embedding_signal"] = signal_summary([r.get("embedding_signal") for r in runs])
+                row.update(study.summarize_runs(runs))
             rows.append(row)
     return rows
 

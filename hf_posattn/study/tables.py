@@ -16,6 +16,9 @@ def interval_cell(mean: float, low: float | None) -> str:
 
 
 def markdown_table(study: dict) -> str:
+    """The study's table as Markdown: perplexity, or for a synthetic task exact match."""
+    if study["settings"].get("task", "lm") != "lm":
+        return accuracy_table(study)
     lengths = study["settings"]["lengths"]
     seq_len = study["settings"]["seq_len"]
     header = ["scheme", "parameters"] + [f"{length} ({length // seq_len}L)" if length != seq_len else f"{length} (L)"
@@ -40,12 +43,67 @@ def markdown_table(study: dict) -> str:
     return "\n".join(lines)
 
 
+def length_header(lengths: list[int], seq_len: int) -> list[str]:
+    return [f"{length} ({length // seq_len}L)" if length != seq_len else f"{length} (L)" for length in lengths]
+
+
+def accuracy_table(study: dict) -> str:
+    """Exact match at each length (mean ± the half width of the 95 % interval over seeds); a row whose models did
+    not learn the task at L (below 95 %) is marked, its results past L mean little. Passkey adds its two summaries."""
+    settings = study["settings"]
+    lengths, seq_len = settings["lengths"], settings["seq_len"]
+    passkey = settings["task"] == "passkey"
+    header = ["scheme", "parameters", *length_header(lengths, seq_len)]
+    header += ["every depth >= 20 %", "mean >= 80 %"] if passkey else []
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in study["table"]:
+        label = row["label"] if row["learned"] else f"{row['label']} (did not learn at L)"
+        cells = [label, f"{row['parameters'] / 1e6:.2f}M"]
+        cells += [interval_cell(row["exact_match"][n], row["low"][n]) for n in lengths]
+        if passkey:
+            cells += ["—" if row[name] is None else str(row[name]) for name in ("every_depth_20", "mean_80")]
+        lines.append("| " + " | ".join(cells) + " |")
+    seeds = settings["seeds"]
+    lines.append(f"\nExact match of the greedily decoded answer ({study['task']}: {study['task_description']}), at "
+                 f"each length; trained at L = {seq_len}"
+                 + (f"; mean over {len(seeds)} seeds ± the half width of the 95 % interval." if len(seeds) > 1
+                    else "; one seed."))
+    return "\n".join(lines)
+
+
+def write_task_outputs(study: dict, folder: str) -> None:
+    """A synthetic task's table (md, csv, json) and figures: accuracy against length, passkey's length x depth heat
+    maps, every run's training curve."""
+    from ..figures.tasks import plot_accuracy, plot_depth_grid
+
+    lengths = study["settings"]["lengths"]
+    write_json(os.path.join(folder, "compare.json"), study)
+    with io.StringIO(newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["scheme", "position", "extension", "random_positions", "parameters", "seeds",
+                         "train_minutes", "learned"]
+                        + [f"{column}_{length}" for column in ("exact_match", "low", "high") for length in lengths])
+        for row in study["table"]:
+            writer.writerow([row["label"], row["position"], row["extension"] or "", row["random_positions"],
+                             row["parameters"], row["seeds"], f"{row['train_minutes']:.2f}", row["learned"]]
+                            + [csv_cell(row[column].get(length)) for column in ("exact_match", "low", "high")
+                               for length in lengths])
+        write_text(os.path.join(folder, "compare.csv"), file.getvalue())
+    plot_accuracy(study, os.path.join(folder, "compare.png"))
+    if study["task"] == "passkey":
+        plot_depth_grid(study, os.path.join(folder, "compare-depths.png"))
+    plot_study_training(study, os.path.join(folder, "compare-training.png"))
+    write_text(os.path.join(folder, "compare.md"), markdown_table(study))
+
+
 def csv_cell(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
 def write_outputs(study: dict, folder: str) -> None:
     """The tables and the plots; each file is written whole (a temporary file renamed over the old one)."""
+    if study["settings"].get("task", "lm") != "lm":
+        return write_task_outputs(study, folder)
     lengths = study["settings"]["lengths"]
     write_json(os.path.join(folder, "compare.json"), study)
     columns = ("ppl", "low", "high", "std", "growth", "growth_low", "growth_high")

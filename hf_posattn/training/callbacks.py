@@ -1,18 +1,99 @@
-"""What the Trainer is told besides its arguments: stop cleanly on Ctrl-C, at the last step of a resumed run, and
-before a NaN reaches a checkpoint; give saved files their normal modes.
+"""What the Trainer is told besides its arguments: show its logs as short lines (not Python dicts); stop cleanly on
+Ctrl-C, at the last step of a resumed run, and before a NaN reaches a checkpoint; give saved files their normal
+modes.
 """
 
 import math
 import os
 import signal
+import sys
 import threading
+import time
 
 import torch
-from transformers import (
-    TrainerCallback,
-)
+from tqdm.auto import tqdm
+from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
+from ..common import notice
 from ..files import normal_modes
+
+
+def show_logs_as_lines(trainer, quiet: bool) -> None:
+    """The Trainer prints each log as a Python dict on stdout (`PrinterCallback`, or `ProgressCallback` above its
+    bars): replace that with `LogLines` on stderr, keeping the progress bars; a quiet run shows neither (its
+    arguments turn the bars off)."""
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(ProgressBars())
+    if not quiet:
+        trainer.add_callback(LogLines())
+
+
+class ProgressBars(ProgressCallback):
+    """The Trainer's progress bars, without its printing of every log (`LogLines` shows them)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
+
+
+def perplexity(loss: float) -> float:
+    return math.inf if loss > 700 else math.exp(loss)  # exp overflows past ~709; NaN stays NaN
+
+
+class LogLines(TrainerCallback):
+    """The Trainer's logs as short aligned lines on stderr, above its progress bars: about `LINES` of training per
+    run (step, training loss, learning rate, tokens per second of training since the line before) and one per
+    evaluation (validation loss and perplexity; the last one, after training, on the whole validation text).
+
+        step  100/1200  training loss   5.8123  learning rate 2.00e-03   8,123 tokens/s
+        step  240/1200  validation loss 5.0123  perplexity 150.93
+    """
+
+    LINES = 10
+
+    def __init__(self):
+        self.every, self.width, self.training = 1, 1, False
+        self.tokens, self.seconds, self.step_started = 0, 0.0, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        logs = max(1, state.max_steps // args.logging_steps)  # training logs in the run
+        self.every = args.logging_steps * max(1, round(logs / self.LINES))
+        self.width, self.training = len(str(state.max_steps)), True
+        self.tokens, self.seconds = state.num_input_tokens_seen, 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.step_started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.step_started is not None:
+            self.seconds += time.perf_counter() - self.step_started
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.training = False
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        line = self.evaluation(logs) if "eval_loss" in logs else self.training_line(logs, state)
+        if line is not None:
+            tqdm.write(f"step {state.global_step:>{self.width}}/{state.max_steps}  {line}", file=sys.stderr)
+
+    def evaluation(self, logs: dict) -> str:
+        loss = logs["eval_loss"]
+        return (f"validation loss {loss:.4f}  perplexity {perplexity(loss):.2f}"
+                + ("" if self.training else "  (the whole validation text)"))
+
+    def training_line(self, logs: dict, state) -> str | None:
+        if "loss" not in logs or (state.global_step % self.every and state.global_step != state.max_steps):
+            return None
+        line = f"training loss   {logs['loss']:.4f}"
+        if "learning_rate" in logs:
+            line += f"  learning rate {logs['learning_rate']:.2e}"
+        tokens = state.num_input_tokens_seen - self.tokens
+        if tokens > 0 and self.seconds > 0:
+            line += f"  {tokens / self.seconds:>9,.0f} tokens/s"
+        self.tokens, self.seconds = state.num_input_tokens_seen, 0.0
+        return line
 
 
 class StopOnCtrlC(TrainerCallback):
@@ -36,8 +117,7 @@ class StopOnCtrlC(TrainerCallback):
         if self.interrupted:
             raise KeyboardInterrupt
         self.interrupted = True
-        print("\nCtrl-C: saving a checkpoint after this step, then stopping (Ctrl-C again to stop at once).",
-              flush=True)
+        notice("\nCtrl-C: saving a checkpoint after this step, then stopping (Ctrl-C again to stop at once).")
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.interrupted:

@@ -36,18 +36,23 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from transformers.trainer_callback import TrainerState
-from transformers.trainer_utils import sort_checkpoints
-
-from ..common import notice
 from .. import files
+from ..common import notice
 
 RUN_FILE = "posattn_run.json"  # the options a run was started with (read by --resume), and its results
-# Everything a run folder may hold: the model, its code and card, the tokenizer, the run file, the checkpoints.
+# The figures of a run, in its folder: its training (drawn when it finishes; the card shows it), and what the
+# commands that draw a model write there unless told otherwise (plot-positions, plot-attention, demo context).
+TRAINING_FIGURE = "training.png"
+POSITIONS_FIGURE = "positions.png"
+ATTENTION_FIGURE = "attention.png"
+CONTEXT_FIGURE = "context.png"
+# Everything a run folder may hold: the model, its code and card, the tokenizer, the run file, the checkpoints, the
+# figures.
 RUN_ENTRIES = (RUN_FILE, "config.json", "generation_config.json", "model.safetensors", "model-*.safetensors",
                "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                "chat_template.jinja", "*.py", "README.md", "training_args.bin", "checkpoint-*",
-               "trainer_state.json", "training.png", "runs")  # runs/: TensorBoard's event files (--report-to)
+               "trainer_state.json", TRAINING_FIGURE, POSITIONS_FIGURE, ATTENTION_FIGURE, CONTEXT_FIGURE,
+               "runs")  # runs/: TensorBoard's event files (--report-to)
 
 
 # ---- what a folder holds ----
@@ -174,6 +179,13 @@ def write_run_file(folder: str, options: dict, results: dict | None) -> dict:
 
 # ---- checkpoints ----
 
+def sort_checkpoints(folder: str) -> list[str]:
+    """The Trainer's checkpoints in `folder` (`checkpoint-<step>`), oldest first, as the Trainer orders them."""
+    from transformers.trainer_utils import sort_checkpoints as in_trainer_order
+
+    return in_trainer_order(folder)
+
+
 def last_complete_checkpoint(folder: str) -> str | None:
     """The last checkpoint the Trainer finished writing, whose files can be read. It writes `trainer_state.json`
     last, so a run killed while saving leaves a checkpoint without it (or with a truncated one), whose weights or
@@ -196,6 +208,8 @@ def resume_checkpoint(folder: str) -> str | None:
 
 def checkpoints_to_resume(folder: str) -> tuple[str | None, list[str]]:
     """The last whole checkpoint of `folder` (or None), and what is wrong with each finished one after it."""
+    from transformers.trainer_callback import TrainerState
+
     damaged = []
     for checkpoint in reversed(sort_checkpoints(folder)):
         try:

@@ -9,14 +9,9 @@ draws its own figure from the Trainer's log history anyway.
 import json
 import os
 
-from transformers.integrations import integration_utils
-from transformers.trainer_utils import sort_checkpoints
-
-from .folder import read_run_record
+from .folder import read_run_record, sort_checkpoints
 
 REPORT_TO_DEFAULT = "none"
-
-
 STATE_FILE = "trainer_state.json"
 
 
@@ -33,11 +28,15 @@ INTEGRATION_NEEDS = {
 
 def known_integrations() -> list[str]:
     """The names transformers' `report_to` takes, besides `all` and `none`."""
+    from transformers.integrations import integration_utils
+
     return list(integration_utils.INTEGRATION_TO_CALLBACK)
 
 
 def integration_missing(name: str) -> str | None:
     """Why the integration `name` cannot run here (with the fix), or None when it can."""
+    from transformers.integrations import integration_utils
+
     check, requirement = INTEGRATION_NEEDS.get(name, (f"is_{name}_available", name))
     available = getattr(integration_utils, check, None)
     if available is None or available():
@@ -71,7 +70,9 @@ def check_report_to(names: str | list[str] | None) -> list[str]:
     if names == ["none"]:
         return []
     if names == ["all"]:
-        return integration_utils.get_available_reporting_integrations()
+        from transformers.integrations import get_available_reporting_integrations
+
+        return get_available_reporting_integrations()
     problems = [problem for problem in map(integration_missing, names) if problem]
     if problems:
         raise ValueError("; ".join(problems))

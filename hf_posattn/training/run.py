@@ -10,7 +10,8 @@ checkpoints, bf16/fp16 on GPUs that support it), then the final model, tokenizer
 `output_dir`, the validation perplexity next to the unigram baseline, and a sample. The same options with the same
 seed train the same model, so runs that differ only in `position` compare the position schemes.
 
-`train` is the sequence of phases: plan (options.py), claim the folder (folder.py), tokens, trainer, fit, finish.
+`train` is the sequence of phases: plan (plan.py: the options resolved and the files read, once), claim the folder
+(folder.py), tokens, trainer, fit, finish; each phase takes the plan, and none goes back to it.
 """
 
 import contextlib
@@ -23,19 +24,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from datasets import DatasetDict
-from transformers import (
-    AutoTokenizer,
-    PrinterCallback,
-    Trainer,
-    TrainingArguments,
-    default_data_collator,
-    set_seed,
-)
+from transformers import AutoTokenizer, Trainer, TrainingArguments, default_data_collator, set_seed
 from transformers.trainer_utils import TrainOutput
 
-from ..common import hardware, notice, progress_bars
+from ..common import Interrupted, hardware, notice, progress_bars
 from ..data.corpus import CORPUS_NAME
-from ..data.tokenizers import encode_documents, has_tokenizer, split_blocks, train_tokenizer
+from ..data.tasks.training import example_blocks
+from ..data.tokenizers import encode_documents, split_blocks, train_tokenizer
 from ..data.unigram import text_unigram_baseline
 from ..figures.training import write_training_figure
 from ..files import WriteFailed, saved_whole, write_with, writing
@@ -44,15 +39,12 @@ from ..model.modeling_posattn import PosAttnForCausalLM
 from ..sharing.card import write_model_card
 from ..sharing.generation import generate_text
 from ..study.perplexity import EVAL_BATCH_TOKENS
-from .callbacks import NormalModes, NothingLeftToTrain, StopAtMaxSteps, StopOnCtrlC, StopOnNonFinite
-from .folder import (
-    RunPlan,
-    claim,
-    last_complete_checkpoint,
-    write_run_file,
-)
+from .callbacks import NormalModes, NothingLeftToTrain, StopAtMaxSteps, StopOnCtrlC, StopOnNonFinite, show_logs_as_lines
+from .folder import RunPlan, claim, last_complete_checkpoint, write_run_file
 from .logs import run_name
-from .options import PRESETS, TrainingOptions, bounded_length, check_inputs, usable_length
+from .options import PRESETS, TrainingOptions
+from .plan import TrainingPlan, plan_training
+from .positions import RandomPositions
 
 # Evaluation during training uses at most this many validation blocks, evenly spread (all of them at the end).
 PERIODIC_EVAL_BLOCKS = 256
@@ -82,7 +74,7 @@ class TrainingStopped(Exception):
     """Training stopped before its end; what it saved stays, and `resume=True` continues from its last checkpoint."""
 
 
-class TrainingInterrupted(TrainingStopped):
+class TrainingInterrupted(TrainingStopped, Interrupted):
     """Ctrl-C stopped training; the checkpoint it saved stays, and `resume=True` continues from it."""
 
     def __init__(self, output_dir: str, checkpoint: str | None):
@@ -113,12 +105,14 @@ class TrainingDiverged(TrainingStopped, ValueError):
                          f"lower --learning-rate (with --overwrite, or another --output-dir).")
 
 
-def model_config(options: TrainingOptions, tokenizer) -> PosAttnConfig:
+def model_config(plan: TrainingPlan, tokenizer) -> PosAttnConfig:
+    """The config of a new model of the preset, with the tokenizer's vocabulary and special tokens."""
+    options = plan.options
     preset = PRESETS[options.preset]
     # A length-bounded scheme (learned) gets exactly the preset's table; the others run at any length, and their
     # tables (sinusoidal, rotary) are only a cache that should cover the training length.
     max_positions = preset.max_position_embeddings
-    if bounded_length(options) is None:
+    if plan.max_length is None:
         max_positions = max(max_positions, options.seq_len)
     return PosAttnConfig(
         vocab_size=len(tokenizer),
@@ -126,6 +120,7 @@ def model_config(options: TrainingOptions, tokenizer) -> PosAttnConfig:
         num_hidden_layers=preset.num_hidden_layers,
         num_attention_heads=preset.num_attention_heads,
         intermediate_size=4 * preset.hidden_size,
+        initializer_range=preset.initializer_range,
         max_position_embeddings=max_positions,
         position_embedding_type=options.position,
         scale_embeddings=options.scale_embeddings,
@@ -137,15 +132,18 @@ def model_config(options: TrainingOptions, tokenizer) -> PosAttnConfig:
     )
 
 
-def tokenizer_for(options: TrainingOptions, train_texts, plan: RunPlan):
-    """The tokenizer of `--tokenizer`, else the one of the run being resumed (it keeps its tokens), else a new one
-    trained on the training text."""
-    source = options.tokenizer or (plan.work_dir if plan.resume else None)
-    if source and has_tokenizer(source):
-        tokenizer = AutoTokenizer.from_pretrained(source)
+def tokenizer_for(plan: TrainingPlan, args: TrainingArguments):
+    """The tokenizer the plan reuses (of --tokenizer, --init-from or the run being resumed), else a new one trained
+    on the training text by the main process, which the others read back from the run folder."""
+    if plan.tokenizer is not None:
+        tokenizer = plan.tokenizer
+    elif plan.task is not None:
+        tokenizer = plan.task.tokenizer()
+    elif args.should_save:
+        tokenizer = train_tokenizer(plan.texts["train"]["text"], plan.options.vocab_size)
     else:
-        tokenizer = train_tokenizer(train_texts, options.vocab_size)
-    tokenizer.model_max_length = usable_length(options)
+        tokenizer = AutoTokenizer.from_pretrained(plan.folder.work_dir)
+    tokenizer.model_max_length = plan.usable_length
     return tokenizer
 
 
@@ -171,6 +169,14 @@ def pack(texts: DatasetDict, tokenizer, seq_len: int) -> DatasetDict:
                 f"smaller --seq-len."
             )
     return blocks
+
+
+def blocks_of(plan: TrainingPlan, tokenizer) -> DatasetDict:
+    """The run's training and validation blocks: text packed into blocks (too little text is refused here), or a
+    synthetic task's examples one a block."""
+    if plan.task is None:
+        return pack(plan.texts, tokenizer, plan.options.seq_len)
+    return example_blocks(plan.texts, tokenizer, plan.options.seq_len)
 
 
 def default_prompt(text: str) -> str:
@@ -245,65 +251,58 @@ def train(options: TrainingOptions) -> TrainingResult:
 
 def train_run(options: TrainingOptions) -> TrainingResult:
     start = time.perf_counter()
-    inputs = check_inputs(options)
-    options, texts, plan = inputs.options, inputs.texts, inputs.plan
-    args = training_arguments(options, plan.work_dir)
+    plan = plan_training(options)
+    folder = plan.folder
+    args = training_arguments(plan.options, folder.work_dir)
     # Under torchrun or accelerate launch this joins the run's other processes (one per device). Only the main process
     # writes to the output folder, as the Trainer decides it (`should_save`); it does so once every process has
-    # checked the inputs, and the others then read the tokenizer it trained or reused.
+    # planned the run, and the others then read the tokenizer it trained.
     args.distributed_state.wait_for_everyone()
     with contextlib.ExitStack() as owned:
         with args.main_process_first(local=args.save_on_each_node, desc="tokenizer"):
-            tokenizer, blocks = prepare_tokens(options, texts, plan, args)
+            tokenizer = tokenizer_for(plan, args)
+            blocks = blocks_of(plan, tokenizer)
             if args.should_save:  # the folder is touched only now: bad input above leaves it as it was
-                owned.enter_context(claim(plan))
-                record_start(options, plan, tokenizer)
-        trainer = make_trainer(options, args, tokenizer, blocks, inputs.initial_model)
-        train_output = fit(trainer, options, plan, inputs.checkpoint)
-        return finish(trainer, options, plan, texts, blocks, train_output, start)
+                owned.enter_context(claim(folder))
+                record_start(plan.options, folder, tokenizer)
+        trainer = make_trainer(plan, args, tokenizer, blocks)
+        train_output = fit(trainer, plan)
+        return finish(trainer, plan, blocks, train_output, start)
 
 
-def prepare_tokens(options: TrainingOptions, texts: DatasetDict, plan: RunPlan, args: TrainingArguments):
-    """The tokenizer (trained or reused by the main process, read back from the run folder by the others) and the
-    text packed into blocks (too little text is refused here)."""
-    if args.should_save:
-        tokenizer = tokenizer_for(options, texts["train"]["text"], plan)
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(plan.work_dir)
-    return tokenizer, pack(texts, tokenizer, options.seq_len)
-
-
-def record_start(options: TrainingOptions, plan: RunPlan, tokenizer) -> None:
+def record_start(options: TrainingOptions, folder: RunPlan, tokenizer) -> None:
     """The run's tokenizer (which --resume reuses) and its options, results to come: an unfinished run."""
-    with saved_whole(plan.work_dir, what=f"the tokenizer in {plan.work_dir}") as temporary:
+    with saved_whole(folder.work_dir, what=f"the tokenizer in {folder.work_dir}") as temporary:
         tokenizer.save_pretrained(temporary)
-    write_run_file(plan.work_dir, dataclasses.asdict(options), None)
+    write_run_file(folder.work_dir, dataclasses.asdict(options), None)
 
 
-def make_trainer(options: TrainingOptions, args: TrainingArguments, tokenizer, blocks: DatasetDict,
-                 initial: PosAttnForCausalLM | None = None) -> Trainer:
-    """The Trainer of the run: the model of `init_from` (`initial`, loaded by `check_inputs`), else a new model of
-    the preset."""
+def make_trainer(plan: TrainingPlan, args: TrainingArguments, tokenizer, blocks: DatasetDict) -> Trainer:
+    """The Trainer of the run: the model of `init_from` (read by the plan), else a new model of the preset. Its
+    logs are shown as lines (`LogLines`), with its progress bars unless the run is quiet."""
+    options = plan.options
     set_seed(options.seed)
+    model = plan.initial_model if plan.initial_model is not None else PosAttnForCausalLM(model_config(plan, tokenizer))
     trainer = Trainer(
-        model=initial if initial is not None else PosAttnForCausalLM(model_config(options, tokenizer)),
+        model=model,
         args=args,
         train_dataset=blocks["train"],
         eval_dataset=evenly_spaced(blocks["validation"], PERIODIC_EVAL_BLOCKS),
-        data_collator=default_data_collator,
+        data_collator=default_data_collator if options.random_positions is None else RandomPositions(
+            options.random_positions, options.seed),
         processing_class=tokenizer,
     )
-    if options.quiet:  # without progress bars, the Trainer prints its logs instead
-        trainer.remove_callback(PrinterCallback)
+    show_logs_as_lines(trainer, quiet=plan.options.quiet)
     return trainer
 
 
-def fit(trainer: Trainer, options: TrainingOptions, plan: RunPlan, checkpoint: str | None = None):
-    """`trainer.train`, from `checkpoint` on resume (the last whole one, chosen by `check_inputs`); stops cleanly on
-    Ctrl-C, on NaN/inf and when a checkpoint cannot be written (a full disk)."""
-    if plan.resume:
-        notice(f"resuming from {checkpoint}" if checkpoint else f"{plan.work_dir} has no checkpoint yet: starting at "
-                                                                f"step 0")
+def fit(trainer: Trainer, plan: TrainingPlan):
+    """`trainer.train`, from the plan's checkpoint on resume (the last whole one); stops cleanly on Ctrl-C, on NaN/inf
+    and when a checkpoint cannot be written (a full disk)."""
+    folder, checkpoint = plan.folder, plan.checkpoint
+    if folder.resume:
+        notice(f"resuming from {checkpoint}" if checkpoint else f"{folder.work_dir} has no checkpoint yet: starting "
+                                                                f"at step 0")
     non_finite = StopOnNonFinite()
     trainer.add_callback(non_finite)
     trainer.add_callback(StopAtMaxSteps())
@@ -311,66 +310,71 @@ def fit(trainer: Trainer, options: TrainingOptions, plan: RunPlan, checkpoint: s
     with StopOnCtrlC() as stop:
         trainer.add_callback(stop)
         try:
-            with writing(f"a checkpoint in {plan.work_dir}"):  # safetensors' and torch.save's failures say so
+            with writing(f"a checkpoint in {folder.work_dir}"):  # safetensors' and torch.save's failures say so
                 train_output = trainer.train(resume_from_checkpoint=checkpoint)
         except NothingLeftToTrain:
             train_output = TrainOutput(trainer.state.global_step, 0.0, {"train_runtime": 0.0})
         except WriteFailed as failure:
-            raise TrainingWriteFailed(plan.target, failure) from failure
+            raise TrainingWriteFailed(folder.target, failure) from failure
     if non_finite.found:
         step, what = non_finite.found
-        raise TrainingDiverged(plan.target, step, what, options.learning_rate,
-                               last_complete_checkpoint(plan.work_dir))
+        raise TrainingDiverged(folder.target, step, what, plan.options.learning_rate,
+                               last_complete_checkpoint(folder.work_dir))
     if stop.interrupted:
-        raise TrainingInterrupted(plan.target, last_complete_checkpoint(plan.work_dir))
+        raise TrainingInterrupted(folder.target, last_complete_checkpoint(folder.work_dir))
     return train_output
 
 
-def finish(trainer: Trainer, options: TrainingOptions, plan: RunPlan, texts: DatasetDict, blocks: DatasetDict,
-           train_output, start: float) -> TrainingResult:
-    """Evaluate on the whole validation split, save the model whole, sample it, then record the results: the card,
-    and the run file last (a run without results is an unfinished one)."""
+def finish(trainer: Trainer, plan: TrainingPlan, blocks: DatasetDict, train_output, start: float) -> TrainingResult:
+    """Evaluate on the whole validation split, save the model whole, sample it, then record the results: the figure,
+    the card, and the run file last (a run without results is an unfinished one)."""
+    options, folder, texts = plan.options, plan.folder, plan.texts
     args, model, tokenizer = trainer.args, trainer.model, trainer.processing_class
     if args.should_save:  # trainer_state.json in the run folder, for its training figure (checkpoints may go)
-        write_with(os.path.join(plan.work_dir, "trainer_state.json"), trainer.state.save_to_json)
+        write_with(os.path.join(folder.work_dir, "trainer_state.json"), trainer.state.save_to_json)
     eval_loss = trainer.evaluate(blocks["validation"])["eval_loss"]
-    validation_ids = np.array(blocks["validation"]["input_ids"])
     baseline = text_unigram_baseline(tokenizer, texts["train"]["text"], texts["validation"]["text"])
     # How the model samples unless told otherwise (`posattn generate`, the pipeline, `generate`); top_k=0: no top-k
     # cut, which transformers would otherwise apply at 50 tokens.
     model.generation_config.update(do_sample=True, temperature=0.8, top_p=0.95, top_k=0, max_new_tokens=200,
                                    pad_token_id=tokenizer.pad_token_id)
     model.config.use_cache = True  # the Trainer turned it off for training; generation wants it
-    save_model(trainer, plan.work_dir)
-    prompt = options.sample_prompt or default_prompt(texts["validation"]["text"][0])
-    sample = generate_text(model, tokenizer, prompt, seed=options.seed)
-
+    save_model(trainer, folder.work_dir)
+    prompt = options.sample_prompt or (default_prompt(texts["validation"]["text"][0]) if plan.task is None else
+                                       plan.task.prompt(plan.task.examples(0, options.seq_len, 1, "validation")[0]))
     result = TrainingResult(
-        output_dir=plan.target,
-        eval_loss=eval_loss,
-        perplexity=math.exp(eval_loss),
-        unigram_loss=baseline["loss"],
-        unigram_perplexity=baseline["perplexity"],
-        steps=trainer.state.global_step,
-        tokens_seen=int(trainer.state.num_input_tokens_seen),
-        train_seconds=train_output.metrics["train_runtime"],
-        wall_seconds=time.perf_counter() - start,
-        hardware=hardware(args.world_size),
-        parameters=model.num_parameters(),
-        sample=sample,
+        output_dir=folder.target, eval_loss=eval_loss, perplexity=math.exp(eval_loss),
+        unigram_loss=baseline["loss"], unigram_perplexity=baseline["perplexity"], steps=trainer.state.global_step,
+        tokens_seen=int(trainer.state.num_input_tokens_seen), train_seconds=train_output.metrics["train_runtime"],
+        wall_seconds=time.perf_counter() - start, hardware=hardware(args.world_size),
+        parameters=model.num_parameters(), sample=generate_text(model, tokenizer, prompt, seed=options.seed),
         options=dataclasses.asdict(options),
     )
+    if args.should_save:
+        record_finish(result, plan, blocks, prompt, model.config)
+    return result
+
+
+def record_finish(result: TrainingResult, plan: TrainingPlan, blocks: DatasetDict, prompt: str, config) -> None:
+    """The finished run's training figure, card and run file (last: with results, the run is a finished one)."""
+    options, folder = plan.options, plan.folder
     results = result.to_dict()
     del results["options"]  # stored next to the results in the run file
-    results.update(prompt=prompt, data=CORPUS_NAME if not options.data else ", ".join(options.data),
+    validation_ids = np.array(blocks["validation"]["input_ids"])
+    results.update(prompt=prompt, data=data_name(plan),
                    train_tokens=int(len(blocks["train"]) * options.seq_len),
                    validation_tokens=int(validation_ids[:, 1:].size))
-    if args.should_save:
-        run = {"options": result.options, "results": results}
-        write_training_figure(plan.work_dir, baseline=baseline["loss"], label=run_name(plan.target))
-        write_model_card(plan.work_dir, model.config, run)
-        write_run_file(plan.work_dir, run["options"], run["results"])
-    return result
+    run = {"options": result.options, "results": results}
+    write_training_figure(folder.work_dir, baseline=result.unigram_loss, label=run_name(folder.target))
+    write_model_card(folder.work_dir, config, run)
+    write_run_file(folder.work_dir, run["options"], run["results"])
+
+
+def data_name(plan: TrainingPlan) -> str:
+    """What the run was trained on, as its records name it."""
+    if plan.task is not None:
+        return f"the {plan.task.name} task ({plan.task.description})"
+    return CORPUS_NAME if not plan.options.data else ", ".join(plan.options.data)
 
 
 def save_model(trainer: Trainer, folder: str) -> None:

@@ -16,7 +16,7 @@ import pytest
 from conftest import assert_png, posattn, snapshot
 
 from hf_posattn.data.corpus import load_shakespeare
-from hf_posattn.study.run import DEFAULT_POSITIONS
+from hf_posattn.study.options import DEFAULT_POSITIONS
 
 TINY = ["--seq-len", "128", "--factors", "1,2,4,16", "--max-steps", "2", "--batch-size", "2", "--vocab-size", "300"]
 

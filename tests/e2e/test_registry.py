@@ -68,7 +68,7 @@ def test_it_is_evaluated(trained, tmp_path):
 
 
 def test_it_runs_in_compare(penalty_registered, text, tmp_path):
-    from hf_posattn.study.run import CompareOptions, compare
+    from hf_posattn import CompareOptions, compare
 
     study = compare(CompareOptions(output_dir=str(tmp_path / "study"), positions=["alibi", penalty_registered],
                                    factors=[1, 2], seq_len=32, max_steps=2, batch_size=2, vocab_size=300,

@@ -2,7 +2,7 @@
 evaluation at L, 2L, 4L and 16L (past the 1,024 positions of learned embeddings)."""
 
 from hf_posattn.model.configuration_posattn import POSITION_EMBEDDING_TYPES
-from hf_posattn.study.run import DEFAULT_POSITIONS, QUICK_POSITIONS, CompareOptions, resolve_study
+from hf_posattn.study.options import DEFAULT_POSITIONS, QUICK_POSITIONS, CompareOptions, resolve_study
 
 
 def test_the_default_study_trains_every_built_in_scheme_and_quick_the_five_published_ones():

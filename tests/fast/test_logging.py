@@ -3,12 +3,11 @@
 Two real runs, once for the module: a tiny Trainer (a 2-layer model on random blocks, 6 steps, about 3 s) logging to
 TensorBoard, and a tiny `posattn train` run (about 20 s on 2 CPU cores) for a run folder as training leaves it."""
 
-import argparse
 import importlib.util
 
 import pytest
 
-from hf_posattn import cli as reporting
+from hf_posattn.cli import build_parser
 from hf_posattn.figures.training import plot_training
 from hf_posattn.training.logs import check_report_to, known_integrations, run_name
 
@@ -86,10 +85,9 @@ def test_run_name_is_the_last_two_parts_of_the_folder(folder, name):
 
 
 def test_report_to_option_parses_names():
-    parser = argparse.ArgumentParser()
-    reporting.add_report_to_option(parser)
-    assert parser.parse_args([]).report_to is None
-    assert parser.parse_args(["--report-to", "tensorboard", "wandb"]).report_to == ["tensorboard", "wandb"]
+    parser = build_parser("train")
+    assert list(parser.parse_args(["train"]).report_to) == ["none"]  # TrainingOptions' default, written there once
+    assert parser.parse_args(["train", "--report-to", "tensorboard", "wandb"]).report_to == ["tensorboard", "wandb"]
 
 
 def test_figure_refuses_nothing_to_draw(tmp_path):

@@ -16,7 +16,7 @@ def test_an_unregistered_scheme_is_refused(penalty_registered, capsys):
 
 
 def test_the_default_study_keeps_to_the_built_in_schemes(penalty_registered):
-    from hf_posattn.study.run import CompareOptions, resolve_study
+    from hf_posattn.study.options import CompareOptions, resolve_study
 
     # Registered at run time: selectable (above), but not added to the default study, whose time it would change.
     assert penalty_registered not in resolve_study(CompareOptions()).positions
@@ -27,7 +27,7 @@ def test_a_length_limit_comes_from_the_scheme(penalty_registered):
     """What makes a scheme length-bounded is its `max_length`, not its name: a registered bounded scheme is refused
     past its limit by train, as learned is."""
     from hf_posattn.study.perplexity import unbounded_schemes
-    from hf_posattn.training.options import TrainingOptions, resolve
+    from hf_posattn.training.options import TrainingOptions, complete, resolve_paths
 
     class Bounded(DistancePenalty):
         name = "test_bounded"
@@ -39,9 +39,9 @@ def test_a_length_limit_comes_from_the_scheme(penalty_registered):
     register_scheme(Bounded)
     try:
         assert "test_bounded" not in unbounded_schemes() and penalty_registered in unbounded_schemes()
-        assert resolve(TrainingOptions(position="test_bounded", seq_len=256)).seq_len == 256
+        assert complete(resolve_paths(TrainingOptions(position="test_bounded", seq_len=256))).seq_len == 256
         with pytest.raises(ValueError, match="above the 256 positions that test_bounded positions have"):
-            resolve(TrainingOptions(position="test_bounded", seq_len=257))
+            complete(resolve_paths(TrainingOptions(position="test_bounded", seq_len=257)))
         # Evaluation asks the same scheme: past its limit a length is skipped (a study goes on), or refused.
         from conftest import tiny_lm
 

@@ -1,0 +1,118 @@
+"""What a study compares (`CompareOptions`), its two budgets (`STUDIES`), each default written once, here, and
+`resolve_study`, which fills them in and checks them before any work.
+
+Light to import (no Trainer, no datasets): the command line prints its help from the budgets and defaults here.
+"""
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from ..data.tasks import LANGUAGE_MODELLING, task_named
+from ..files import resolve_path
+from ..model import positional
+from ..model.positional import POSITION_EMBEDDING_TYPES, POSITION_SCHEMES
+from ..training.options import TrainingOptions, complete, resolve_paths
+
+# The schemes a study trains unless --positions says otherwise. The default study trains every built-in scheme, in
+# the registry's order, read from the registry so that a scheme added to positional.py joins it (a scheme registered
+# at run time is selected with --positions: it would change the study's time); --quick the five that Press et al.
+# (2022) and the first studies compared.
+DEFAULT_POSITIONS = tuple(name for name, scheme in POSITION_SCHEMES.items() if scheme.__module__ == positional.__name__)
+QUICK_POSITIONS = ("sinusoidal", "learned", "rotary", "alibi", "none")
+
+# The two budgets of each kind of study, sized to fit on 2 CPU cores with one seed (docs/study.md and docs/tasks.md
+# have their measured times); each further seed costs as much again. Options given explicitly win. A synthetic
+# task's runs take the preset and budget of the `task` preset (TrainingOptions), at its L = 64.
+STUDIES = {
+    "default": {"positions": DEFAULT_POSITIONS, "seq_len": 128, "max_steps": 300, "batch_size": 16,
+                "eval_tokens": 65536, "output_dir": os.path.join("runs", "compare")},
+    "quick": {"positions": QUICK_POSITIONS, "seq_len": 64, "max_steps": 150, "batch_size": 16, "eval_tokens": 16384,
+              "output_dir": os.path.join("runs", "compare-quick")},
+}
+TASK_STUDIES = {
+    "default": {"positions": DEFAULT_POSITIONS, "output_dir": os.path.join("runs", "compare-{task}")},
+    "quick": {"positions": QUICK_POSITIONS, "output_dir": os.path.join("runs", "compare-{task}-quick")},
+}
+
+# What every training run of a study shares.
+SHARED = ("task", "preset", "data", "text_column", "seq_len", "max_steps", "batch_size", "learning_rate",
+          "vocab_size", "scale_embeddings", "report_to")
+
+
+@dataclass
+class CompareOptions:
+    """What to compare. `None` means the study's value (`STUDIES`: the default one, or the quick one), else the
+    training preset's."""
+
+    output_dir: str | None = None
+    task: str = TrainingOptions.task  # lm: perplexity; or a synthetic task (data/tasks), scored by exact match
+    positions: list[str] | None = None
+    factors: list[int] | tuple[int, ...] = (1, 2, 4, 8)  # evaluation lengths as multiples of seq_len
+    seeds: list[int] | tuple[int, ...] = (0,)
+    eval_tokens: int | None = None  # validation tokens scored at every length
+    quick: bool = False
+    overwrite: bool = False
+    random_positions: int | None = None  # also train each scheme that reads positions on randomized ones (Ruoss et al.)
+    # Passed to every training run; left out, each is the training run's default (TrainingOptions):
+    preset: str = TrainingOptions.preset
+    data: list[str] | None = None
+    text_column: str = TrainingOptions.text_column
+    seq_len: int | None = None
+    max_steps: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    vocab_size: int | None = None
+    scale_embeddings: bool = TrainingOptions.scale_embeddings
+    report_to: list[str] | tuple[str, ...] = TrainingOptions.report_to
+
+    @property
+    def lengths(self) -> list[int]:
+        """The evaluation lengths: L times each factor (once resolved)."""
+        return [self.seq_len * factor for factor in self.factors]
+
+
+def resolve_study(options: CompareOptions) -> CompareOptions:
+    """`options` with the study's values and the preset's filled in, paths resolved, and everything checked that
+    can be before any work (each scheme's runs too: learned positions take --seq-len within their table)."""
+    budget = "quick" if options.quick else "default"
+    study = STUDIES[budget] if options.task == LANGUAGE_MODELLING else TASK_STUDIES[budget]
+    if options.task != LANGUAGE_MODELLING:
+        task_named(options.task)  # an unknown task is named, with the choices
+    options = dataclasses.replace(
+        options,
+        output_dir=resolve_path(study["output_dir"].format(task=options.task) if options.output_dir is None
+                                else options.output_dir, "--output-dir"),
+        factors=sorted(set(options.factors)), seeds=list(dict.fromkeys(options.seeds)),
+        **{name: value for name, value in study.items() if name != "output_dir" and getattr(options, name) is None})
+    options = dataclasses.replace(options, positions=list(dict.fromkeys(options.positions)))
+    # The preset's values for what neither the options nor the study set (and their checks).
+    run = complete(resolve_paths(TrainingOptions(**{name: getattr(options, name) for name in SHARED})))
+    options = dataclasses.replace(options, **{name: getattr(run, name) for name in SHARED})
+    unknown = [name for name in options.positions if name not in POSITION_EMBEDDING_TYPES]
+    if unknown:
+        raise ValueError(f"unknown position scheme {', '.join(unknown)}: choose from "
+                         f"{', '.join(POSITION_EMBEDDING_TYPES)}.")
+    if not options.seeds:
+        raise ValueError("--seeds: give at least one seed, e.g. 0 or 0,1,2.")
+    if not options.factors or min(options.factors) < 1:
+        raise ValueError(f"--factors {options.factors}: evaluation lengths are multiples of --seq-len, 1 or more.")
+    for position in options.positions:  # what each scheme's runs take (learned: --seq-len within its table)
+        complete(TrainingOptions(position=position, **{name: getattr(options, name) for name in SHARED}))
+    check_random_positions(options)
+    return options
+
+
+def check_random_positions(options: CompareOptions) -> None:
+    """--random-positions N: positions drawn from [0, N) must cover the longest evaluation length, and some scheme
+    of the study must read positions."""
+    if options.random_positions is None:
+        return
+    longest = max(options.lengths)
+    if options.random_positions < longest:
+        raise ValueError(f"--random-positions {options.random_positions}: the models are evaluated at up to {longest} "
+                         f"tokens, so training must draw positions from at least [0, {longest}): give "
+                         f"--random-positions {longest} or more.")
+    if not any(POSITION_SCHEMES[position].contributes() for position in options.positions):
+        raise ValueError(f"--random-positions: {', '.join(options.positions)} read no position, so random ones would "
+                         f"change nothing. Add a scheme that reads positions, or drop --random-positions.")

@@ -1,0 +1,124 @@
+"""The one pass from a user's `TrainingOptions` to the plan of the run (`TrainingPlan`), before any work: paths resolved,
+the run file read (on resume), the model of `--init-from` and the tokenizer to reuse read, every default filled in
+and every value checked (`options.complete`), the data read, and where the run writes decided. Each file is read
+once, in the order a user fixes them: the options, the data, the tokenizer, the model of --init-from (its weights
+too), then the output folder (on resume the folder comes first: it holds the options; then its checkpoints).
+
+It only reads: every process of a distributed run plans the same. The phases of `run.py` take the plan and never
+come back here.
+"""
+
+from dataclasses import dataclass
+
+from datasets import DatasetDict
+
+from ..data.corpus import load_texts
+from ..data.tasks import LANGUAGE_MODELLING, Task, task_named
+from ..data.tasks.training import task_texts
+from ..data.tokenizers import has_tokenizer
+from ..model.configuration_posattn import PosAttnConfig
+from ..model.modeling_posattn import PosAttnForCausalLM
+from ..sharing.loading import (
+    check_json_files,
+    load_model_config,
+    load_tokenizer,
+    load_weights,
+    read_tokenizer,
+)
+from .folder import RunPlan, plan_run, read_run_record, resume_checkpoint
+from .options import (
+    TrainingOptions,
+    complete,
+    max_length,
+    output_dir,
+    resolve_paths,
+    resumed,
+)
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What the run does, decided before any work: the options resolved (what the run file records), where it
+    writes, its text, the longest input its scheme takes (None: any), the tokenizer it reuses (of --tokenizer,
+    --init-from or the run it resumes; None: it trains one), the model it starts from (of --init-from) and, on
+    resume, the checkpoint it continues from."""
+
+    options: TrainingOptions
+    folder: RunPlan
+    texts: DatasetDict
+    max_length: int | None = None
+    tokenizer: object = None
+    initial_model: PosAttnForCausalLM | None = None
+    checkpoint: str | None = None
+    task: Task | None = None  # a synthetic task (None: language modelling on `texts`)
+
+    @property
+    def usable_length(self) -> int:
+        """The longest input the model is good for, which the saved tokenizer truncates to: the limit of a
+        length-bounded scheme (learned: its table), else the training length (the other schemes run longer, but
+        were not trained to)."""
+        return self.options.seq_len if self.max_length is None else self.max_length
+
+
+def plan_training(options: TrainingOptions) -> TrainingPlan:
+    """The plan of the run that `options` ask for (see the module docstring); a ValueError with the fix for any
+    input that is wrong, before anything is written."""
+    options = resolve_paths(options)
+    folder = run = None
+    if options.resume:
+        folder = plan_run(output_dir(options), resume=True)
+        run = read_run_record(folder.work_dir)
+        options = resumed(options, run["options"], folder.target)
+    model = None if options.init_from is None else load_model_config(options.init_from, options.rope_parameters)
+    tokenizer = reused_tokenizer(options, model, folder)
+    options = complete(options, model, None if tokenizer is None else len(tokenizer))
+    checkpoint = resume_point(options, run["results"], folder) if options.resume else None
+    task = None if options.task == LANGUAGE_MODELLING else task_named(options.task)
+    texts = load_texts(options.data, options.text_column) if task is None else task_texts(
+        task, options.seed, options.seq_len, options.max_steps * options.batch_size * options.gradient_accumulation_steps)
+    if options.tokenizer and tokenizer is None:
+        raise ValueError(f"--tokenizer {options.tokenizer}: no tokenizer.json there; give a folder that holds a "
+                         f"tokenizer (e.g. another run's --output-dir).")
+    initial = None
+    if model is not None:  # a damaged --init-from is refused before the run folder is touched
+        initial = load_weights(options.init_from, model)
+    if folder is None:
+        folder = plan_run(options.output_dir, overwrite=options.overwrite)
+    return TrainingPlan(options, folder, texts, max_length(options, model), tokenizer, initial, checkpoint, task)
+
+
+def reused_tokenizer(options: TrainingOptions, model: PosAttnConfig | None, folder: RunPlan | None):
+    """The tokenizer the run reuses, read and checked once: the one of --init-from (no more tokens than its model
+    has), else of --tokenizer (a folder without one yet is refused later, after the data), else the one the run being
+    resumed saved (it keeps its tokens); None when the run trains one. A damaged file is named; a tokenizer without
+    an end-of-text token, which training puts between documents and generation stops at, is refused."""
+    if model is not None:
+        check_json_files(options.init_from)
+        tokenizer, source, flag = load_tokenizer(options.init_from, model.vocab_size), options.init_from, "--init-from"
+    elif options.tokenizer is not None and has_tokenizer(options.tokenizer):
+        tokenizer, source, flag = read_tokenizer(options.tokenizer), options.tokenizer, "--tokenizer"
+    elif options.tokenizer is None and folder is not None and has_tokenizer(folder.work_dir):
+        tokenizer, source, flag = read_tokenizer(folder.work_dir), folder.work_dir, "--resume"
+    else:
+        return None
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"{flag} {source}: its tokenizer has no end-of-text token (eos_token), which training puts "
+                         f"between documents and generation stops at. Give a tokenizer that has one (e.g. another "
+                         f"run's folder), or leave {flag} out to train one.")
+    return tokenizer
+
+
+def resume_point(options: TrainingOptions, results: dict | None, folder: RunPlan) -> str | None:
+    """The checkpoint a resumed run continues from (`folder.resume_checkpoint`; None: from step 0); refuses a
+    finished run that would not train longer, and one none of whose checkpoints is left."""
+    if results is not None:
+        steps = results.get("steps")
+        if not isinstance(steps, int) or options.max_steps <= steps:
+            raise ValueError(f"{folder.target} holds a finished run ({steps} steps): there is nothing to resume. To "
+                             f"train it longer, give --resume a larger --max-steps (e.g. --max-steps "
+                             f"{2 * steps if isinstance(steps, int) else 'N'}).")
+    checkpoint = resume_checkpoint(folder.work_dir)
+    if results is not None and checkpoint is None:
+        raise ValueError(f"{folder.target} holds a finished run without checkpoints (they were removed): it cannot "
+                         f"be trained longer. Start a new run (with --overwrite, or another --output-dir).")
+    return checkpoint
