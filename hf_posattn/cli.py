@@ -36,6 +36,8 @@ from .cli_types import (
     seed_list,
     valid_text,
 )
+from huggingface_hub.errors import StrictDataclassError
+
 from .common import Interrupted
 from .files import resolve_path, resolve_source, write_failure
 
@@ -652,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nposattn {args.command}: interrupted.", file=sys.stderr)
         return 130
-    except ValueError as error:
+    except (ValueError, StrictDataclassError) as error:  # bad input; a config field's validator raises the latter
         print(f"posattn {args.command}: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # the machine's refusals (a full disk, a permission): said, not a traceback

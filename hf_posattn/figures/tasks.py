@@ -97,3 +97,46 @@ def plot_perplexity_beside_passkey(lm_study: dict, passkey_study: dict, output: 
     figure.suptitle("flat perplexity is not context use: perplexity growth (blue) beside passkey accuracy (red)",
                     fontsize=10)
     return save(figure, output)
+
+
+def lookup_weights(model, tokenizer, examples) -> "torch.Tensor":
+    """Recall as a dictionary lookup: for every head (layers x heads), the mean attention weight that the query (the
+    key asked again, right before the answer) puts on the pair it must find (its key and the value after it),
+    over `examples`. `model` must return attention weights (attn_implementation="eager")."""
+    import torch
+
+    totals = None
+    for example in examples:
+        ids = torch.tensor([tokenizer.convert_tokens_to_ids(list(example.words))], device=model.device)
+        with torch.no_grad():
+            attentions = model(ids, output_attentions=True).attentions  # layers x [1, heads, T, T]
+        weights = torch.stack([layer[0] for layer in attentions])  # [layers, heads, T, T]
+        for start, _ in example.answers:
+            query = start - 1
+            key = example.words.index(example.words[query])  # the pair's key, first in the example
+            found = weights[:, :, query, key] + weights[:, :, query, key + 1]
+            totals = found if totals is None else totals + found
+    return totals / sum(len(example.answers) for example in examples)
+
+
+def plot_lookup(rows: dict[str, dict[int, "torch.Tensor"]], seq_len: int, output: str) -> str:
+    """One panel per scheme: each head's attention from the query onto the pair it must find (`lookup_weights`),
+    at every length measured (a length inside training, one past it)."""
+    from .common import pyplot, save
+
+    plt = pyplot()
+    figure, grid = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.2), sharey=True, squeeze=False,
+                                layout="constrained")
+    for axes, (label, by_length) in zip(grid[0], rows.items()):
+        for index, (length, weights) in enumerate(by_length.items()):
+            flat = weights.flatten().tolist()
+            axes.bar([i + 0.4 * index for i in range(len(flat))], flat, width=0.4,
+                     label=f"{length} tokens ({length // seq_len}L)")
+        layers, heads = next(iter(by_length.values())).shape
+        axes.set_xticks([i + 0.2 for i in range(layers * heads)],
+                        [f"{layer}.{head}" for layer in range(layers) for head in range(heads)], fontsize=7)
+        axes.set(title=label, xlabel="layer.head", ylim=(0, 1))
+        axes.legend(fontsize=7)
+    grid[0][0].set_ylabel("attention from the query to its pair")
+    figure.suptitle("recall as a lookup: how much each head's query finds its key-value pair", fontsize=10)
+    return save(figure, output)

@@ -132,6 +132,9 @@ class LanguageModelStudy:
     def study_fields(self, material: dict) -> dict:
         return {"task": "lm", "eval_tokens": len(material["ids"]), "unigram_baseline": material["baseline"]}
 
+    def write_figures(self, study: dict, material: dict, folder: str) -> None:
+        """None beyond the tables' (tables.py)."""
+
 
 def extended_model(folder: str, rope_type: str, factor: float):
     """The trained model in `folder` with its rotary frequencies stretched by `factor` (`rope_type` of

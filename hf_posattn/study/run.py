@@ -208,4 +208,5 @@ def run_study(options: CompareOptions, command: str | None) -> dict:
     if "eval_tokens" in report:  # the language model's: the tokens actually scored
         report["settings"]["eval_tokens"] = report.pop("eval_tokens")
     write_outputs(report, options.output_dir)
+    study.write_figures(report, material, options.output_dir)
     return report

@@ -9,6 +9,8 @@ Each answer also carries what it is broken down by (`Task.breakdown`): the depth
 a recall pair to its query, the length of the copied string.
 """
 
+import os
+
 import torch
 
 from ..data.tasks import Task, task_named
@@ -16,6 +18,7 @@ from .statistics import mean_interval
 
 EVAL_EXAMPLES = 100  # per evaluation length (passkey: 20 at each of its 5 depths)
 DECODE_BATCH_TOKENS = 32768  # prompts decoded at once: at most this many prompt tokens
+LOOKUP_EXAMPLES = 20  # recall examples per length in the lookup figure
 LEARNED = 0.95  # exact match at L that says a model learned the task: below it, its results past L mean little
 # Passkey's summaries (Chen et al. 2023, Peng et al. 2023): the longest length at which every depth is at least 20 %
 # right, and the longest at which the mean is at least 80 %.
@@ -143,3 +146,20 @@ class TaskStudy:
 
     def study_fields(self, material) -> dict:
         return {"task": self.task.name, "task_description": self.task.description, "citation": self.task.citation}
+
+    def write_figures(self, study: dict, material, folder: str) -> None:
+        """Recall: the lookup figure (`plot_lookup`) of each scheme's first run, at L and at the longest length."""
+        if self.task.name != "recall":
+            return
+        from ..figures.tasks import lookup_weights, plot_lookup
+        from ..sharing.loading import load_model
+
+        lengths = [study["settings"]["lengths"][0], study["settings"]["lengths"][-1]]
+        rows = {}
+        for record in study["runs"]:
+            label = record["position"] + (" + random positions" if record.get("random_positions") else "")
+            if label in rows:
+                continue
+            model, tokenizer = load_model(record["output_dir"], attn_implementation="eager")
+            rows[label] = {n: lookup_weights(model, tokenizer, material[n][:LOOKUP_EXAMPLES]) for n in lengths}
+        plot_lookup(rows, study["settings"]["seq_len"], os.path.join(folder, "compare-lookup.png"))

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import IDS, SCHEMES, VOCAB, damaged, edit_config, random_ids, tiny_config, tiny_lm, truncate
+from conftest import IDS, SCHEMES, VOCAB, damaged, edit_config, posattn, random_ids, tiny_config, tiny_lm, truncate
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
 
 from hf_posattn import PosAttnForSequenceClassification
@@ -229,3 +229,18 @@ def test_generate_past_the_learned_maximum_is_refused_before_the_first_token(pro
         model.generate(random_ids(1, prompt), max_new_tokens=new, do_sample=False)
     assert calls == []
     assert model.generate(random_ids(1, 10), max_new_tokens=6, do_sample=False).shape == (1, 16)
+
+
+def test_a_config_field_validator_refusal_is_an_error_with_status_2(saved, tmp_path, capsys):
+    """A value that one of the config's validators refuses (huggingface_hub's StrictDataclassError, not a
+    ValueError) is bad input like any other: its message, exit status 2, no traceback."""
+    from hf_posattn.data.tasks import TASKS
+
+    folder = tmp_path / "model"
+    shutil.copytree(saved[0], folder)
+    TASKS["copy"].tokenizer().save_pretrained(folder)
+    assert posattn("generate", folder, "a", "--rope-parameters", '{"rope_type": "nonsense"}') == 2
+    assert "its rope_type must be one of" in capsys.readouterr().err
+    edit_config(hidden_act="no-such-activation")(folder)
+    assert posattn("generate", folder, "a") == 2
+    assert "hidden_act" in capsys.readouterr().err

@@ -1,0 +1,48 @@
+"""A micro study per synthetic task, through the command line: the same engine as the perplexity study (run
+folders, reuse of finished runs, tables and figures), its accuracy tables, randomized-position rows, and a study
+folder of another task refused."""
+
+import json
+
+import pytest
+from conftest import posattn
+
+from hf_posattn.data.tasks import TASKS
+
+MICRO = ["--positions", "alibi", "--max-steps", "4", "--seq-len", "32", "--batch-size", "4", "--factors", "1,2"]
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_a_micro_study_of_each_task_writes_its_tables_and_figures(task, tmp_path, capsys):
+    folder = tmp_path / task
+    assert posattn("compare", "--task", task, *MICRO, "--output-dir", folder) == 0
+    out = capsys.readouterr().out
+    study = json.loads((folder / "compare.json").read_text())
+    [row] = study["table"]
+    assert study["task"] == task and study["settings"]["lengths"] == [32, 64]
+    assert set(row["exact_match"]) == {"32", "64"} and all(0 <= v <= 1 for v in row["exact_match"].values())
+    assert "| scheme | parameters | 32 (L) | 64 (2L) |" in (folder / "compare.md").read_text()
+    assert "exact_match_32" in (folder / "compare.csv").read_text().splitlines()[0]
+    extra = {"passkey": ["compare-depths.png"], "recall": ["compare-lookup.png"]}.get(task, [])
+    for figure in ["compare.png", "compare-training.png", *extra]:
+        assert (folder / figure).stat().st_size > 5_000, figure
+    assert "alibi" in out and (folder / "alibi-seed0" / "tokenizer.json").exists()
+
+
+def test_a_task_study_reuses_its_runs_adds_random_position_rows_and_keeps_to_its_task(tmp_path, capsys):
+    folder = tmp_path / "study"
+    assert posattn("compare", "--task", "copy", *MICRO, "--output-dir", folder) == 0
+    first = json.loads((folder / "compare.json").read_text())
+    capsys.readouterr()
+    assert posattn("compare", "--task", "copy", *MICRO, "--random-positions", "64", "--output-dir", folder) == 0
+    err = capsys.readouterr().err
+    assert "reusing the finished run" in err  # the plain run is not trained again
+    again = json.loads((folder / "compare.json").read_text())
+    assert [row["label"] for row in again["table"]] == ["alibi", "alibi + random positions"]
+    assert again["table"][0]["exact_match"] == first["table"][0]["exact_match"]
+    assert (folder / "alibi-random64-seed0").is_dir()
+    # Another task in the same folder would mix its runs with these: refused, nothing changed.
+    before = (folder / "compare.json").read_text()
+    assert posattn("compare", "--task", "reverse", *MICRO, "--output-dir", folder) == 2
+    assert "holds a study of another task" in capsys.readouterr().err
+    assert (folder / "compare.json").read_text() == before
