@@ -535,8 +535,10 @@ def add_compare(parser):
         f"{default['seq_len']}, {default['max_steps']} steps of {default['batch_size']} blocks, "
         f"{default['eval_tokens']:,} evaluation tokens; --quick: the {len(quick['positions'])} schemes Press et al. "
         f"compared ({', '.join(quick['positions'])}), L = {quick['seq_len']}, {quick['max_steps']} steps, "
-        f"{quick['eval_tokens']:,} evaluation tokens. Finished runs with the same options are reused; their "
-        f"checkpoints are removed (the models stay).")
+        f"{quick['eval_tokens']:,} evaluation tokens. With --task TASK (passkey, recall, copy, reverse) the same "
+        f"study trains on a synthetic task that needs a token far back and scores the exact match of the greedily "
+        f"decoded answers at each length instead (the task preset's budget; in runs/compare-TASK[-quick]). Finished "
+        f"runs with the same options are reused; their checkpoints are removed (the models stay).")
     parser.add_argument("--quick", action="store_true",
                         help=f"the small study: {len(quick['positions'])} schemes, L = {quick['seq_len']}, "
                              f"{quick['max_steps']} steps")

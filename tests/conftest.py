@@ -111,14 +111,19 @@ def posattn(*args) -> int:
     return main([str(arg) for arg in args])
 
 
-@pytest.fixture(scope="session")
-def play_text(tmp_path_factory):
-    """A user's text file: the opening of a play from the corpus, 20 kB."""
+def play_file(tmp_path_factory, characters: int) -> Path:
+    """A user's text file: the first `characters` of a play from the corpus."""
     from hf_posattn.data.corpus import load_shakespeare
 
     path = tmp_path_factory.mktemp("data") / "play.txt"
-    path.write_text(load_shakespeare()["train"][0]["text"][:20_000], encoding="utf-8")
+    path.write_text(load_shakespeare()["train"][0]["text"][:characters], encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def play_text(tmp_path_factory):
+    """A user's text file: the opening of a play from the corpus, 20 kB."""
+    return play_file(tmp_path_factory, 20_000)
 
 
 @pytest.fixture(scope="session")

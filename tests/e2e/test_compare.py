@@ -13,9 +13,8 @@ import sys
 import time
 
 import pytest
-from conftest import assert_png, posattn, snapshot
+from conftest import assert_png, play_file, posattn, snapshot
 
-from hf_posattn.data.corpus import load_shakespeare
 from hf_posattn.study.options import DEFAULT_POSITIONS
 
 TINY = ["--seq-len", "128", "--factors", "1,2,4,16", "--max-steps", "2", "--batch-size", "2", "--vocab-size", "300"]
@@ -26,9 +25,7 @@ LENGTHS = [128, 256, 512, 2048]
 
 @pytest.fixture(scope="module")
 def text(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "play.txt"
-    path.write_text(load_shakespeare()["train"][0]["text"][:150_000], encoding="utf-8")
-    return path
+    return play_file(tmp_path_factory, 150_000)
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,9 @@ import json
 
 import pytest
 import torch
-from conftest import DistancePenalty, assert_png, posattn
+from conftest import DistancePenalty, assert_png, play_file, posattn
 
 from hf_posattn.cli import build_parser
-from hf_posattn.data.corpus import load_shakespeare
 from hf_posattn.sharing.loading import load_model
 
 FAST = ["--max-steps", "2", "--seq-len", "32", "--batch-size", "2", "--vocab-size", "300", "--eval-steps", "2",
@@ -17,9 +16,7 @@ FAST = ["--max-steps", "2", "--seq-len", "32", "--batch-size", "2", "--vocab-siz
 
 @pytest.fixture(scope="module")
 def text(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "play.txt"
-    path.write_text(load_shakespeare()["train"][0]["text"][:60_000], encoding="utf-8")
-    return path
+    return play_file(tmp_path_factory, 60_000)
 
 
 @pytest.fixture(scope="module")

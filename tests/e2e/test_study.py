@@ -5,9 +5,7 @@ study run by run. Tiny settings: 2 training steps per run."""
 import json
 
 import pytest
-from conftest import assert_png, posattn
-
-from hf_posattn.data.corpus import load_shakespeare
+from conftest import assert_png, play_file, posattn
 
 TINY = ["--seq-len", "32", "--factors", "1,2,4", "--max-steps", "2", "--batch-size", "2", "--vocab-size", "300",
         "--eval-tokens", "4096"]
@@ -15,9 +13,7 @@ TINY = ["--seq-len", "32", "--factors", "1,2,4", "--max-steps", "2", "--batch-si
 
 @pytest.fixture(scope="module")
 def text(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "play.txt"
-    path.write_text(load_shakespeare()["train"][0]["text"][:100_000], encoding="utf-8")
-    return path
+    return play_file(tmp_path_factory, 100_000)
 
 
 @pytest.fixture(scope="module")
