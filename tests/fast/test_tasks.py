@@ -5,13 +5,15 @@ import random
 
 import pytest
 import torch
-from conftest import BIAS_SCHEMES, TABLE_SCHEMES, posattn, tiny_lm
+from conftest import BIAS_SCHEMES, ROOT, TABLE_SCHEMES, assert_png, posattn, tiny_lm
 
 from hf_posattn import PosAttnConfig, PosAttnForCausalLM
 from hf_posattn.data.tasks import TASKS, Example
 from hf_posattn.data.tasks.passkey import DEPTHS, KEY_DIGITS
 from hf_posattn.data.tasks.recall import PAIRS, QUERIES
 from hf_posattn.data.tasks.training import example_blocks, task_texts
+from hf_posattn.figures.study import read_study
+from hf_posattn.figures.tasks import plot_accuracy, plot_depth_grid, plot_perplexity_beside_passkey
 from hf_posattn.study.options import CompareOptions, resolve_study
 from hf_posattn.study.tables import markdown_table
 from hf_posattn.study.tasks import TaskStudy, breakdown_key, decode_answers, passkey_summaries
@@ -236,3 +238,14 @@ def test_the_command_line_refuses_bad_task_options_with_status_2(tmp_path, capsy
     assert "--vocab-size: the passkey task" in capsys.readouterr().err
     assert posattn("train", "--task", "copy", "--position", "none", "--random-positions", "512") == 2
     assert not (tmp_path / "s").exists()
+
+
+def test_a_recorded_passkey_study_gives_its_table_and_figures(tmp_path):
+    """docs/tasks-passkey-quick.json, the quick passkey study as measured, read back: its Markdown table is the one
+    in docs, and every figure of a task study (and the one beside the perplexity study) is drawn from it."""
+    passkey = read_study(str(ROOT / "docs" / "tasks-passkey-quick.json"))
+    assert markdown_table(passkey) == (ROOT / "docs" / "tasks-passkey-quick.md").read_text().rstrip("\n")
+    assert_png(plot_accuracy(passkey, str(tmp_path / "accuracy.png")), (1000, 550))
+    assert_png(plot_depth_grid(passkey, str(tmp_path / "depths.png")), (1300, 480))
+    lm = read_study(str(ROOT / "docs" / "study-compare.json"))
+    assert_png(plot_perplexity_beside_passkey(lm, passkey, str(tmp_path / "beside.png")), (1200, 320))
