@@ -44,9 +44,9 @@ for _auto_class, _model_class in _AUTO_CLASSES.items():
 # The tools' public names, and the module each is imported from when first asked for.
 _TOOLS = {
     "TrainingOptions": "training.options",
-    "TrainingResult": "training.run",
-    "TrainingInterrupted": "training.run",
-    "TrainingDiverged": "training.run",
+    "TrainingResult": "training.outcomes",
+    "TrainingInterrupted": "training.outcomes",
+    "TrainingDiverged": "training.outcomes",
     "train": "training.run",
     "CompareOptions": "study.options",
     "compare": "study.run",

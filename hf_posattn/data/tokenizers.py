@@ -40,3 +40,28 @@ def encode_documents(tokenizer, texts: list[str]) -> list[list[int]]:
 def split_blocks(ids: list[int], length: int) -> list[list[int]]:
     """Consecutive, non-overlapping blocks of `length` tokens; the remainder shorter than a block is dropped."""
     return [ids[start : start + length] for start in range(0, len(ids) - length + 1, length)]
+
+
+def pack(texts, tokenizer, seq_len: int):
+    """Tokenise every document of `texts` (a `DatasetDict` of "text") with an end-of-text token after each, join
+    them and cut the stream into blocks of `seq_len` tokens; the labels are the inputs (the model shifts them)."""
+    from datasets import DatasetDict
+
+    def to_blocks(batch):
+        stream = [token for ids in encode_documents(tokenizer, batch["text"]) for token in ids]
+        blocks = split_blocks(stream, seq_len)
+        return {"input_ids": blocks, "labels": [list(block) for block in blocks]}
+
+    # Up to 1000 documents per stream (all of the embedded corpus's splits: the blocks `evaluation` cuts); the tail
+    # of each stream shorter than a block is dropped.
+    blocks = DatasetDict({
+        split: dataset.map(to_blocks, batched=True, batch_size=1000, remove_columns=dataset.column_names)
+        for split, dataset in texts.items()
+    })
+    for split, dataset in blocks.items():
+        if len(dataset) == 0:
+            raise ValueError(
+                f"the {split} text is shorter than one block of --seq-len {seq_len} tokens: give more text, or a "
+                f"smaller --seq-len."
+            )
+    return blocks

@@ -99,8 +99,8 @@ def plot_perplexity_beside_passkey(lm_study: dict, passkey_study: dict, output: 
     return save(figure, output)
 
 
-def lookup_weights(model, tokenizer, examples) -> "torch.Tensor":
-    """Recall as a dictionary lookup: for every head (layers x heads), the mean attention weight that the query (the
+def lookup_weights(model, tokenizer, examples):
+    """Recall as a dictionary lookup: a [layers, heads] tensor, for every head the mean attention weight that the query (the
     key asked again, right before the answer) puts on the pair it must find (its key and the value after it),
     over `examples`. `model` must return attention weights (attn_implementation="eager")."""
     import torch
@@ -119,7 +119,7 @@ def lookup_weights(model, tokenizer, examples) -> "torch.Tensor":
     return totals / sum(len(example.answers) for example in examples)
 
 
-def plot_lookup(rows: dict[str, dict[int, "torch.Tensor"]], seq_len: int, output: str) -> str:
+def plot_lookup(rows: dict[str, dict], seq_len: int, output: str) -> str:
     """One panel per scheme: each head's attention from the query onto the pair it must find (`lookup_weights`),
     at every length measured (a length inside training, one past it)."""
     from .common import pyplot, save

@@ -13,8 +13,8 @@ from ..model.positional import EMBEDDING
 from ..training.options import TrainingOptions, resolve_paths
 from .perplexity import evaluate_lengths_of_ids
 
-if TYPE_CHECKING:  # a study's options; the study imports this module
-    from .run import CompareOptions
+if TYPE_CHECKING:  # a study's options
+    from .options import CompareOptions
 
 
 TOKENIZER_DIR = "tokenizer"  # in the study's folder: one tokenizer for every run, so that all see the same tokens

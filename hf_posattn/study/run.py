@@ -19,11 +19,19 @@ import time
 
 from ..common import hardware, notice
 from ..files import WriteFailed, resolve_path, saved_whole, write_json
+from ..model.positional import POSITION_SCHEMES
 from ..training.folder import STUDY_FILE, is_free, locked, plan_run, plan_study, read_run_record, remove_checkpoints
 from ..training.options import RUN_IDENTITY, TrainingOptions, resolve_paths
-from ..training.run import TrainingInterrupted, TrainingWriteFailed, train
-from ..model.positional import POSITION_SCHEMES
-from .lm import EXTENSIONS, TOKENIZER_DIR, TOKENIZER_SOURCE, LanguageModelStudy, extended_model, recorded_tokenizer_source
+from ..training.outcomes import TrainingInterrupted, TrainingWriteFailed
+from ..training.run import train
+from .lm import (
+    EXTENSIONS,
+    TOKENIZER_DIR,
+    TOKENIZER_SOURCE,
+    LanguageModelStudy,
+    extended_model,
+    recorded_tokenizer_source,
+)
 from .options import SHARED, CompareOptions, resolve_study
 from .summary import summarize
 from .tables import write_outputs

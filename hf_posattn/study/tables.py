@@ -57,7 +57,8 @@ def accuracy_table(study: dict) -> str:
     header += ["every depth >= 20 %", "mean >= 80 %"] if passkey else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in study["table"]:
-        label = row["label"] if row["learned"] else f"{row['label']} (did not learn at L)"
+        failed = "did not learn at L" if row["extension"] is None else "below 95 % at L"
+        label = row["label"] if row["learned"] else f"{row['label']} ({failed})"
         cells = [label, f"{row['parameters'] / 1e6:.2f}M"]
         cells += [interval_cell(row["exact_match"][n], row["low"][n]) for n in lengths]
         if passkey:

@@ -27,8 +27,7 @@ EVERY_DEPTH, MEAN = 0.2, 0.8
 
 def evaluation_sets(task: Task, lengths: list[int], count: int = EVAL_EXAMPLES) -> dict[int, list]:
     """The examples every model is scored on at each length: from seed 0, whatever the run's seed."""
-    per_call = count // 5 if task.name == "passkey" else count  # passkey's sets hold `per_call` at each depth
-    return {length: task.examples(0, length, per_call, "evaluation") for length in lengths}
+    return {length: task.evaluation_examples(length, count) for length in lengths}
 
 
 @torch.no_grad()

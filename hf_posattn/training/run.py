@@ -19,7 +19,6 @@ import dataclasses
 import math
 import os
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,10 +26,10 @@ from datasets import DatasetDict
 from transformers import AutoTokenizer, Trainer, TrainingArguments, default_data_collator, set_seed
 from transformers.trainer_utils import TrainOutput
 
-from ..common import Interrupted, hardware, notice, progress_bars
+from ..common import hardware, notice, progress_bars
 from ..data.corpus import CORPUS_NAME
 from ..data.tasks.training import example_blocks
-from ..data.tokenizers import encode_documents, split_blocks, train_tokenizer
+from ..data.tokenizers import pack, train_tokenizer
 from ..data.unigram import text_unigram_baseline
 from ..figures.training import write_training_figure
 from ..files import WriteFailed, saved_whole, write_with, writing
@@ -43,66 +42,12 @@ from .callbacks import NormalModes, NothingLeftToTrain, StopAtMaxSteps, StopOnCt
 from .folder import RunPlan, claim, last_complete_checkpoint, write_run_file
 from .logs import run_name
 from .options import PRESETS, TrainingOptions
+from .outcomes import TrainingDiverged, TrainingInterrupted, TrainingResult, TrainingWriteFailed
 from .plan import TrainingPlan, plan_training
 from .positions import RandomPositions
 
 # Evaluation during training uses at most this many validation blocks, evenly spread (all of them at the end).
 PERIODIC_EVAL_BLOCKS = 256
-
-
-@dataclass
-class TrainingResult:
-    output_dir: str
-    eval_loss: float  # mean cross-entropy per token on the whole validation split, in nats
-    perplexity: float
-    unigram_loss: float
-    unigram_perplexity: float
-    steps: int
-    tokens_seen: int
-    train_seconds: float  # the Trainer's training loop (of this call only, when it resumed a run)
-    wall_seconds: float  # the whole call: data, tokenizer, training, evaluation, saving, sample
-    hardware: str
-    parameters: int
-    sample: str
-    options: dict = field(default_factory=dict)  # resolved: every None replaced by what was used
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-class TrainingStopped(Exception):
-    """Training stopped before its end; what it saved stays, and `resume=True` continues from its last checkpoint."""
-
-
-class TrainingInterrupted(TrainingStopped, Interrupted):
-    """Ctrl-C stopped training; the checkpoint it saved stays, and `resume=True` continues from it."""
-
-    def __init__(self, output_dir: str, checkpoint: str | None):
-        self.output_dir, self.checkpoint = output_dir, checkpoint
-        where = f"the last checkpoint is {checkpoint}" if checkpoint else "no checkpoint had been saved yet"
-        super().__init__(f"training interrupted: {where}. Continue with --resume (resume=True) "
-                         f"and the same --output-dir {output_dir}.")
-
-
-class TrainingWriteFailed(TrainingStopped, WriteFailed):
-    """A file of the run could not be written while it trained (a full disk while a checkpoint was saved): training
-    stopped; the checkpoints saved before stay, and `resume=True` continues from the last whole one."""
-
-    def __init__(self, output_dir: str, failure: WriteFailed):
-        self.output_dir, self.failure = output_dir, failure
-        super().__init__(f"{failure}. Training stopped there; what it saved before stays. Free some space, then "
-                         f"continue with --resume (resume=True) and the same --output-dir {output_dir}.")
-
-
-class TrainingDiverged(TrainingStopped, ValueError):
-    """The loss or the weights became NaN or infinite: training stopped without saving them."""
-
-    def __init__(self, output_dir: str, step: int, what: str, learning_rate: float, checkpoint: str | None):
-        self.output_dir, self.checkpoint = output_dir, checkpoint
-        kept = f"the last good checkpoint, {checkpoint}, is kept" if checkpoint else "no checkpoint had been saved"
-        super().__init__(f"{what} at step {step}: training stopped there and saved nothing from that step on "
-                         f"({kept}). The learning rate {learning_rate} is probably too high: train again with a "
-                         f"lower --learning-rate (with --overwrite, or another --output-dir).")
 
 
 def model_config(plan: TrainingPlan, tokenizer) -> PosAttnConfig:
@@ -145,30 +90,6 @@ def tokenizer_for(plan: TrainingPlan, args: TrainingArguments):
         tokenizer = AutoTokenizer.from_pretrained(plan.folder.work_dir)
     tokenizer.model_max_length = plan.usable_length
     return tokenizer
-
-
-def pack(texts: DatasetDict, tokenizer, seq_len: int) -> DatasetDict:
-    """Tokenise every document (end-of-text token after each), join them and cut the stream into blocks of
-    `seq_len` tokens; the labels are the inputs (the model shifts them)."""
-
-    def to_blocks(batch):
-        stream = [token for ids in encode_documents(tokenizer, batch["text"]) for token in ids]
-        blocks = split_blocks(stream, seq_len)
-        return {"input_ids": blocks, "labels": [list(block) for block in blocks]}
-
-    # Up to 1000 documents per stream (all of the embedded corpus's splits: the blocks `evaluation` cuts); the tail
-    # of each stream shorter than a block is dropped.
-    blocks = DatasetDict({
-        split: dataset.map(to_blocks, batched=True, batch_size=1000, remove_columns=dataset.column_names)
-        for split, dataset in texts.items()
-    })
-    for split, dataset in blocks.items():
-        if len(dataset) == 0:
-            raise ValueError(
-                f"the {split} text is shorter than one block of --seq-len {seq_len} tokens: give more text, or a "
-                f"smaller --seq-len."
-            )
-    return blocks
 
 
 def blocks_of(plan: TrainingPlan, tokenizer) -> DatasetDict:

@@ -7,7 +7,7 @@ import pytest
 from conftest import TINY_RUN, posattn, snapshot
 
 from hf_posattn.training.folder import RUN_FILE
-from hf_posattn.training.run import TrainingDiverged
+from hf_posattn.training.outcomes import TrainingDiverged
 
 
 def test_plot_positions_caps_the_positions(tmp_path, capsys):

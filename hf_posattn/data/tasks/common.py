@@ -94,6 +94,11 @@ class Task:
             return [self.example(rng, self.train_length(rng, length)) for _ in range(count)]
         return [self.example(rng, length) for _ in range(count)]
 
+    def evaluation_examples(self, length: int, count: int) -> list[Example]:
+        """The `count` examples of `length` tokens that every model is scored on: from seed 0, whatever the run's
+        seed."""
+        return self.examples(0, length, count, "evaluation")
+
     def prompt(self, example: Example) -> str:
         """The words before the example's first answer: what a model is asked to continue."""
         return " ".join(example.words[: example.answers[0][0]])

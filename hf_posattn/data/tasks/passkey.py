@@ -53,6 +53,10 @@ class Passkey(Task):
         words = (BOS, *filler[:before], *key_sentence(key), *filler[before:], *QUESTION, *key)
         return Example(words=words, answers=((length - KEY_DIGITS, length),), tags=({"depth": depth},))
 
+    def evaluation_examples(self, length: int, count: int) -> list[Example]:
+        """`count` examples spread evenly over `DEPTHS` (count // len(DEPTHS) at each)."""
+        return self.examples(0, length, max(1, count // len(DEPTHS)), "evaluation")
+
     def examples(self, seed: int, length: int, count: int, purpose: str = "train") -> list[Example]:
         """Training examples put the key at a depth drawn uniformly; an evaluation set puts `count` of them at
         each of `DEPTHS`, so that every depth of the grid is scored on as many keys."""
