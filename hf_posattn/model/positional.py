@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
-from transformers.models.t5.modeling_t5 import T5Attention
 
 
 class Rotation(NamedTuple):
@@ -554,7 +553,10 @@ class AlibiBias(PositionScheme):
 def t5_buckets(distance: torch.Tensor, num_buckets: int, max_distance: int) -> torch.Tensor:
     """T5's causal buckets of `distance` (tokens back; later keys, masked anyway, fall in bucket 0): one bucket per
     distance below num_buckets / 2, then log-spaced buckets up to `max_distance`, beyond which all share the last.
-    transformers' own function (T5Attention._relative_position_bucket, unidirectional), which takes key - query."""
+    transformers' own function (T5Attention._relative_position_bucket, unidirectional), which takes key - query.
+    T5's modeling file is imported here, when a t5 model first runs, not with every model."""
+    from transformers.models.t5.modeling_t5 import T5Attention
+
     return T5Attention._relative_position_bucket(-distance, bidirectional=False, num_buckets=num_buckets,
                                                  max_distance=max_distance)
 
