@@ -34,17 +34,8 @@ def study_tokens(options: "CompareOptions"):
     texts = load_texts(options.data, options.text_column)
     folder = os.path.join(options.output_dir, TOKENIZER_DIR)
     if has_tokenizer(folder) and not options.overwrite:
-        # Runs added to a study (more seeds or schemes) train on its tokenizer: it must be the one these options
-        # would give, or their numbers would not compare with the others'.
-        recorded = recorded_tokenizer_source(folder)
-        if recorded is None:
-            raise ValueError(f"{folder} holds a tokenizer that this study did not make (it has no {TOKENIZER_SOURCE}):"
-                             f" it is not used. Move it away, pass --overwrite to train the study's own, or choose "
-                             f"another --output-dir.")
-        if recorded != tokenizer_source(options):
-            raise ValueError(f"{options.output_dir} holds a study made with other data or vocabulary ({recorded}), "
-                             f"whose runs share its tokenizer. Give the same --data, --text-column and --vocab-size, "
-                             f"--overwrite to start the study again, or another --output-dir.")
+        # Runs added to a study (more seeds or schemes) train on its tokenizer, checked by the study to be the one
+        # these options would give (`check_study_tokenizer`), so that their numbers compare with the others'.
         tokenizer = AutoTokenizer.from_pretrained(folder)
     else:
         tokenizer = train_tokenizer(texts["train"]["text"], options.vocab_size)

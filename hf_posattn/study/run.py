@@ -18,6 +18,7 @@ import os
 import time
 
 from ..common import hardware, notice
+from ..data.tokenizers import has_tokenizer
 from ..files import WriteFailed, resolve_path, saved_whole, write_json
 from ..model.positional import POSITION_SCHEMES
 from ..training.folder import STUDY_FILE, is_free, locked, plan_run, plan_study, read_run_record, remove_checkpoints
@@ -87,16 +88,21 @@ def study_of(options: CompareOptions):
 
 
 def check_study_tokenizer(options: CompareOptions, study) -> None:
-    """A study folder whose shared tokenizer was made for another task (or other data) is not this study's: its
-    runs are never mixed with these."""
+    """The study's shared tokenizer, if its folder has one, must be the one these options make: a tokenizer the study
+    did not make is not used, and one made for other data or another task means runs that are not these."""
     folder = os.path.join(options.output_dir, TOKENIZER_DIR)
-    if options.overwrite or not os.path.isdir(folder):
+    if options.overwrite or not has_tokenizer(folder):
         return
     recorded = recorded_tokenizer_source(folder)
-    if recorded is not None and recorded != study.tokenizer_source(options):
-        raise ValueError(f"{options.output_dir} holds a study of another task or other data ({recorded}), whose runs "
-                         f"share its tokenizer: give the same options, --overwrite to start the study again, or "
-                         f"another --output-dir.")
+    if recorded is None:
+        raise ValueError(f"{folder} holds a tokenizer that this study did not make (it has no {TOKENIZER_SOURCE}): it "
+                         f"is not used. Move it away, pass --overwrite to train the study's own, or choose another "
+                         f"--output-dir.")
+    if recorded != study.tokenizer_source(options):
+        raise ValueError(f"{options.output_dir} holds a study made with other data or vocabulary, or of another "
+                         f"task ({recorded}), whose runs share its tokenizer. Give the same --task, --data, "
+                         f"--text-column and --vocab-size, --overwrite to start the study again, or another "
+                         f"--output-dir.")
 
 
 def evaluate_run(study, run: TrainingOptions, tokenizer, material, options: "CompareOptions") -> dict:

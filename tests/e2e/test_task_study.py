@@ -44,5 +44,5 @@ def test_a_task_study_reuses_its_runs_adds_random_position_rows_and_keeps_to_its
     # Another task in the same folder would mix its runs with these: refused, nothing changed.
     before = (folder / "compare.json").read_text()
     assert posattn("compare", "--task", "reverse", *MICRO, "--output-dir", folder) == 2
-    assert "holds a study of another task" in capsys.readouterr().err
+    assert "or of another task" in capsys.readouterr().err
     assert (folder / "compare.json").read_text() == before
