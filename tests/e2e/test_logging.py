@@ -3,7 +3,6 @@
 Two real runs, once for the module: a tiny Trainer (a 2-layer model on random blocks, 6 steps, about 3 s) logging to
 TensorBoard, and a tiny `posattn train` run (about 20 s on 2 CPU cores) for a run folder as training leaves it."""
 
-import argparse
 import json
 import os
 import shutil
@@ -13,7 +12,7 @@ from conftest import assert_png, random_ids, tiny_lm
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments, default_data_collator
 
-from hf_posattn import cli as reporting
+from hf_posattn.cli import build_parser
 from hf_posattn.figures.common import DPI
 from hf_posattn.figures.training import TRAINING_SIZE, plot_training, write_training_figure
 from hf_posattn.training.folder import read_run
@@ -173,9 +172,7 @@ def test_missing_matplotlib_leaves_a_note_and_no_figure(trained, tmp_path, monke
 
 def plot_training_command(*args) -> int:
     """`posattn plot-training ARGS` through its own parser (as cli.main runs it)."""
-    parser = argparse.ArgumentParser(prog="posattn")
-    reporting.add_plot_training(parser.add_subparsers(dest="command", required=True))
-    parsed = parser.parse_args(["plot-training", *map(str, args)])
+    parsed = build_parser("plot-training").parse_args(["plot-training", *map(str, args)])
     return parsed.run(parsed)
 
 
