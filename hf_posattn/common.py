@@ -19,15 +19,21 @@ class Interrupted(Exception):
     prints it, with exit status 130)."""
 
 
-def hardware(processes: int = 1) -> str:
-    """What a run ran on, for its records: the GPU(s), else the CPU's model name and torch's thread count."""
+def hardware(processes: int = 1, device=None) -> str:
+    """What a run (or a timing) ran on, for its records: the GPU(s), else the CPU's model name and torch's thread
+    count. `device`: the one device a timing ran on (None: what the machine offers)."""
     import torch
 
-    if torch.cuda.is_available():
+    device = None if device is None else torch.device(device)
+    if device is not None and device.type == "mps":
+        return "GPU: Apple (MPS)"
+    if device is not None and device.type == "cuda":
+        return f"GPU: {torch.cuda.get_device_name(device)}"
+    if device is None and torch.cuda.is_available():
         return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
     if processes > 1:
         return f"{processes} processes, each on {hardware()}"
-    model = platform.processor() or platform.machine()
+    model = platform.processor() or platform.machine() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))

@@ -6,9 +6,10 @@ import itertools
 
 import torch
 
+from ..common import hardware
 from ..lesson.context import DECIDING_WORD
 from ..lesson.lookup import BLEND_QUERY, BLEND_TEMPERATURE, ENGLISH
-from ..lesson.parallel import cost_curves, crossovers, machine_name, time_verdict
+from ..lesson.parallel import cost_curves, crossovers, time_verdict
 from .common import pyplot, save
 
 
@@ -135,5 +136,5 @@ def draw(output: str, rows: list[dict], hidden: int, heads: int, batch: int, rep
 
     figure.suptitle(f"Self-attention computes all T positions at once; an RNN takes T steps, one after another\n"
                     f"hf_posattn attention ({attn_implementation}, {heads} head{'s' * (heads > 1)}) vs torch.nn.GRU, "
-                    f"hidden {hidden}, batch {batch}, {what}, float32 · {machine_name(device)}", fontsize=11)
+                    f"hidden {hidden}, batch {batch}, {what}, float32 · {hardware(device=device)}", fontsize=11)
     return save(figure, output)

@@ -11,6 +11,7 @@ import time
 
 import torch
 
+from ..common import hardware
 from ..model.configuration_posattn import PosAttnConfig
 from ..model.modeling_posattn import PosAttnAttention
 
@@ -66,24 +67,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {name!r} asked for, but this machine has no Apple GPU (MPS): use --device cpu.")
     return device
-
-
-def machine_name(device: torch.device) -> str:
-    """What the timings ran on, for the table and the figure: the GPU's name, or the CPU's with its threads."""
-    if device.type == "cuda":
-        return f"GPU: {torch.cuda.get_device_name(device)}"
-    if device.type == "mps":
-        return "GPU: Apple (MPS)"
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        import platform
-
-        model = platform.processor() or platform.machine() or model
-    threads = torch.get_num_threads()
-    return f"CPU: {model}, {threads} thread{'s' if threads > 1 else ''}"
 
 
 def available_bytes(device: torch.device) -> int | None:
@@ -369,7 +352,7 @@ def report(output, lengths, hidden, heads, batch, repeats, resolved, attn_implem
     print(f"One layer of hf_posattn self-attention ({attn_implementation}, {heads} head{'s' * (heads > 1)}) against "
           f"one torch.nn.GRU layer, both {hidden} wide, batch {batch}, {what}; median of {repeats} after a warm-up.")
     print(f"Attention computes all T positions in one batch of matrix products; the GRU takes T steps, each waiting "
-          f"for the one before.\n{machine_name(resolved)}\n")
+          f"for the one before.\n{hardware(device=resolved)}\n")
     columns = table_columns(resolved)
     print(header_line(columns))
     rows = measure(lengths, hidden, heads, batch, repeats, str(resolved), attn_implementation, backward,
