@@ -7,6 +7,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ..data.corpus import load_texts
+from ..data.tasks import LANGUAGE_MODELLING
 from ..data.tokenizers import has_tokenizer, train_tokenizer
 from ..data.unigram import token_stream, unigram_baseline, unigram_losses
 from ..model.positional import EMBEDDING
@@ -121,7 +122,7 @@ class LanguageModelStudy:
         return {"embedding_signal": signal_summary([r.get("embedding_signal") for r in runs])}
 
     def study_fields(self, material: dict) -> dict:
-        return {"task": "lm", "eval_tokens": len(material["ids"]), "unigram_baseline": material["baseline"]}
+        return {"task": LANGUAGE_MODELLING, "eval_tokens": len(material["ids"]), "unigram_baseline": material["baseline"]}
 
     def write_figures(self, study: dict, material: dict, folder: str) -> None:
         """None beyond the tables' (tables.py)."""

@@ -18,6 +18,7 @@ import os
 import time
 
 from ..common import hardware, notice
+from ..data.tasks import LANGUAGE_MODELLING
 from ..data.tokenizers import has_tokenizer
 from ..files import WriteFailed, resolve_path, saved_whole, write_json
 from ..model.positional import POSITION_SCHEMES
@@ -72,19 +73,18 @@ def study_runs(options: CompareOptions, vocab_size: int) -> dict[tuple, Training
     --random-positions its twin on randomized positions (for every scheme that reads positions)."""
     runs = {}
     for position in options.positions:
-        for randomized in (None, options.random_positions):
-            if randomized is not None and not POSITION_SCHEMES[position].contributes():
-                continue
+        variants = [None]
+        if options.random_positions is not None and POSITION_SCHEMES[position].contributes():
+            variants.append(options.random_positions)
+        for randomized in variants:
             for seed in options.seeds:
                 runs[position, seed, randomized] = training_options(options, position, seed, vocab_size, randomized)
-            if options.random_positions is None:
-                break
     return runs
 
 
 def study_of(options: CompareOptions):
     """What the study measures: language modelling, or a synthetic task."""
-    return LanguageModelStudy() if options.task == "lm" else TaskStudy(options.task)
+    return LanguageModelStudy() if options.task == LANGUAGE_MODELLING else TaskStudy(options.task)
 
 
 def check_study_tokenizer(options: CompareOptions, study) -> None:

@@ -5,6 +5,7 @@ import csv
 import io
 import os
 
+from ..data.tasks import LANGUAGE_MODELLING
 from ..figures.study import plot_position_loss, plot_study
 from ..figures.training import plot_study_training
 from ..files import write_json, write_text
@@ -17,7 +18,7 @@ def interval_cell(mean: float, low: float | None) -> str:
 
 def markdown_table(study: dict) -> str:
     """The study's table as Markdown: perplexity, or for a synthetic task exact match."""
-    if study["settings"].get("task", "lm") != "lm":
+    if study["settings"].get("task", LANGUAGE_MODELLING) != LANGUAGE_MODELLING:
         return accuracy_table(study)
     lengths = study["settings"]["lengths"]
     seq_len = study["settings"]["seq_len"]
@@ -103,7 +104,7 @@ def csv_cell(value: float | None) -> str:
 
 def write_outputs(study: dict, folder: str) -> None:
     """The tables and the plots; each file is written whole (a temporary file renamed over the old one)."""
-    if study["settings"].get("task", "lm") != "lm":
+    if study["settings"].get("task", LANGUAGE_MODELLING) != LANGUAGE_MODELLING:
         return write_task_outputs(study, folder)
     lengths = study["settings"]["lengths"]
     write_json(os.path.join(folder, "compare.json"), study)

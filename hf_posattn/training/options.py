@@ -10,10 +10,10 @@ import math
 import os
 from dataclasses import dataclass
 
+from ..data.tasks import LANGUAGE_MODELLING, task_named
 from ..files import resolve_path, resolve_source
 from ..model.configuration_posattn import PosAttnConfig
 from ..model.positional import POSITION_SCHEMES
-from ..data.tasks import LANGUAGE_MODELLING, task_named
 from .logs import REPORT_TO_DEFAULT, check_report_to
 
 
@@ -85,7 +85,7 @@ class TrainingOptions:
     # empty text is refused (it is not "left out").
     output_dir: str | None = None  # DEFAULT_OUTPUT_DIR
     position: str = "sinusoidal"
-    task: str = "lm"  # language modelling on `data`, or a synthetic task (data/tasks: passkey, recall, copy, reverse)
+    task: str = LANGUAGE_MODELLING  # "lm": text (`data`); or a synthetic task (data/tasks: passkey, recall, ...)
     preset: str | None = None  # DEFAULT_PRESETS: tiny; a synthetic task: task
     data: list[str] | None = None  # the embedded corpus; else text files, or one `datasets` dataset (name or path)
     text_column: str = "text"
