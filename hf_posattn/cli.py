@@ -258,7 +258,7 @@ def run_generate(args) -> int:
 
 
 def add_evaluate(parser):
-    from .study.perplexity import EVAL_BATCH_TOKENS
+    from .training.options import EVAL_BATCH_TOKENS
     from .training.options import TrainingOptions
 
     parser.description = ("Perplexity of the model in DIR on the validation text, in windows of each length "
@@ -291,7 +291,7 @@ def run_evaluate(args) -> int:
     from .model.positional import POSITION_SCHEMES
     from .sharing.loading import load_model
     from .study.perplexity import evaluate_lengths_of_ids
-    from .training.folder import check_output_file
+    from .runfolder import check_output_file
 
     scaling = rope_parameters(args)
     folder = resolve_path(args.dir, "DIR")
@@ -347,7 +347,7 @@ def run_push(args) -> int:
 # ---- figures ----
 
 def add_plot_positions(parser):
-    from .training.folder import POSITIONS_FIGURE
+    from .runfolder import POSITIONS_FIGURE
 
     parser.description = ("Draw the sinusoidal position encoding: a heat map of position x dimension, a few of its "
                           "waves, and the dot product between positions. Given a model folder, also its learned "
@@ -368,7 +368,7 @@ def run_plot_positions(args) -> int:
     from .figures.common import pyplot
     from .figures.positions import plot_positions
     from .sharing.loading import load_model
-    from .training.folder import POSITIONS_FIGURE, check_output_file
+    from .runfolder import POSITIONS_FIGURE, check_output_file
 
     pyplot()  # fails now, before loading a model, if matplotlib is missing
     folder = None if args.dir is None else resolve_path(args.dir, "DIR")
@@ -381,7 +381,7 @@ def run_plot_positions(args) -> int:
 
 def add_plot_attention(parser):
     from .figures.attention import MAX_ATTENTION_TOKENS
-    from .training.folder import ATTENTION_FIGURE
+    from .runfolder import ATTENTION_FIGURE
 
     parser.description = ("Run the model in DIR on TEXT with output_attentions=True and draw its attention weights "
                           "as heat maps, one per layer (rows) and head (columns), with the tokens on both axes.")
@@ -401,7 +401,7 @@ def run_plot_attention(args) -> int:
     from .figures.attention import attention_weights, import_head_view, plot_attention, write_head_view
     from .figures.common import pyplot
     from .sharing.loading import load_model
-    from .training.folder import ATTENTION_FIGURE, check_output_file
+    from .runfolder import ATTENTION_FIGURE, check_output_file
 
     pyplot()  # missing optional dependencies fail now, before any work
     folder = resolve_path(args.dir, "DIR")
@@ -420,7 +420,7 @@ def run_plot_attention(args) -> int:
 
 
 def add_plot_training(parser):
-    from .training.folder import TRAINING_FIGURE
+    from .runfolder import TRAINING_FIGURE
 
     parser.description = ("Draw what the Trainer logged during each run in DIR (its trainer_state.json, else its "
                           "last checkpoint's): training and validation loss against tokens seen, the learning rate "
@@ -434,7 +434,7 @@ def add_plot_training(parser):
 def run_plot_training(args) -> int:
     from .figures.common import pyplot
     from .figures.training import plot_training, run_label
-    from .training.folder import TRAINING_FIGURE, check_output_file
+    from .runfolder import TRAINING_FIGURE, check_output_file
     from .training.logs import read_log_history, recorded_baseline
 
     pyplot()  # fails now if matplotlib is missing
@@ -455,7 +455,7 @@ def run_plot_training(args) -> int:
 def add_demo(parser):
     from .lesson.parallel import BACKENDS, DEFAULT_BATCH, DEFAULT_HIDDEN, DEFAULT_LENGTHS, DEFAULT_REPEATS
     from .model.positional import POSITION_EMBEDDING_TYPES
-    from .training.folder import CONTEXT_FIGURE
+    from .runfolder import CONTEXT_FIGURE
 
     parser.description = ("lookup: attention as a dictionary lookup (one-hot vectors, softmax temperature, blends). "
                           "context: a tiny model learns that 'not like' says 'hate' and 'do like' says 'like', and "
@@ -494,7 +494,7 @@ def run_demo(args) -> int:
     from .lesson.context import context_demo
     from .lesson.lookup import lookup_demo
     from .lesson.parallel import parallel_demo
-    from .training.folder import check_output_file
+    from .runfolder import check_output_file
 
     pyplot()
     output_dir = None if args.output_dir is None else resolve_path(args.output_dir, "--output-dir")
@@ -557,14 +557,19 @@ def add_compare(parser):
     parser.add_argument("--output-dir", metavar="DIR",
                         help=f"where the runs and tables go (default: {study_values('output_dir')})")
     parser.add_argument("--overwrite", action="store_true", help="train every run again, replacing what is there")
+    parser.add_argument("--jobs", type=positive_int, metavar="N", default=CompareOptions.jobs,
+                        help="runs at once on this machine, each in its own process with 1/N of the CPU threads, or "
+                             "a GPU of its own where the machine has GPUs (round robin: more runs than GPUs share "
+                             "them); each run's output in DIR/logs/ (default: %(default)s, one after another in this "
+                             "process)")
     parser.add_argument("--json", action="store_true", help="print the study as JSON instead of the table")
     parser.set_defaults(run=run_compare)
 
 
 def run_compare(args) -> int:
     from .study.options import CompareOptions
+    from .study.kind import markdown_table
     from .study.run import compare
-    from .study.tables import markdown_table
 
     options = CompareOptions(**{name: getattr(args, name) for name in CompareOptions.__dataclass_fields__})
     with json_alone_on_stdout(args.json):

@@ -15,6 +15,7 @@ def read_study(path: str) -> dict:
     file = os.path.join(path, STUDY_JSON) if os.path.isdir(path) else path
     with open(file, encoding="utf-8") as handle:
         study = json.load(handle)
+    study["settings"].setdefault("task", "lm")  # recorded before studies had tasks: language modelling's
     for row in study["table"]:
         for key, value in row.items():
             if isinstance(value, dict) and value and all(name.isdigit() for name in value):

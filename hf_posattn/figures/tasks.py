@@ -17,15 +17,16 @@ def plot_accuracy(study: dict, output: str) -> str:
     figure, axes = plt.subplots(figsize=(10, 5.5), layout="constrained")
     colours = {}
     for row in study["table"]:
-        means = [row["exact_match"][n] for n in lengths]
+        measured = [n for n in lengths if n in row["exact_match"]]  # a length the model cannot take is skipped
+        means = [row["exact_match"][n] for n in measured]
         errors = None
         if row["seeds"] > 1:
-            errors = [[m - row["low"][n] for m, n in zip(means, lengths)],
-                      [row["high"][n] - m for m, n in zip(means, lengths)]]
+            errors = [[m - row["low"][n] for m, n in zip(means, measured)],
+                      [row["high"][n] - m for m, n in zip(means, measured)]]
         style = row_style(row, colours)
         if row.get("random_positions"):
             style["linestyle"] = (0, (1, 1))
-        axes.errorbar(lengths, means, yerr=errors, marker="o", markersize=4, capsize=2, label=row["label"],
+        axes.errorbar(measured, means, yerr=errors, marker="o", markersize=4, capsize=2, label=row["label"],
                       alpha=1.0 if row["learned"] else 0.35, **style)
     axes.axvline(seq_len, color="grey", linewidth=0.8, linestyle=":")
     axes.set(xscale="log", xlabel="evaluation length (tokens)", ylabel="exact match", ylim=(-0.03, 1.03),
@@ -50,7 +51,7 @@ def plot_depth_grid(study: dict, output: str) -> str:
                                 layout="constrained")
     image = None
     for axes, row in zip(grid.flat, rows):
-        values = [[row["by"][n].get(depth, float("nan")) for depth in depths] for n in lengths]
+        values = [[row["by"].get(n, {}).get(depth, float("nan")) for depth in depths] for n in lengths]
         image = axes.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto", origin="lower")
         axes.set_title(row["label"], fontsize=8)
         axes.set_xticks(range(len(depths)), [f"{float(d):.0%}" for d in depths], fontsize=7)

@@ -6,7 +6,7 @@ run of a study.
 import os
 
 from ..common import notice
-from ..training.folder import TRAINING_FIGURE
+from ..runfolder import TRAINING_FIGURE
 from ..training.logs import read_log_history, recorded_baseline, recorded_position, run_name
 from .common import pyplot, save
 

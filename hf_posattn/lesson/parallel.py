@@ -335,7 +335,7 @@ def parallel_demo(output: str = "parallel.png", lengths=DEFAULT_LENGTHS, hidden:
                   threads: int | None = None) -> list[dict]:
     """Time, print the table, draw the figure at `output`; returns the rows (see `measure`)."""
     from ..figures.common import pyplot
-    from ..training.folder import check_output_file
+    from ..runfolder import check_output_file
 
     pyplot()  # no matplotlib, or nowhere to write: say so now, not after the timings
     check_output_file(output, example="parallel.png")

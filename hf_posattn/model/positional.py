@@ -217,6 +217,12 @@ def schemes_reading(field: str) -> list[str]:
     return [name for name, scheme in POSITION_SCHEMES.items() if field in scheme.config_fields]
 
 
+def unbounded_schemes() -> list[str]:
+    """The registered schemes that run at any length: those that do not bound it (`PositionScheme.max_length`)."""
+    return [name for name, scheme in POSITION_SCHEMES.items()
+            if scheme.max_length.__func__ is PositionScheme.max_length.__func__]
+
+
 def register_scheme(cls: type[PositionScheme]) -> type[PositionScheme]:
     """Add a scheme class to the registry, under `cls.name`; also usable as a class decorator.
 
@@ -354,8 +360,7 @@ class LearnedPositions(PositionScheme):
             if smallest < 0:
                 raise ValueError(f"position_ids contains {smallest}: positions count from 0, the first token's.")
             if largest >= self.weight.shape[0]:
-                others = ", ".join(name for name, scheme in POSITION_SCHEMES.items()
-                                   if scheme.max_length.__func__ is PositionScheme.max_length.__func__)
+                others = ", ".join(unbounded_schemes())
                 raise ValueError(
                     f"position {largest} is past max_position_embeddings={self.weight.shape[0]}: learned "
                     f"positions have one trained vector per position and none beyond. Use inputs of at most "

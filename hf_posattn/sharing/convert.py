@@ -121,7 +121,7 @@ def convert(source: str, destination: str, overwrite: bool = False) -> None:
     beside it and swapped in whole (a model there is replaced only with `overwrite`, anything else never)."""
     from ..common import notice
     from ..files import normal_modes, resolve_path, resolve_source, writing
-    from ..training.folder import claim, plan_run
+    from ..runfolder import claim, plan_run
 
     source, destination = resolve_source(source, "SRC"), resolve_path(destination, "DST")  # a Hub id stays as given
     plan = plan_run(destination, overwrite=overwrite, stage_new=True, flag="DST")

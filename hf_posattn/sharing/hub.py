@@ -10,7 +10,7 @@ from transformers.dynamic_module_utils import get_relative_import_files
 from ..common import notice
 from ..figures.training import TRAINING_FIGURE, training_figure
 from ..model.configuration_posattn import PosAttnConfig
-from ..training.folder import RUN_FILE, read_run
+from ..runfolder import RUN_FILE, read_run
 from .card import build_model_card
 from .loading import read_json
 

@@ -13,7 +13,7 @@ import os
 
 from huggingface_hub.errors import StrictDataclassError
 
-from ..training.folder import read_run_record
+from ..runfolder import read_run_record
 
 
 def load_model(folder: str, rope_parameters: dict | None = None, **kwargs):

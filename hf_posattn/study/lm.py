@@ -11,20 +11,14 @@ from ..data.tasks import LANGUAGE_MODELLING
 from ..data.tokenizers import has_tokenizer, train_tokenizer
 from ..data.unigram import token_stream, unigram_baseline, unigram_losses
 from ..model.positional import EMBEDDING
-from ..training.options import TrainingOptions, resolve_paths
-from .perplexity import evaluate_lengths_of_ids
+from ..training.options import TrainingOptions
+from .folder import tokenizer_dir
+from .perplexity import evaluate_lengths_of_ids, skipped_lengths
+from .summary import seed_summary
+from .tables import interval_cell, length_header, write_tables
 
 if TYPE_CHECKING:  # a study's options
     from .options import CompareOptions
-
-
-TOKENIZER_DIR = "tokenizer"  # in the study's folder: one tokenizer for every run, so that all see the same tokens
-TOKENIZER_SOURCE = "source.json"  # beside it: the data and vocabulary size it was trained with
-
-
-# Context extension applied to a trained rotary-type model at evaluation, without retraining: transformers'
-# rope_type and what the row says.
-EXTENSIONS = {"linear": "linear interpolation", "dynamic": "dynamic NTK", "yarn": "YaRN"}
 
 
 def study_tokens(options: "CompareOptions"):
@@ -33,7 +27,7 @@ def study_tokens(options: "CompareOptions"):
     from transformers import AutoTokenizer
 
     texts = load_texts(options.data, options.text_column)
-    folder = os.path.join(options.output_dir, TOKENIZER_DIR)
+    folder = tokenizer_dir(options.output_dir)
     if has_tokenizer(folder) and not options.overwrite:
         # Runs added to a study (more seeds or schemes) train on its tokenizer, checked by the study to be the one
         # these options would give (`check_study_tokenizer`), so that their numbers compare with the others'.
@@ -53,7 +47,7 @@ def study_tokens(options: "CompareOptions"):
     losses = unigram_losses(train_ids, ids[:usable], len(tokenizer))
     baseline = {**unigram_baseline(train_ids, ids[:usable], len(tokenizer)),
                 "position_loss": unigram_position_loss(losses, options.lengths)}
-    return tokenizer, folder, ids[:usable], baseline
+    return tokenizer, ids[:usable], baseline
 
 
 def unigram_position_loss(losses, lengths: list[int]) -> dict[str, list[float]]:
@@ -65,46 +59,36 @@ def unigram_position_loss(losses, lengths: list[int]) -> dict[str, list[float]]:
             for length in lengths}
 
 
-def tokenizer_source(options: "CompareOptions") -> dict:
-    """What the study's tokenizer is trained on, as recorded beside it (`TOKENIZER_SOURCE`)."""
-    return {"data": options.data, "text_column": options.text_column, "vocab_size": options.vocab_size}
-
-
-def recorded_tokenizer_source(folder: str) -> dict | None:
-    """What `tokenizer_source` recorded beside the study's tokenizer (a --data recorded before studies recorded it
-    resolved read as it was read then: from here), or None."""
-    from ..sharing.loading import read_json
-
-    path = os.path.join(folder, TOKENIZER_SOURCE)
-    if not os.path.isfile(path):
-        return None
-    recorded = read_json(path)
-    if isinstance(recorded.get("data"), list):
-        recorded["data"] = resolve_paths(TrainingOptions(data=recorded["data"])).data
-    return recorded
-
-
 class LanguageModelStudy:
-    """What the study does for language modelling (the `lm` task): the shared BPE tokenizer and validation tokens,
-    perplexity at every length, the embedding signal, and the perplexity tables."""
+    """The study of language modelling (the `lm` task): the shared BPE tokenizer and validation tokens, perplexity at
+    every length, the embedding signal, and the perplexity tables and figures."""
 
-    metric = "perplexity"
+    name = LANGUAGE_MODELLING
+
+    def __init__(self, name: str = LANGUAGE_MODELLING):
+        assert name == self.name
 
     def tokenizer_source(self, options: "CompareOptions") -> dict:
-        return tokenizer_source(options)
+        return {"data": options.data, "text_column": options.text_column, "vocab_size": options.vocab_size}
 
     def prepare(self, options: "CompareOptions"):
-        tokenizer, _, ids, baseline = study_tokens(options)
+        tokenizer, ids, baseline = study_tokens(options)
         return tokenizer, {"ids": ids, "baseline": baseline}
 
     def describe(self, options: "CompareOptions", material: dict) -> str:
         return (f"perplexity on {len(material['ids']):,} validation tokens; unigram baseline "
                 f"{material['baseline']['perplexity']:.1f}")
 
-    def evaluate(self, model, tokenizer, material: dict, options: "CompareOptions") -> list[dict]:
-        return evaluate_lengths_of_ids(model, material["ids"], options.lengths, per_position=True)
+    def measures(self, options: "CompareOptions", material: dict) -> dict:
+        return {"task": self.name, "eval_tokens": len(material["ids"])}
 
-    def evaluate_run(self, model, run: TrainingOptions, material: dict) -> dict:
+    def skipped_lengths(self, run: TrainingOptions, lengths: list[int]) -> dict[int, str]:
+        return skipped_lengths(run, lengths)
+
+    def evaluate(self, model, tokenizer, material: dict, lengths: list[int]) -> list[dict]:
+        return evaluate_lengths_of_ids(model, material["ids"], lengths, per_position=True)
+
+    def evaluate_run(self, model, tokenizer, run: TrainingOptions, material: dict, lengths: list[int]) -> dict:
         return {"embedding_signal": embedding_signal_of_run(model, run, material["ids"])}
 
     def result_line(self, results: list[dict]) -> str:
@@ -112,29 +96,98 @@ class LanguageModelStudy:
                                          f"{r['length']}: skipped" for r in results)
 
     def summarize_results(self, results: list[list[dict]], lengths: list[int]) -> dict:
-        from .summary import length_summary, position_loss_summary
-
         return {**length_summary(results, lengths), "position_loss": position_loss_summary(results)}
 
     def summarize_runs(self, runs: list[dict]) -> dict:
-        from .summary import signal_summary
-
         return {"embedding_signal": signal_summary([r.get("embedding_signal") for r in runs])}
 
+    def settings(self, options: "CompareOptions", material: dict) -> dict:
+        return {"eval_tokens": len(material["ids"])}  # the tokens actually scored: --eval-tokens is at most
+
     def study_fields(self, material: dict) -> dict:
-        return {"task": LANGUAGE_MODELLING, "eval_tokens": len(material["ids"]), "unigram_baseline": material["baseline"]}
+        return {"task": self.name, "unigram_baseline": material["baseline"]}
 
-    def write_figures(self, study: dict, material: dict, folder: str) -> None:
-        """None beyond the tables' (tables.py)."""
+    def markdown_table(self, study: dict) -> str:
+        return perplexity_table(study)
+
+    def write_outputs(self, study: dict, folder: str) -> None:
+        from ..figures.study import plot_position_loss, plot_study
+        from ..figures.training import plot_study_training
+
+        lengths = study["settings"]["lengths"]
+        columns = ("ppl", "low", "high", "std", "growth", "growth_low", "growth_high")
+        fields = {"ppl": "perplexity"}
+        header = (["scheme", "position", "extension", "parameters", "seeds", "train_minutes"]
+                  + [f"{column}_{length}" for column in columns for length in lengths] + ["notes"])
+        rows = [[row["label"], row["position"], row["extension"] or "", row["parameters"], row["seeds"],
+                 f"{row['train_minutes']:.2f}"]
+                + [row[fields.get(column, column)].get(length) for column in columns for length in lengths]
+                + ["; ".join(f"{n}: {reason}" for n, reason in row["skipped"].items())]
+                for row in study["table"]]
+        write_tables(study, folder, header, rows, self.markdown_table(study))
+        plot_study(study, os.path.join(folder, "compare.png"))
+        plot_position_loss(study, os.path.join(folder, "compare-positions.png"))
+        plot_study_training(study, os.path.join(folder, "compare-training.png"))
 
 
-def extended_model(folder: str, rope_type: str, factor: float):
-    """The trained model in `folder` with its rotary frequencies stretched by `factor` (`rope_type` of
-    `EXTENSIONS`) from the length it was trained at: the same weights, other `rope_parameters`."""
-    from ..sharing.loading import load_model
+def perplexity_table(study: dict) -> str:
+    """Perplexity at each length, and its growth from L to the longest (mean ± the 95 % interval's half width over
+    seeds), beside the unigram baseline."""
+    lengths = study["settings"]["lengths"]
+    seq_len = study["settings"]["seq_len"]
+    header = ["scheme", "parameters", *length_header(lengths, seq_len), f"ppl({lengths[-1] // seq_len}L) / ppl(L)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in study["table"]:
+        cells = [row["label"], f"{row['parameters'] / 1e6:.2f}M"]
+        cells += ["skipped" if length in row["skipped"] else interval_cell(row["perplexity"][length],
+                                                                         row["low"][length]) for length in lengths]
+        last = lengths[-1]
+        cells.append("" if last in row["skipped"] else interval_cell(row["growth"][last], row["growth_low"][last]))
+        lines.append("| " + " | ".join(cells) + " |")
+    unigram = f"{study['unigram_baseline']['perplexity']:.2f}"
+    lines.append("| " + " | ".join(["unigram baseline (no context)", ""] + [unigram] * len(lengths) + [""]) + " |")
+    seeds = study["settings"]["seeds"]
+    if len(seeds) > 1:
+        lines.append(f"\nMean over {len(seeds)} seeds ({', '.join(map(str, seeds))}) ± the half width of the 95 % "
+                     f"interval of the mean (Student's t with {len(seeds) - 1} degrees of freedom).")
+    return "\n".join(lines)
 
-    model, _ = load_model(folder, rope_parameters={"rope_type": rope_type, "factor": float(factor)})
-    return model
+
+def length_summary(results: list[list[dict]], lengths: list[int]) -> dict:
+    """`results`: one list per seed, one entry per length (as `evaluate_lengths_of_ids` gives)."""
+    summary = {name: {} for name in ("perplexity", "low", "high", "std", "growth", "growth_low", "growth_high",
+                                     "skipped")}
+    for index, length in enumerate(lengths):
+        at_length = [seed[index] for seed in results]
+        if "skipped" in at_length[0]:
+            summary["skipped"][length] = at_length[0]["skipped"]
+            continue
+        perplexity = seed_summary([r["perplexity"] for r in at_length])
+        growth = seed_summary([r["perplexity"] / seed[0]["perplexity"] for r, seed in zip(at_length, results)])
+        for name in ("low", "high", "std"):
+            summary[name][length] = perplexity[name]
+        summary["perplexity"][length] = perplexity["mean"]
+        summary["growth"][length], summary["growth_low"][length], summary["growth_high"][length] = (
+            growth["mean"], growth["low"], growth["high"])
+    return summary
+
+
+def position_loss_summary(results: list[list[dict]]) -> dict | None:
+    """The per-position loss of the longest length that has one, averaged over seeds."""
+    curves = [next((r for r in reversed(seed) if "position_loss" in r), None) for seed in results]
+    if any(curve is None for curve in curves):
+        return None
+    mean = [None if None in values else sum(values) / len(values)
+            for values in zip(*(curve["position_loss"] for curve in curves))]
+    return {"length": curves[0]["length"], "loss": mean}
+
+
+def signal_summary(signals: list[dict | None]) -> dict | None:
+    if any(signal is None for signal in signals):
+        return None
+    return {moment: {name: seed_summary([signal[moment][name] for signal in signals])
+                     for name in ("position_rms", "token_rms", "ratio")}
+            for moment in ("start", "end")}
 
 
 def embedding_signal_of_run(model, run: TrainingOptions, ids: list[int]) -> dict | None:

@@ -35,6 +35,13 @@ TASK_STUDIES = {
     "quick": {"positions": QUICK_POSITIONS, "output_dir": os.path.join("runs", "compare-{task}-quick")},
 }
 
+# The study's budgets by task: language modelling's, and every synthetic task's.
+BUDGETS = {LANGUAGE_MODELLING: STUDIES}
+
+# Context extension applied to a trained rotary-type model at evaluation, without retraining, at the study's longest
+# factor: transformers' rope_type and what the table's row says.
+EXTENSIONS = {"linear": "linear interpolation", "dynamic": "dynamic NTK", "yarn": "YaRN"}
+
 # What every training run of a study shares.
 SHARED = ("task", "preset", "data", "text_column", "seq_len", "max_steps", "batch_size", "learning_rate",
           "vocab_size", "scale_embeddings", "report_to")
@@ -54,6 +61,7 @@ class CompareOptions:
     quick: bool = False
     overwrite: bool = False
     random_positions: int | None = None  # also train each scheme that reads positions on randomized ones (Ruoss et al.)
+    jobs: int = 1  # runs at once on this machine, each in its own process (executors.LocalProcesses)
     # Passed to every training run; left out, each is the training run's default (TrainingOptions):
     preset: str = TrainingOptions.preset
     data: list[str] | None = None
@@ -75,10 +83,9 @@ class CompareOptions:
 def resolve_study(options: CompareOptions) -> CompareOptions:
     """`options` with the study's values and the preset's filled in, paths resolved, and everything checked that
     can be before any work (each scheme's runs too: learned positions take --seq-len within their table)."""
-    budget = "quick" if options.quick else "default"
-    study = STUDIES[budget] if options.task == LANGUAGE_MODELLING else TASK_STUDIES[budget]
-    if options.task != LANGUAGE_MODELLING:
+    if options.task not in BUDGETS:
         task_named(options.task)  # an unknown task is named, with the choices
+    study = BUDGETS.get(options.task, TASK_STUDIES)["quick" if options.quick else "default"]
     options = dataclasses.replace(
         options,
         output_dir=resolve_path(study["output_dir"].format(task=options.task) if options.output_dir is None

@@ -11,10 +11,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.unigram import token_stream
-from ..model.configuration_posattn import PosAttnConfig
-from ..model.positional import POSITION_SCHEMES
-
-EVAL_BATCH_TOKENS = 8192  # windows per forward pass, by default: this many tokens' worth
+from ..model.positional import POSITION_SCHEMES, unbounded_schemes
+from ..training.options import EVAL_BATCH_TOKENS, TrainingOptions, max_length
 
 
 def length_limit(config) -> int | None:
@@ -22,15 +20,16 @@ def length_limit(config) -> int | None:
     return POSITION_SCHEMES[config.position_embedding_type].max_length(config)
 
 
-def unbounded_schemes() -> list[str]:
-    """The registered schemes that run at any length (their `max_length` says None)."""
-    return [name for name, scheme in POSITION_SCHEMES.items() if scheme.max_length(PosAttnConfig()) is None]
-
-
-def past_limit(config, limit: int) -> str:
+def past_limit(position: str, limit: int) -> str:
     """Why a length past `limit` is not evaluated."""
-    return (f"{config.position_embedding_type} positions: the model has vectors for {limit} positions only "
-            f"(max_position_embeddings)")
+    return f"{position} positions: the model has vectors for {limit} positions only (max_position_embeddings)"
+
+
+def skipped_lengths(run: TrainingOptions, lengths: Sequence[int]) -> dict[int, str]:
+    """The lengths that the model `run` trains cannot take (a length-bounded scheme past its table), with why:
+    known from the options, before any training."""
+    limit = max_length(run)
+    return {length: past_limit(run.position, limit) for length in lengths if limit is not None and length > limit}
 
 
 @torch.no_grad()
@@ -54,7 +53,7 @@ def perplexity_of_ids(model, ids: Sequence[int], length: int, stride: int | None
     limit = length_limit(model.config)
     if limit is not None and length > limit:
         raise ValueError(
-            f"cannot evaluate at length {length}: {past_limit(model.config, limit)}. Evaluate at lengths <= {limit}, "
+            f"cannot evaluate at length {length}: {past_limit(model.config.position_embedding_type, limit)}. Evaluate at lengths <= {limit}, "
             f"or train a scheme that runs at any length ({', '.join(unbounded_schemes())})."
         )
     if len(ids) < length:
@@ -118,7 +117,7 @@ def evaluate_lengths_of_ids(model, ids: Sequence[int], lengths: Sequence[int], s
     results = []
     for length in lengths:
         if length not in usable:
-            results.append({"length": length, "skipped": past_limit(model.config, limit)})
+            results.append({"length": length, "skipped": past_limit(model.config.position_embedding_type, limit)})
             continue
         results.append(perplexity_of_ids(model, ids, length, min(stride, length) if stride else None, batch_size,
                                          progress, per_position=per_position and length == max(usable)))

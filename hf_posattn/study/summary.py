@@ -1,10 +1,9 @@
 """The study summarised: one row per scheme (and per context extension of a rotary-type scheme, and per scheme
-trained on randomized positions), each length's mean over seeds with its 95 % Student t interval. For language
-modelling: the perplexity, the growth ppl(kL) / ppl(L) per seed averaged the same way, the loss at each position of
-the longest window, and the embedding-signal ratios; for a synthetic task, what `TaskStudy.summarize_results` gives.
+trained on randomized positions), each length's mean over seeds with its 95 % Student t interval of what the study's
+kind measures (`StudyKind.summarize_results`: perplexity and its growth, or exact match).
 """
 
-from .lm import EXTENSIONS, LanguageModelStudy
+from .options import EXTENSIONS
 from .statistics import mean_interval
 
 RANDOM_POSITIONS = "random positions"  # the label's suffix of a run trained on randomized positions
@@ -16,11 +15,10 @@ def seed_summary(values: list[float]) -> dict:
     return {"mean": interval.mean, "low": interval.low, "high": interval.high, "std": interval.std}
 
 
-def summarize(records: list[dict], positions: list[str], lengths: list[int], study=None) -> list[dict]:
+def summarize(records: list[dict], positions: list[str], lengths: list[int], kind) -> list[dict]:
     """One row per scheme (its runs on randomized positions next, in a row of their own), then one per context
-    extension of a rotary-type scheme: at every length the mean over seeds with its 95 % interval of what `study`
-    measures (default: language modelling, see the module docstring)."""
-    study = study or LanguageModelStudy()
+    extension of a rotary-type scheme: at every length the mean over seeds with its 95 % interval of what `kind`
+    (the study's `StudyKind`) measures."""
     rows = []
     trained = [(position, randomized) for position in positions for randomized in (False, True)
                if any(r["position"] == position and bool(r.get("random_positions")) == randomized for r in records)]
@@ -35,9 +33,9 @@ def summarize(records: list[dict], positions: list[str], lengths: list[int], stu
                    "label": f"{label} + {RANDOM_POSITIONS}" if randomized else label,
                    "parameters": runs[0]["parameters"], "seeds": len(runs),
                    "train_minutes": mean_interval([r["train_seconds"] for r in runs]).mean / 60,
-                   **study.summarize_results(results, lengths)}
+                   **kind.summarize_results(results, lengths)}
             if extension is None:
-                row.update(study.summarize_runs(runs))
+                row.update(kind.summarize_runs(runs))
             rows.append(row)
     return rows
 
@@ -46,40 +44,3 @@ def row_label(position: str, extension: str | None, lengths: list[int]) -> str:
     if extension is None:
         return position
     return f"{position} + {EXTENSIONS[extension]} (x{lengths[-1] // lengths[0]:g})"
-
-
-def length_summary(results: list[list[dict]], lengths: list[int]) -> dict:
-    """`results`: one list per seed, one entry per length (as `evaluate_lengths_of_ids` gives)."""
-    summary = {name: {} for name in ("perplexity", "low", "high", "std", "growth", "growth_low", "growth_high",
-                                     "skipped")}
-    for index, length in enumerate(lengths):
-        at_length = [seed[index] for seed in results]
-        if "skipped" in at_length[0]:
-            summary["skipped"][length] = at_length[0]["skipped"]
-            continue
-        perplexity = seed_summary([r["perplexity"] for r in at_length])
-        growth = seed_summary([r["perplexity"] / seed[0]["perplexity"] for r, seed in zip(at_length, results)])
-        for name in ("low", "high", "std"):
-            summary[name][length] = perplexity[name]
-        summary["perplexity"][length] = perplexity["mean"]
-        summary["growth"][length], summary["growth_low"][length], summary["growth_high"][length] = (
-            growth["mean"], growth["low"], growth["high"])
-    return summary
-
-
-def position_loss_summary(results: list[list[dict]]) -> dict | None:
-    """The per-position loss of the longest length that has one, averaged over seeds."""
-    curves = [next((r for r in reversed(seed) if "position_loss" in r), None) for seed in results]
-    if any(curve is None for curve in curves):
-        return None
-    mean = [None if None in values else sum(values) / len(values)
-            for values in zip(*(curve["position_loss"] for curve in curves))]
-    return {"length": curves[0]["length"], "loss": mean}
-
-
-def signal_summary(signals: list[dict | None]) -> dict | None:
-    if any(signal is None for signal in signals):
-        return None
-    return {moment: {name: seed_summary([signal[moment][name] for signal in signals])
-                     for name in ("position_rms", "token_rms", "ratio")}
-            for moment in ("start", "end")}

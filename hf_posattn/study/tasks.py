@@ -14,7 +14,9 @@ import os
 import torch
 
 from ..data.tasks import Task, task_named
+from .perplexity import length_limit, past_limit, skipped_lengths
 from .statistics import mean_interval
+from .tables import interval_cell, length_header, write_tables
 
 EVAL_EXAMPLES = 100  # per evaluation length (passkey: 20 at each of its 5 depths)
 DECODE_BATCH_TOKENS = 32768  # prompts decoded at once: at most this many prompt tokens
@@ -66,9 +68,14 @@ def breakdown_key(task: Task, value, seq_len: int) -> str:
 
 
 def score_lengths(model, tokenizer, task: Task, sets: dict[int, list], seq_len: int) -> list[dict]:
-    """Exact match at every length of `sets`, overall and by the task's breakdown."""
+    """Exact match at every length of `sets`, overall and by the task's breakdown; `{"length": n, "skipped": why}`
+    at a length the model cannot take (a length-bounded scheme past its table)."""
     results = []
+    limit = length_limit(model.config)
     for length, examples in sets.items():
+        if limit is not None and length > limit:
+            results.append({"length": length, "skipped": past_limit(model.config.position_embedding_type, limit)})
+            continue
         scored = decode_answers(model, tokenizer, examples)
         by = {}
         for answer in scored:
@@ -82,9 +89,12 @@ def score_lengths(model, tokenizer, task: Task, sets: dict[int, list], seq_len: 
 def accuracy_summary(results: list[list[dict]], lengths: list[int]) -> dict:
     """`results`: one list per seed, one entry per length. The mean exact match at each length over seeds with its
     95 % interval, and the breakdown averaged over seeds."""
-    summary = {name: {} for name in ("exact_match", "low", "high", "by")}
+    summary = {name: {} for name in ("exact_match", "low", "high", "by", "skipped")}
     for index, length in enumerate(lengths):
         at_length = [seed[index] for seed in results]
+        if "skipped" in at_length[0]:
+            summary["skipped"][length] = at_length[0]["skipped"]
+            continue
         interval = mean_interval([r["exact_match"] for r in at_length])
         summary["exact_match"][length], summary["low"][length], summary["high"][length] = (
             interval.mean, interval.low, interval.high)
@@ -96,19 +106,22 @@ def accuracy_summary(results: list[list[dict]], lengths: list[int]) -> dict:
 def passkey_summaries(row: dict, lengths: list[int]) -> dict:
     """The longest length at which every depth is >= `EVERY_DEPTH` right, and the longest at which the mean is >=
     `MEAN` (None: not even at L)."""
-    every = [n for n in lengths if min(row["by"][n].values()) >= EVERY_DEPTH]
-    mean = [n for n in lengths if row["exact_match"][n] >= MEAN]
+    measured = [n for n in lengths if n in row["exact_match"]]
+    every = [n for n in measured if min(row["by"][n].values()) >= EVERY_DEPTH]
+    mean = [n for n in measured if row["exact_match"][n] >= MEAN]
     return {"every_depth_20": max(every, default=None), "mean_80": max(mean, default=None)}
 
 
 class TaskStudy:
-    """What the study does for a synthetic task: the task's tokenizer, its evaluation sets, exact match by
-    decoding, and the accuracy tables."""
+    """The study of a synthetic task: the task's tokenizer, its evaluation sets, exact match by decoding, and the
+    accuracy tables and figures. `material`: the evaluation examples at each length, and the training length L that
+    the breakdown bins count from."""
 
-    metric = "exact_match"
+    summaries: tuple[str, ...] = ()  # the columns a task adds to its table (`summary_columns`)
 
     def __init__(self, name: str):
         self.task = task_named(name)
+        self.name = self.task.name
 
     def tokenizer_source(self, options) -> dict:
         return {"task": self.task.name, "words": self.task.vocab_size}
@@ -118,47 +131,132 @@ class TaskStudy:
         refused before any work)."""
         for length in options.lengths:
             self.task.check_length(length)
-        return self.task.tokenizer(), evaluation_sets(self.task, options.lengths)
+        return self.task.tokenizer(), {"sets": evaluation_sets(self.task, options.lengths), "seq_len": options.seq_len}
 
     def describe(self, options, material) -> str:
-        return (f"the {self.task.name} task ({self.task.description}), {len(material[options.lengths[0]])} examples "
-                f"at each length, scored by exact match of the decoded answer")
+        return (f"the {self.task.name} task ({self.task.description}), {len(material['sets'][options.lengths[0]])} "
+                f"examples at each length, scored by exact match of the decoded answer")
 
-    def evaluate(self, model, tokenizer, material, options) -> list[dict]:
-        return score_lengths(model, tokenizer, self.task, material, options.seq_len)
+    def measures(self, options, material) -> dict:
+        return {"task": self.task.name, "examples": {n: len(sets) for n, sets in material["sets"].items()}}
 
-    def evaluate_run(self, model, run, material) -> dict:
+    def skipped_lengths(self, run, lengths: list[int]) -> dict[int, str]:
+        return skipped_lengths(run, lengths)
+
+    def evaluate(self, model, tokenizer, material, lengths: list[int]) -> list[dict]:
+        return score_lengths(model, tokenizer, self.task, material["sets"], material["seq_len"])
+
+    def evaluate_run(self, model, tokenizer, run, material, lengths: list[int]) -> dict:
         return {}
 
     def result_line(self, results: list[dict]) -> str:
-        return "exact match " + ", ".join(f"{r['length']}: {r['exact_match']:.2f}" for r in results)
+        return "exact match " + ", ".join(f"{r['length']}: skipped" if "skipped" in r else
+                                          f"{r['length']}: {r['exact_match']:.2f}" for r in results)
 
     def summarize_results(self, results: list[list[dict]], lengths: list[int]) -> dict:
         row = accuracy_summary(results, lengths)
-        row["learned"] = row["exact_match"][lengths[0]] >= LEARNED
-        if self.task.name == "passkey":
-            row.update(passkey_summaries(row, lengths))
+        row["learned"] = row["exact_match"].get(lengths[0], 0.0) >= LEARNED
         return row
 
     def summarize_runs(self, runs: list[dict]) -> dict:
         return {}
 
+    def settings(self, options, material) -> dict:
+        return {}
+
     def study_fields(self, material) -> dict:
         return {"task": self.task.name, "task_description": self.task.description, "citation": self.task.citation}
 
-    def write_figures(self, study: dict, material, folder: str) -> None:
-        """Recall: the lookup figure (`plot_lookup`) of each scheme's first run, at L and at the longest length."""
-        if self.task.name != "recall":
-            return
-        from ..figures.tasks import lookup_weights, plot_lookup
-        from ..sharing.loading import load_model
+    def summary_columns(self, row: dict) -> list[str]:
+        """The cells of the columns the task adds (`summaries`)."""
+        return []
 
-        lengths = [study["settings"]["lengths"][0], study["settings"]["lengths"][-1]]
+    def markdown_table(self, study: dict) -> str:
+        """Exact match at each length (mean ± the half width of the 95 % interval over seeds); a row whose models
+        did not learn the task at L (below 95 %) is marked, its results past L mean little."""
+        settings = study["settings"]
+        lengths, seq_len = settings["lengths"], settings["seq_len"]
+        header = ["scheme", "parameters", *length_header(lengths, seq_len), *self.summaries]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row in study["table"]:
+            failed = "did not learn at L" if row["extension"] is None else "below 95 % at L"
+            label = row["label"] if row["learned"] else f"{row['label']} ({failed})"
+            cells = [label, f"{row['parameters'] / 1e6:.2f}M"]
+            cells += ["skipped" if n in row.get("skipped", {}) else interval_cell(row["exact_match"][n], row["low"][n])
+                      for n in lengths]
+            lines.append("| " + " | ".join(cells + self.summary_columns(row)) + " |")
+        seeds = settings["seeds"]
+        lines.append(f"\nExact match of the greedily decoded answer ({study['task']}: {study['task_description']}), "
+                     f"at each length; trained at L = {seq_len}"
+                     + (f"; mean over {len(seeds)} seeds ± the half width of the 95 % interval." if len(seeds) > 1
+                        else "; one seed."))
+        skipped = {f"{n}: {why}" for row in study["table"] for n, why in row.get("skipped", {}).items()}
+        if skipped:
+            lines.append(f"Skipped (not measured): {'; '.join(sorted(skipped))}.")
+        return "\n".join(lines)
+
+    def write_outputs(self, study: dict, folder: str) -> None:
+        """The table (md, csv, json) and figures: accuracy against length, every run's training curve, and the
+        task's own (`write_task_figures`)."""
+        from ..figures.tasks import plot_accuracy
+        from ..figures.training import plot_study_training
+
+        lengths = study["settings"]["lengths"]
+        header = (["scheme", "position", "extension", "random_positions", "parameters", "seeds", "train_minutes",
+                   "learned"] + [f"{column}_{length}" for column in ("exact_match", "low", "high") for length in lengths])
+        rows = [[row["label"], row["position"], row["extension"] or "", row["random_positions"], row["parameters"],
+                 row["seeds"], f"{row['train_minutes']:.2f}", row["learned"]]
+                + [row[column].get(length) for column in ("exact_match", "low", "high") for length in lengths]
+                for row in study["table"]]
+        write_tables(study, folder, header, rows, self.markdown_table(study))
+        plot_accuracy(study, os.path.join(folder, "compare.png"))
+        plot_study_training(study, os.path.join(folder, "compare-training.png"))
+        self.write_task_figures(study, folder)
+
+    def write_task_figures(self, study: dict, folder: str) -> None:
+        """None beyond every task's."""
+
+
+class PasskeyStudy(TaskStudy):
+    """Passkey adds two summaries (Chen et al. 2023, Peng et al. 2023) and the length x depth heat maps."""
+
+    summaries = ("every depth >= 20 %", "mean >= 80 %")
+
+    def summarize_results(self, results: list[list[dict]], lengths: list[int]) -> dict:
+        row = super().summarize_results(results, lengths)
+        return {**row, **passkey_summaries(row, lengths)}
+
+    def summary_columns(self, row: dict) -> list[str]:
+        return ["—" if row[name] is None else str(row[name]) for name in ("every_depth_20", "mean_80")]
+
+    def write_task_figures(self, study: dict, folder: str) -> None:
+        from ..figures.tasks import plot_depth_grid
+
+        plot_depth_grid(study, os.path.join(folder, "compare-depths.png"))
+
+
+class RecallStudy(TaskStudy):
+    """Recall adds the lookup figure: each head's attention from the query to its pair (`lookup_weights`), measured
+    by each run on its own model at L and at the longest length, drawn for each scheme's first run."""
+
+    def evaluate_run(self, model, tokenizer, run, material, lengths: list[int]) -> dict:
+        from ..figures.tasks import lookup_weights
+
+        model.set_attn_implementation("eager")  # the one kernel that returns attention weights
+        measured = [n for n in dict.fromkeys((lengths[0], lengths[-1])) if n not in self.skipped_lengths(run, lengths)]
+        return {"lookup": {str(n): lookup_weights(model, tokenizer, material["sets"][n][:LOOKUP_EXAMPLES]).tolist()
+                           for n in measured}}
+
+    def write_task_figures(self, study: dict, folder: str) -> None:
+        from ..figures.tasks import plot_lookup
+
         rows = {}
         for record in study["runs"]:
             label = record["position"] + (" + random positions" if record.get("random_positions") else "")
-            if label in rows:
-                continue
-            model, tokenizer = load_model(record["output_dir"], attn_implementation="eager")
-            rows[label] = {n: lookup_weights(model, tokenizer, material[n][:LOOKUP_EXAMPLES]) for n in lengths}
-        plot_lookup(rows, study["settings"]["seq_len"], os.path.join(folder, "compare-lookup.png"))
+            if label not in rows and record.get("lookup"):
+                rows[label] = {int(n): torch.tensor(weights) for n, weights in record["lookup"].items()}
+        if rows:
+            plot_lookup(rows, study["settings"]["seq_len"], os.path.join(folder, "compare-lookup.png"))
+
+
+TASK_KINDS = {"passkey": PasskeyStudy, "recall": RecallStudy}  # the tasks scored or drawn in their own way

@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
 from ..common import notice
-from ..files import normal_modes
+from ..files import normal_modes, write_json
+from ..runfolder import PROGRESS_FILE
 
 
 def show_logs_as_lines(trainer, quiet: bool) -> None:
@@ -94,6 +95,29 @@ class LogLines(TrainerCallback):
             line += f"  {tokens / self.seconds:>9,.0f} tokens/s"
         self.tokens, self.seconds = state.num_input_tokens_seen, 0.0
         return line
+
+
+class ProgressFile(TrainerCallback):
+    """Where training is, in the run's folder (`PROGRESS_FILE`), rewritten whole at every log: step, steps, the last
+    training loss, seconds of this call's training and an estimate of the seconds left. Whatever waits for the run
+    (a study's progress lines, a user's `cat`) reads it, in this process, another one or a Slurm job alike."""
+
+    def __init__(self):
+        self.started, self.first_step, self.loss = None, 0, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started, self.first_step = time.perf_counter(), state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or self.started is None:
+            return
+        self.loss = (logs or {}).get("loss", self.loss)
+        seconds = time.perf_counter() - self.started
+        done = state.global_step - self.first_step
+        left = (state.max_steps - state.global_step) * seconds / done if done > 0 else None
+        write_json(os.path.join(args.output_dir, PROGRESS_FILE),
+                   {"step": state.global_step, "max_steps": state.max_steps, "loss": self.loss,
+                    "seconds": seconds, "seconds_left": left})
 
 
 class StopOnCtrlC(TrainerCallback):

@@ -9,7 +9,7 @@ draws its own figure from the Trainer's log history anyway.
 import json
 import os
 
-from .folder import read_run_record, sort_checkpoints
+from ..runfolder import read_run_record, sort_checkpoints
 
 REPORT_TO_DEFAULT = "none"
 STATE_FILE = "trainer_state.json"

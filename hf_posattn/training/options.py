@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..data.tasks import LANGUAGE_MODELLING, task_named
 from ..files import resolve_path, resolve_source
 from ..model.configuration_posattn import PosAttnConfig
-from ..model.positional import POSITION_SCHEMES
+from ..model.positional import POSITION_SCHEMES, unbounded_schemes
 from .logs import REPORT_TO_DEFAULT, check_report_to
 
 
@@ -72,6 +72,7 @@ DEFAULT_PRESETS = {"lm": "tiny", "task": "task"}
 PRESET_OPTIONS = ("seq_len", "max_steps", "batch_size", "learning_rate", "vocab_size")
 DEFAULT_OUTPUT_DIR = os.path.join("runs", "posattn-{preset}-{position}")  # a synthetic task: "-{task}" after it
 EVALUATIONS = 5  # per run, when --eval-steps is left out; a checkpoint with each
+EVAL_BATCH_TOKENS = 8192  # evaluation's windows per forward pass, by default: this many tokens' worth
 
 
 @dataclass
@@ -266,8 +267,6 @@ def check_values(options: TrainingOptions, limit: int | None) -> None:
                          f"tokens before it in the same block, so a block of one token has nothing to learn from. "
                          f"Give --seq-len 2 or more.")
     if limit is not None and options.seq_len > limit:
-        from ..study.perplexity import unbounded_schemes
-
         raise ValueError(
             f"--seq-len {options.seq_len} is above the {limit} positions that {options.position} positions have "
             f"in {options.init_from or f'preset {options.preset!r}'} (max_position_embeddings): use --seq-len <= "

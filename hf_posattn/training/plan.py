@@ -25,7 +25,7 @@ from ..sharing.loading import (
     load_weights,
     read_tokenizer,
 )
-from .folder import RunPlan, plan_run, read_run_record, resume_checkpoint
+from ..runfolder import RunPlan, plan_run, read_run_record, resume_checkpoint
 from .options import (
     TrainingOptions,
     complete,

@@ -37,11 +37,18 @@ from ..model.configuration_posattn import PosAttnConfig
 from ..model.modeling_posattn import PosAttnForCausalLM
 from ..sharing.card import write_model_card
 from ..sharing.generation import generate_text
-from ..study.perplexity import EVAL_BATCH_TOKENS
-from .callbacks import NormalModes, NothingLeftToTrain, StopAtMaxSteps, StopOnCtrlC, StopOnNonFinite, show_logs_as_lines
-from .folder import RunPlan, claim, last_complete_checkpoint, write_run_file
+from .callbacks import (
+    NormalModes,
+    NothingLeftToTrain,
+    ProgressFile,
+    StopAtMaxSteps,
+    StopOnCtrlC,
+    StopOnNonFinite,
+    show_logs_as_lines,
+)
+from ..runfolder import RunPlan, claim, last_complete_checkpoint, write_run_file
 from .logs import run_name
-from .options import PRESETS, TrainingOptions
+from .options import EVAL_BATCH_TOKENS, PRESETS, TrainingOptions
 from .outcomes import TrainingDiverged, TrainingInterrupted, TrainingResult, TrainingWriteFailed
 from .plan import TrainingPlan, plan_training
 from .positions import RandomPositions
@@ -228,6 +235,7 @@ def fit(trainer: Trainer, plan: TrainingPlan):
     trainer.add_callback(non_finite)
     trainer.add_callback(StopAtMaxSteps())
     trainer.add_callback(NormalModes())
+    trainer.add_callback(ProgressFile())
     with StopOnCtrlC() as stop:
         trainer.add_callback(stop)
         try:

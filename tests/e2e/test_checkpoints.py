@@ -15,7 +15,7 @@ import torch
 from conftest import TINY_RUN, posattn, snapshot
 from transformers.trainer_pt_utils import safe_globals
 
-from hf_posattn.training.folder import RUN_FILE
+from hf_posattn.runfolder import RUN_FILE
 
 # The tiny preset on short blocks: about 3 s of training for 200 steps on one thread, a checkpoint every 10 steps.
 OPTIONS = ["--seq-len", "16", "--batch-size", "2", "--vocab-size", "300", "--max-steps", "200", "--save-steps", "10",

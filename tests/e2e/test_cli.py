@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_posattn.data.corpus import load_shakespeare
 from hf_posattn.study.perplexity import perplexity
-from hf_posattn.training.folder import RUN_FILE
+from hf_posattn.runfolder import RUN_FILE
 
 # A few steps of the tiny preset on short blocks, with a small vocabulary: seconds, not minutes.
 FAST = ["--max-steps", "4", "--seq-len", "32", "--batch-size", "4", "--vocab-size", "512", "--eval-steps", "2",

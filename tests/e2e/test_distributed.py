@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hf_posattn.cli import main
-from hf_posattn.training.folder import RUN_FILE
+from hf_posattn.runfolder import RUN_FILE
 
 TESTS = Path(__file__).resolve().parent.parent  # where conftest.py is
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_posattn.sharing.hub import files_to_push
-from hf_posattn.training.folder import RUN_FILE
+from hf_posattn.runfolder import RUN_FILE
 
 
 def edit_weights(change):

@@ -21,7 +21,7 @@ from hf_posattn import files
 from hf_posattn.cli import main
 from hf_posattn.training import folder as runs
 from hf_posattn.training import run as training
-from hf_posattn.training.folder import RUN_FILE
+from hf_posattn.runfolder import RUN_FILE
 from hf_posattn.training.options import TrainingOptions
 from hf_posattn.training.run import train
 
@@ -165,7 +165,7 @@ def test_an_interrupted_replacement_resumes_in_its_staging_folder(run, play_text
 
 HOLD_LOCK = """
 import sys, time
-from hf_posattn.training.folder import locked
+from hf_posattn.runfolder import locked
 with locked(sys.argv[1]):
     print("held", flush=True)
     time.sleep(60)

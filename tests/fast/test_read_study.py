@@ -5,7 +5,7 @@ import json
 from conftest import ROOT
 
 from hf_posattn.figures.study import plot_position_loss, plot_study, read_study
-from hf_posattn.study.tables import markdown_table
+from hf_posattn.study.kind import markdown_table
 
 RECORDED = ROOT / "docs" / "study-compare.json"  # the study README.md reports, as compare.json wrote it
 

@@ -6,7 +6,7 @@ work, in the order a user fixes it."""
 import pytest
 from conftest import TINY_RUN, posattn, snapshot
 
-from hf_posattn.training.folder import RUN_FILE
+from hf_posattn.runfolder import RUN_FILE
 from hf_posattn.training.outcomes import TrainingDiverged
 
 

@@ -10,10 +10,12 @@ import torch
 
 from hf_posattn import PosAttnConfig, PosAttnForCausalLM
 from hf_posattn.data.corpus import load_shakespeare
-from hf_posattn.study.lm import EXTENSIONS, embedding_signal, extended_model, unigram_position_loss
+from hf_posattn.study.lm import LanguageModelStudy, embedding_signal, unigram_position_loss
+from hf_posattn.study.options import EXTENSIONS
+from hf_posattn.study.plan import extended_model
 from hf_posattn.study.perplexity import perplexity_of_ids
 from hf_posattn.study.summary import summarize
-from hf_posattn.study.tables import markdown_table
+from hf_posattn.study.kind import markdown_table
 
 # t(0.975, n - 1) from standard tables (NIST/SEMATECH e-Handbook), for n seeds.
 T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571}
@@ -37,7 +39,7 @@ def test_summary_gives_the_mean_and_student_t_interval_over_seeds(seeds):
     at_l = [10.0 + 2 * k for k in range(seeds)]
     at_2l = [3 * value for value in at_l]  # every seed grows 3x: the growth's interval has zero width
     records = [run_record("alibi", seed, (a, b)) for seed, (a, b) in enumerate(zip(at_l, at_2l))]
-    [row] = summarize(records, ["alibi"], [64, 128])
+    [row] = summarize(records, ["alibi"], [64, 128], LanguageModelStudy())
     mean = sum(at_l) / seeds
     std = math.sqrt(sum((value - mean) ** 2 for value in at_l) / (seeds - 1))
     half = T_975[seeds] * std / math.sqrt(seeds)
@@ -50,13 +52,14 @@ def test_summary_gives_the_mean_and_student_t_interval_over_seeds(seeds):
 
 
 def test_one_seed_has_no_interval_and_the_table_says_how_intervals_are_made():
-    [row] = summarize([run_record("none", 0, (20.0, 30.0))], ["none"], [64, 128])
+    [row] = summarize([run_record("none", 0, (20.0, 30.0))], ["none"], [64, 128], LanguageModelStudy())
     assert row["perplexity"] == {64: 20.0, 128: 30.0} and row["low"] == {64: None, 128: None}
     assert row["growth"][128] == pytest.approx(1.5)
 
     records = [run_record("none", seed, (v, v)) for seed, v in enumerate((1.0, 2.0, 3.0))]
-    study = {"settings": {"lengths": [64, 128], "seq_len": 64, "seeds": [0, 1, 2]}, "table": summarize(
-        records, ["none"], [64, 128]), "unigram_baseline": {"perplexity": 500.0}}
+    study = {"settings": {"task": "lm", "lengths": [64, 128], "seq_len": 64, "seeds": [0, 1, 2]},
+             "table": summarize(records, ["none"], [64, 128], LanguageModelStudy()),
+             "unigram_baseline": {"perplexity": 500.0}}
     table = markdown_table(study)
     # mean 2, std 1, n = 3: half width 4.303 / sqrt(3) = 2.48
     assert "| none | 0.00M | 2.00 ± 2.48 | 2.00 ± 2.48 | 1.00 ± 0.00 |" in table
@@ -70,7 +73,7 @@ def test_skipped_lengths_per_position_losses_and_extension_rows_are_summarized()
                for seed, curve in enumerate(curves)]
     learned = run_record("learned", 0, (10.0, 0.0))
     learned["results"][1] = {"length": 128, "skipped": "no vector"}
-    rows = summarize(records + [learned], ["rotary", "learned"], [64, 128])
+    rows = summarize(records + [learned], ["rotary", "learned"], [64, 128], LanguageModelStudy())
     assert [(row["position"], row["extension"]) for row in rows] == [
         ("rotary", None), *(("rotary", name) for name in EXTENSIONS), ("learned", None)]
     assert rows[0]["position_loss"] == {"length": 128, "loss": [2.0, 3.0, None]}

@@ -15,8 +15,8 @@ from hf_posattn.data.tasks.training import example_blocks, task_texts
 from hf_posattn.figures.study import read_study
 from hf_posattn.figures.tasks import plot_accuracy, plot_depth_grid, plot_perplexity_beside_passkey
 from hf_posattn.study.options import CompareOptions, resolve_study
-from hf_posattn.study.tables import markdown_table
-from hf_posattn.study.tasks import TaskStudy, breakdown_key, decode_answers, passkey_summaries
+from hf_posattn.study.kind import markdown_table, study_kind
+from hf_posattn.study.tasks import breakdown_key, decode_answers, passkey_summaries
 from hf_posattn.training.options import TrainingOptions, complete, resolve_paths
 from hf_posattn.training.positions import RandomPositions
 
@@ -193,7 +193,7 @@ def test_the_accuracy_table_marks_a_scheme_that_did_not_learn_the_task():
 
 
 def test_a_study_row_summarises_seeds_and_flags_learning():
-    study = TaskStudy("passkey")
+    study = study_kind("passkey")
     results = [[{"length": 64, "exact_match": e, "answers": 5, "by": {"0": e}},
                 {"length": 128, "exact_match": e / 2, "answers": 5, "by": {"0": e / 2}}] for e in (1.0, 0.9, 0.95)]
     row = study.summarize_results(results, [64, 128])

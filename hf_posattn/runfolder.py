@@ -5,9 +5,8 @@ card), the run file `posattn_run.json` (the options a run was started with, and 
 the Trainer's checkpoints. A folder is *free* when it does not exist or is empty. A folder with any other file is
 neither free nor a run: nothing is written into it, with or without --overwrite.
 
-A *study folder* is what `posattn compare` writes: its study file `posattn_study.json`, its tables and figures,
-its shared tokenizer and one run folder per scheme and seed. A folder is a study's when it holds the study file;
-compare writes into a free folder or a study's, never into another.
+This module knows nothing of what trains a run or reads one (training, the study, sharing all sit above it): a
+study's folder (study/folder.py) is a folder of run folders built on the same rules.
 
 What a killed writer of this package leaves (`files.LEFTOVERS`: `.saving`, temporary files) is never counted as a
 user's file: it does not make a folder "not free", and it is removed when the folder is next claimed.
@@ -36,10 +35,13 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .. import files
-from ..common import notice
+from . import files
+from .common import notice
 
 RUN_FILE = "posattn_run.json"  # the options a run was started with (read by --resume), and its results
+PROGRESS_FILE = "progress.json"  # where training is (step, loss, time left), rewritten as it goes
+# What a study measured of a finished run (`posattn compare`): written by the run itself once evaluated.
+EVALUATION_FILE = "posattn_evaluation.json"
 # The figures of a run, in its folder: its training (drawn when it finishes; the card shows it), and what the
 # commands that draw a model write there unless told otherwise (plot-positions, plot-attention, demo context).
 TRAINING_FIGURE = "training.png"
@@ -48,7 +50,7 @@ ATTENTION_FIGURE = "attention.png"
 CONTEXT_FIGURE = "context.png"
 # Everything a run folder may hold: the model, its code and card, the tokenizer, the run file, the checkpoints, the
 # figures.
-RUN_ENTRIES = (RUN_FILE, "config.json", "generation_config.json", "model.safetensors", "model-*.safetensors",
+RUN_ENTRIES = (RUN_FILE, EVALUATION_FILE, PROGRESS_FILE, "config.json", "generation_config.json", "model.safetensors", "model-*.safetensors",
                "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                "chat_template.jinja", "*.py", "README.md", "training_args.bin", "checkpoint-*",
                "trainer_state.json", TRAINING_FIGURE, POSITIONS_FIGURE, ATTENTION_FIGURE, CONTEXT_FIGURE,
@@ -115,30 +117,6 @@ def check_writable(folder: str, flag: str, what: str | None = None) -> None:
         raise ValueError(f"{flag} {what}: {existing} is not writable by you. Give a path you may write to.")
 
 
-# ---- a study's folder ----
-
-STUDY_FILE = "posattn_study.json"  # what makes a folder a study of `posattn compare` (its command and settings)
-# A study made before the study file existed is known by the record beside its shared tokenizer, which only
-# `posattn compare` writes.
-EARLIER_STUDY_FILE = os.path.join("tokenizer", "source.json")
-
-
-def is_study(folder: str) -> bool:
-    return any(os.path.isfile(os.path.join(folder, name)) for name in (STUDY_FILE, EARLIER_STUDY_FILE))
-
-
-def plan_study(folder: str, flag: str = "--output-dir") -> None:
-    """Refuse, with the fix, a study folder that is neither free nor a study's: a folder of a user's own files
-    (a compare.csv, a tokenizer/) is never written into, nor read as the study's, with or without --overwrite."""
-    check_output_dir(folder, flag)
-    if is_free(folder) or is_study(folder):
-        return
-    names = entries(folder)
-    raise ValueError(f"{flag} {folder} holds files that are not a posattn study ({', '.join(names[:5])}"
-                     f"{', ...' if len(names) > 5 else ''}): nothing is written there or read from there, even with "
-                     f"--overwrite. Choose another {flag} (or an empty folder).")
-
-
 # ---- the run file ----
 
 def read_run_record(folder: str) -> dict | None:
@@ -169,6 +147,34 @@ def read_run(folder: str) -> dict:
         raise ValueError(f"the training run in {folder} has not finished: finish it with "
                          f"`posattn train --output-dir {folder} --resume`.")
     return run
+
+
+def read_json_record(path: str) -> dict | None:
+    """The JSON object a tool of this package wrote at `path`, or None when there is none, or when it cannot be read
+    (a record that was damaged is made again by whoever writes it)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            record = json.load(file)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def holds_whole_model(folder: str) -> bool:
+    """`folder` holds a config and weights whose safetensors header covers the file (a deleted or truncated
+    weights file is not a model)."""
+    from safetensors import safe_open
+
+    weights = sorted(name for name in entries(folder) if fnmatch.fnmatch(name, "model*.safetensors"))
+    if not holds_model(folder) or not weights:
+        return False
+    try:
+        for name in weights:
+            with safe_open(os.path.join(folder, name), "pt"):
+                pass
+    except Exception:  # safetensors' SafetensorError, OSError
+        return False
+    return True
 
 
 def write_run_file(folder: str, options: dict, results: dict | None) -> dict:
