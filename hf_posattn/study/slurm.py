@@ -177,7 +177,8 @@ def _importable(name: str) -> bool:
 
 def submit_runs(executor, runs) -> list:
     """Submit `runs` as one job array (one task per run, in order); the submitit jobs, one per run, each with
-    `.result()` (the run's record, or the job's error raised), `.done()`, `.state`, `.job_id` ("ARRAY_TASK")."""
+    `.result()` (the run's record, or the job's error raised), `.done()`, `.state`, `.job_id` ("ARRAY_TASK").
+    Where sbatch refuses the array (a resource the partition lacks), submitit's FailedJobError carries its words."""
     runs = list(runs)
     if not runs:
         return []

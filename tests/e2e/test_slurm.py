@@ -31,9 +31,11 @@ TIME_MIN = 15
 
 @pytest.fixture
 def study(slurm_cluster, request, monkeypatch):
-    """A fresh folder for a test's jobs (a study folder: not under /tmp), and tests/ on the PYTHONPATH that the jobs
-    inherit from this process, so that a job can import the toy run it unpickles."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    """A fresh folder for a test's jobs (a study folder: not under /tmp), and tests/ and the repository on the
+    PYTHONPATH that the jobs inherit from this process, so that a job imports the toy run it unpickles, and the same
+    hf_posattn as the tests, whatever the environment's installed copy points to."""
+    path = [str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, path)))
     folder = slurm_cluster.work / request.node.name
     folder.mkdir()
     yield folder
