@@ -247,6 +247,11 @@ class SlurmCluster:
     def _running(self, name: str) -> bool:
         return any(n == name and p.poll() is None for n, p in self._daemons)
 
+    @property
+    def pids(self) -> dict[str, int]:
+        """The daemons still running, by name."""
+        return {name: p.pid for name, p in self._daemons if p.poll() is None}
+
     # ---- shutdown ----
 
     def _stop_daemons(self) -> None:
@@ -297,8 +302,3 @@ def cluster_for_tests(state_folder, work_folder):
             yield cluster
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-    @property
-    def pids(self) -> dict[str, int]:
-        """The daemons still running, by name."""
-        return {name: p.pid for name, p in self._daemons if p.poll() is None}

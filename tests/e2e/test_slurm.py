@@ -6,6 +6,7 @@ holds, and the errors that come before anything is submitted.
 """
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from hf_posattn.study.slurm import (
     partitions,
     submit_runs,
 )
+from slurm_cluster import SlurmCluster, missing_binaries
 from slurm_toy import CountingRun, count, starts
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -43,8 +45,6 @@ def study(slurm_cluster, request, monkeypatch):
 
 
 def wait_for(condition, timeout=60, what="the condition"):
-    import time
-
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"{what} not met after {timeout} s"
@@ -55,21 +55,21 @@ def test_runs_go_as_one_array_and_return_their_results(slurm_cluster, study):
     options = SlurmOptions(partition=slurm_cluster.partition, time_min=TIME_MIN,
                            extra=parse_extra(["comment=posattn-test"]))
     check_slurm(study, options)
-    runs = [CountingRun(str(study / f"run{i}"), steps=2 + i) for i in range(3)]
+    runs = [CountingRun(str(study / f"run{i}"), steps=2 + i) for i in range(2)]  # the node runs 2 jobs at once
     jobs = submit_runs(make_executor(study, options), runs)
 
-    # One array, a task per run in order: "ARRAY_0", "ARRAY_1", "ARRAY_2".
+    # One array, a task per run in order: "ARRAY_0", "ARRAY_1".
     arrays = {job.job_id.split("_")[0] for job in jobs}
-    assert len(arrays) == 1 and [job.job_id.split("_")[1] for job in jobs] == ["0", "1", "2"], [j.job_id for j in jobs]
+    assert len(arrays) == 1 and [job.job_id.split("_")[1] for job in jobs] == ["0", "1"], [j.job_id for j in jobs]
     # The free-form options reached Slurm.
     assert "Comment=posattn-test" in slurm_cluster.run("scontrol", "show", "job", jobs[0].job_id).stdout
 
     results = [job.result() for job in jobs]
-    assert [r["steps"] for r in results] == [2, 3, 4]
+    assert [r["steps"] for r in results] == [2, 3]
     assert all(r["started_at"] == 0 for r in results)
     # The job imported the toy from tests/, through the PYTHONPATH it inherited.
     assert {Path(r["module"]) for r in results} == {TESTS / "slurm_toy.py"}
-    assert job_counts(jobs) == {"pending": 0, "running": 0, "done": 3, "failed": 0}
+    assert job_counts(jobs) == {"pending": 0, "running": 0, "done": 2, "failed": 0}
     assert all(failure(job) is None for job in jobs)
     # submitit's files and the jobs' logs are in the study folder, a folder per job.
     for job in jobs:
@@ -142,3 +142,30 @@ def test_slurm_run_hands_back_the_same_run_to_requeue():
     run = CountingRun("/nonexistent", steps=1)
     again = SlurmRun(run).checkpoint()
     assert isinstance(again.function, SlurmRun) and again.function.run == run
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(bool(missing_binaries()) and not os.environ.get("CI"), reason="Slurm is not installed")
+def test_the_cluster_leaves_nothing_running_when_its_block_fails(tmp_path):
+    """The test cluster's own promise: a block that raises still ends with every job cancelled and every daemon,
+    and the job's processes (which are not the daemons' children), gone."""
+    pid_file = tmp_path / "job.pid"
+    with pytest.raises(RuntimeError, match="a test failing"):
+        with SlurmCluster(tmp_path / "cluster") as cluster:
+            daemons = cluster.pids
+            assert set(daemons) == {"munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd"}
+            cluster.run("sbatch", f"--output={tmp_path}/job.out", "--wrap", f"echo $$ > {pid_file}; exec sleep 600")
+            wait_for(pid_file.exists, what="the job's start")
+            job = int(pid_file.read_text())
+            stepd = int(Path(f"/proc/{job}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent
+            assert alive(job) and "slurmstepd" in Path(f"/proc/{stepd}/cmdline").read_text()
+            raise RuntimeError("a test failing")
+    left = {name: pid for name, pid in dict(daemons, job=job, slurmstepd=stepd).items() if alive(pid)}
+    assert not left, f"still running: {left}"
