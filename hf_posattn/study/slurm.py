@@ -5,6 +5,7 @@
     executor = make_executor(study_dir, options)  # logs and submitit's files in STUDY/slurm/<job id>/
     jobs = submit_runs(executor, runs)            # one array; each job has submit/result's `.result()`
     job_counts(jobs)                              # {"pending": 3, "running": 2, "done": 0, "failed": 0}
+    cancel_command(jobs)                          # "scancel 1234": for a user who stops waiting
     failure(jobs[0])                              # None, or which run failed and where its log is
 
 A run is any picklable callable: calling it trains the run (continuing from the last checkpoint in its own folder if
@@ -26,6 +27,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,6 +189,13 @@ def submit_runs(executor, runs) -> list:
     return jobs
 
 
+def cancel_command(jobs) -> str:
+    """The command that cancels these jobs, for a user who stopped waiting for them: `scancel ARRAY_ID ...` (a whole
+    array, or a job that is not in one)."""
+    ids = dict.fromkeys(job.job_id.split("_")[0] for job in jobs)
+    return "scancel " + " ".join(ids)
+
+
 def job_counts(jobs) -> dict[str, int]:
     """How many jobs are pending (queued or requeued), running, done (finished with a result) or failed
     (finished without one: an error, cancelled, out of time or memory), from one `sacct` call for them all."""
@@ -244,6 +253,11 @@ def failure(job, run=None) -> JobFailure | None:
             run = getattr(submitted, "run", submitted)
         except Exception:  # the submission unreadable: name the job alone
             run = None
+    # A run that raised wrote its error before its process ended: give Slurm a moment to say how the job ended.
+    deadline = time.monotonic() + 30
     state = job.watcher.get_state(job.job_id, mode="force")
+    while state.split()[0].upper() in RUNNING_STATES | PENDING_STATES and time.monotonic() < deadline:
+        time.sleep(1)
+        state = job.watcher.get_state(job.job_id, mode="force")
     return JobFailure(run=run, job_id=job.job_id, state=state, stdout=job.paths.stdout, stderr=job.paths.stderr,
                       error=str(error))

@@ -14,6 +14,7 @@ import pytest
 from hf_posattn.study.slurm import (
     SlurmOptions,
     SlurmRun,
+    cancel_command,
     check_shared_folder,
     check_slurm,
     failure,
@@ -61,6 +62,7 @@ def test_runs_go_as_one_array_and_return_their_results(slurm_cluster, study):
     # One array, a task per run in order: "ARRAY_0", "ARRAY_1".
     arrays = {job.job_id.split("_")[0] for job in jobs}
     assert len(arrays) == 1 and [job.job_id.split("_")[1] for job in jobs] == ["0", "1"], [j.job_id for j in jobs]
+    assert cancel_command(jobs) == f"scancel {arrays.pop()}"
     # The free-form options reached Slurm.
     assert "Comment=posattn-test" in slurm_cluster.run("scontrol", "show", "job", jobs[0].job_id).stdout
 
