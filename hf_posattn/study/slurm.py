@@ -53,8 +53,9 @@ class SlurmOptions:
     """How each run of a study is submitted: one job per run, in one job array.
 
     `time_min` is each job's time limit in minutes; a run that reaches it is requeued and continues from its last
-    checkpoint, up to `max_timeouts` times (preemptions do not count). Keep it at 10 or more: submitit counts every
-    warning signal of a job with a shorter limit as a timeout. `extra` holds any other sbatch option by its long
+    checkpoint, up to `max_timeouts` times (preemptions do not count). Slurm warns a job 90 s before its limit, and
+    submitit counts every warning of a job whose limit is under 10 minutes as a timeout: with `time_min=2`, a run
+    gets 30 s a start and fails after its third requeue ("timed-out too many times"). `extra` holds any other sbatch option by its long
     name, without the dashes (`{"account": "abc", "qos": "high", "exclusive": True}`): see `parse_extra`."""
 
     partition: str | None = None  # None: the cluster's default partition
