@@ -395,3 +395,16 @@ def sqrt_registered():
     register_scheme(SharedSquareRootBias)
     yield SharedSquareRootBias.name
     del POSITION_SCHEMES[SharedSquareRootBias.name]
+
+
+# ---- a real Slurm cluster ----
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A single-node Slurm cluster with accounting (tests/slurm_cluster.py), started once for the session and stopped
+    at its end, every job cancelled first; SLURM_CONF set meanwhile. Skipped where Slurm is not installed
+    (`.ci/install-slurm`), except under CI. `slurm_cluster.work`: a folder for the jobs' files (not under /tmp)."""
+    from slurm_cluster import cluster_for_tests
+
+    with cluster_for_tests(tmp_path_factory.mktemp("slurm"), ROOT / "tests" / ".slurm-work") as cluster:
+        yield cluster

@@ -1,0 +1,40 @@
+"""The Slurm executor's options and the checks that need no cluster: free-form sbatch options from key=value, a study
+folder on a node's own disk refused, and submitit asked for by name where it is not installed (the Slurm cases on a
+real cluster are in tests/e2e/test_slurm.py)."""
+
+import sys
+
+import pytest
+
+from hf_posattn.study.slurm import SlurmOptions, check_shared_folder, check_slurm, make_executor, parse_extra
+
+
+def test_extra_options_read_as_sbatch_long_names():
+    assert parse_extra(["account=abc", "--qos=high", "exclusive", "constraint=a100|h100", "comment=a=b"]) == {
+        "account": "abc", "qos": "high", "exclusive": True, "constraint": "a100|h100", "comment": "a=b"}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_extra(["=abc"])
+
+
+@pytest.mark.parametrize("folder, local", [("/tmp", "/tmp"), ("/tmp/study", "/tmp"), ("/dev/shm/study", "/dev/shm"),
+                                           ("/var/tmp/a/b", "/var/tmp")])
+def test_a_folder_on_a_nodes_own_disk_is_refused_with_the_reason(folder, local):
+    with pytest.raises(ValueError, match=f"under {local}, .*each node's own disk.*file system the nodes share"):
+        check_shared_folder(folder)
+    check_shared_folder("/work/study")  # elsewhere, fine
+
+
+def test_the_temporary_folder_of_this_process_is_refused_too(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
+    with pytest.raises(ValueError, match="each node's own disk"):
+        check_shared_folder(tmp_path / "scratch" / "study")
+
+
+def test_without_submitit_the_error_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # as where it is not installed: `import submitit` fails
+    for call in (lambda: make_executor("/work/study", SlurmOptions()),
+                 lambda: check_slurm("/work/study", SlurmOptions())):
+        with pytest.raises(ImportError, match=r'pip install "hf-posattn\[slurm\]"'):
+            call()
