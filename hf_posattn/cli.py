@@ -38,7 +38,7 @@ from .cli_types import (
 )
 from huggingface_hub.errors import StrictDataclassError
 
-from .common import Interrupted
+from .common import Failed, Interrupted
 from .files import resolve_path, resolve_source, write_failure
 
 
@@ -435,7 +435,7 @@ def run_plot_training(args) -> int:
     from .figures.common import pyplot
     from .figures.training import plot_training, run_label
     from .runfolder import TRAINING_FIGURE, check_output_file
-    from .training.logs import read_log_history, recorded_baseline
+    from .runfolder import read_log_history, recorded_baseline
 
     pyplot()  # fails now if matplotlib is missing
     folders = {given: resolve_path(given, "DIR") for given in args.dirs}  # labelled as given, read as resolved
@@ -454,6 +454,7 @@ def run_plot_training(args) -> int:
 
 def add_demo(parser):
     from .lesson.parallel import BACKENDS, DEFAULT_BATCH, DEFAULT_HIDDEN, DEFAULT_LENGTHS, DEFAULT_REPEATS
+    from .model.configuration_posattn import DEFAULT_POSITION
     from .model.positional import POSITION_EMBEDDING_TYPES
     from .runfolder import CONTEXT_FIGURE
 
@@ -468,8 +469,8 @@ def add_demo(parser):
     parser.add_argument("--output-dir", metavar="DIR", help="context: keep the trained model in DIR (default: a "
                                                             "temporary folder)")
     parser.add_argument("--overwrite", action="store_true", help="context: replace the model in --output-dir")
-    parser.add_argument("--position", choices=POSITION_EMBEDDING_TYPES, default="sinusoidal",
-                        help="context: the model's position scheme")
+    parser.add_argument("--position", choices=POSITION_EMBEDDING_TYPES, default=DEFAULT_POSITION,
+                        help="context: the model's position scheme (default: %(default)s)")
     parser.add_argument("--steps", type=positive_int, default=200, metavar="N", help="context: training steps")
     parser.add_argument("--seed", type=seed, default=0, metavar="N", help="context: random seed")
     group = parser.add_argument_group("parallel")
@@ -562,8 +563,26 @@ def add_compare(parser):
                              "a GPU of its own where the machine has GPUs (round robin: more runs than GPUs share "
                              "them); each run's output in DIR/logs/ (default: %(default)s, one after another in this "
                              "process)")
+    slurm = parser.add_argument_group(
+        "Slurm", "each run a job of one job array, submitted through submitit (pip install \"hf-posattn[slurm]\"). "
+                 "--output-dir must be on a file system the cluster's nodes share (not /tmp): the jobs read and write "
+                 "the study there, their logs in DIR/slurm/. A job that reaches its time limit or is preempted is "
+                 "requeued and continues from its last checkpoint. Ctrl-C leaves the jobs running; the same command "
+                 "waits for them and gathers the study.")
+    slurm.add_argument("--slurm", action="store_true", dest="use_slurm", help="run every run as a Slurm job")
+    slurm.add_argument("--partition", metavar="NAME", help="the partition (default: the cluster's)")
+    slurm.add_argument("--time-limit", type=positive_int, metavar="MINUTES", default=60,
+                       help="each job's time limit, in minutes (default: %(default)s)")
+    slurm.add_argument("--gpus-per-run", type=int, metavar="N", default=0, help="GPUs per job (default: %(default)s)")
+    slurm.add_argument("--cpus-per-run", type=positive_int, metavar="N", default=1,
+                       help="CPUs per job, the run's torch threads (default: %(default)s)")
+    slurm.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="any other sbatch option by its long name, e.g. account=abc or qos=high (repeatable)")
+    slurm.add_argument("--no-wait", action="store_false", dest="wait",
+                       help="submit the jobs and return; the same command later waits for what still runs and "
+                            "gathers the study")
     parser.add_argument("--json", action="store_true", help="print the study as JSON instead of the table")
-    parser.set_defaults(run=run_compare)
+    parser.set_defaults(run=run_compare, slurm=None)
 
 
 def run_compare(args) -> int:
@@ -571,9 +590,12 @@ def run_compare(args) -> int:
     from .study.kind import markdown_table
     from .study.run import compare
 
+    args.slurm = slurm_options(args)
     options = CompareOptions(**{name: getattr(args, name) for name in CompareOptions.__dataclass_fields__})
     with json_alone_on_stdout(args.json):
         study = compare(options, command=args.command_line)
+    if study is None:  # --no-wait: submitted, not gathered
+        return 0
     if args.json:
         print(json.dumps(study, indent=2))
         return 0
@@ -582,6 +604,23 @@ def run_compare(args) -> int:
     written = sorted(name for name in os.listdir(folder) if name.startswith("compare"))
     print(f"{study['wall_seconds'] / 60:.1f} min on {study['hardware']}; wrote {', '.join(written)} in {folder}")
     return 0
+
+
+def slurm_options(args):
+    """The Slurm options of `compare`, with --slurm; without it, a Slurm option given is refused (it would be
+    ignored)."""
+    from .study.slurm import SlurmOptions, parse_extra
+
+    given = [flag for flag, value, default in (("--partition", args.partition, None), ("--time-limit", args.time_limit, 60),
+                                                ("--gpus-per-run", args.gpus_per_run, 0),
+                                                ("--cpus-per-run", args.cpus_per_run, 1),
+                                                ("--slurm-option", args.slurm_option, [])) if value != default]
+    if not args.use_slurm:
+        if given:
+            raise ValueError(f"{', '.join(given)} set how Slurm runs the study: add --slurm, or drop them.")
+        return None
+    return SlurmOptions(partition=args.partition, time_min=args.time_limit, gpus_per_run=args.gpus_per_run,
+                        cpus_per_run=args.cpus_per_run, extra=parse_extra(args.slurm_option))
 
 
 # ---- convert ----
@@ -664,6 +703,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, StrictDataclassError) as error:  # bad input; a config field's validator raises the latter
         print(f"posattn {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except Failed as failed:  # some of the work failed; the message says what stays and what to do
+        print(f"posattn {args.command}: error: {failed}", file=sys.stderr)
+        return 1
     except Exception as error:  # the machine's refusals (a full disk, a permission): said, not a traceback
         reason = write_failure(error)  # OSError, and safetensors' and torch.save's failures to write
         if reason is None:

@@ -19,6 +19,11 @@ class Interrupted(Exception):
     prints it, with exit status 130)."""
 
 
+class Failed(Exception):
+    """A command could not do all it was asked, and its message says what failed, what stays and what to do (the
+    command line prints it, with exit status 1, without a traceback)."""
+
+
 def hardware(processes: int = 1, device=None) -> str:
     """What a run (or a timing) ran on, for its records: the GPU(s), else the CPU's model name and torch's thread
     count. `device`: the one device a timing ran on (None: what the machine offers)."""

@@ -362,3 +362,56 @@ def swap_in(staging: str, target: str) -> None:
     os.rename(staging, target)
     shutil.rmtree(replaced, ignore_errors=True)
 
+
+# ---- what a run logged ----
+
+STATE_FILE = "trainer_state.json"  # the Trainer's log history, at the end of training and in each checkpoint
+
+
+def run_name(output_dir: str) -> str:
+    """The run's name in the trackers: the last two parts of its folder ('runs/posattn-tiny-alibi',
+    'compare-quick/alibi-seed0'), so that the runs of different studies keep apart in one project."""
+    parts = os.path.abspath(output_dir).split(os.sep)
+    return "/".join(part for part in parts[-2:] if part)
+
+
+def state_files(folder: str) -> list[str]:
+    """The Trainer's states of the run in `folder`, newest first: its own `trainer_state.json` (written at the end of
+    training), then those of its checkpoints (a run still training, or one stopped), last one first."""
+    candidates = [os.path.join(folder, STATE_FILE)]
+    candidates += [os.path.join(checkpoint, STATE_FILE) for checkpoint in reversed(sort_checkpoints(folder))]
+    return [path for path in candidates if os.path.isfile(path)]
+
+
+def read_log_history(folder: str) -> list[dict]:
+    """What the Trainer logged during the run in `folder`: one dict per log (loss, learning_rate, eval_loss, step,
+    num_input_tokens_seen, ...), from the newest state that can be read (a run killed while saving a checkpoint
+    leaves a truncated one)."""
+    if not os.path.isdir(folder):
+        raise ValueError(f"{folder} is not a folder: give a folder written by `posattn train`.")
+    paths = state_files(folder)
+    if not paths:
+        raise ValueError(f"{folder} holds no {STATE_FILE} (nor a checkpoint-*/{STATE_FILE}): give a folder written "
+                         f"by `posattn train`.")
+    for path in paths:
+        try:
+            with open(path) as file:
+                history = json.load(file)["log_history"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not isinstance(history, list) or not history:
+            continue
+        return history
+    raise ValueError(f"{folder}: no {STATE_FILE} there can be read or holds any logs ({', '.join(paths)}): the run "
+                     f"stopped before its first log, or while saving.")
+
+
+def recorded_baseline(folder: str) -> float | None:
+    """The unigram baseline loss that `posattn train` recorded for the run in `folder`, once it finished."""
+    run = read_run_record(folder)
+    return ((run or {}).get("results") or {}).get("unigram_loss")
+
+
+def recorded_position(folder: str) -> str | None:
+    run = read_run_record(folder)
+    return run["options"].get("position") if run else None

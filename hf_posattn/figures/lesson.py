@@ -7,13 +7,11 @@ import itertools
 import torch
 
 from ..common import hardware
-from ..lesson.context import DECIDING_WORD
-from ..lesson.lookup import BLEND_QUERY, BLEND_TEMPERATURE, ENGLISH
-from ..lesson.parallel import cost_curves, crossovers, time_verdict
 from .common import pyplot, save
 
 
-def draw_lookup(output, french, keys, weight_on_match, blend_weights, blended) -> str:
+def draw_lookup(output, french, english, keys, weight_on_match, blend_query: str, blend_temperature: float,
+                blend_weights, blended) -> str:
     plt = pyplot()
     figure, axes = plt.subplots(1, 4, figsize=(16, 4), layout="constrained")
     scores = (keys @ keys.T).numpy()
@@ -33,14 +31,14 @@ def draw_lookup(output, french, keys, weight_on_match, blend_weights, blended) -
     axes[1].legend(fontsize=8)
 
     axes[2].bar(french, blend_weights.numpy(), color="tab:orange")
-    axes[2].set(title=f"query '{BLEND_QUERY}' (not a key): weights, T = {BLEND_TEMPERATURE}", ylabel="softmax weight",
+    axes[2].set(title=f"query '{blend_query}' (not a key): weights, T = {blend_temperature}", ylabel="softmax weight",
                 ylim=(0, 1))
-    axes[3].bar(ENGLISH, blended.numpy(), color="tab:green")
+    axes[3].bar(english, blended.numpy(), color="tab:green")
     axes[3].set(title="retrieved value: cat and dog, blended", ylabel="weight in the value", ylim=(0, 1))
     return save(figure, output)
 
 
-def draw_context(output: str, shown: list[dict], position: str) -> str:
+def draw_context(output: str, shown: list[dict], position: str, deciding_word: int) -> str:
     plt = pyplot()
     figure, axes = plt.subplots(2, len(shown), figsize=(4 * len(shown), 8), layout="constrained",
                                 gridspec_kw={"height_ratios": [3, 1]})
@@ -52,7 +50,7 @@ def draw_context(output: str, shown: list[dict], position: str) -> str:
         ax.set_xticks(range(len(case["labels"])), case["labels"], rotation=90)
         ax.set_yticks(range(len(rows)), [f"L{layer} H{head}" for layer in range(last.shape[0])
                                          for head in range(last.shape[1])], fontsize=7)
-        ax.add_patch(plt.Rectangle((DECIDING_WORD - 0.5, -0.5), 1, len(rows), fill=False, edgecolor="tab:red",
+        ax.add_patch(plt.Rectangle((deciding_word - 0.5, -0.5), 1, len(rows), fill=False, edgecolor="tab:red",
                                    linewidth=2))
         ax.set_title(f"'{case['prompt']}' → {case['word']}\nlast token's attention (red: deciding word)",
                      fontsize=9)
@@ -82,14 +80,14 @@ def shade_timed(axes, lengths) -> None:
     axes.axvspan(min(lengths), max(lengths), color="gray", alpha=0.1, label="lengths timed")
 
 
-def draw(output: str, rows: list[dict], hidden: int, heads: int, batch: int, repeats: int, device: torch.device,
-         attn_implementation: str, backward: bool) -> str:
+def draw(output: str, rows: list[dict], costs: dict, cross: dict, verdict: str, hidden: int, heads: int, batch: int,
+         repeats: int, device: torch.device, attn_implementation: str, backward: bool) -> str:
+    """The parallel demo's four panels from its measured `rows`, the arithmetic and memory of each side (`costs`),
+    where the curves cross (`cross`) and what the timings say (`verdict`), all computed by the demo."""
     from .common import pyplot, save
 
     plt = pyplot()
     lengths = [row["length"] for row in rows]
-    costs = cost_curves(lengths, hidden, heads, batch, backward)
-    cross = crossovers(rows, costs)
     what = "forward + backward" if backward else "forward"
     figure, ((time_axes, speed_axes), (work_axes, memory_axes)) = plt.subplots(2, 2, figsize=(13, 9.5),
                                                                                 layout="constrained")
@@ -98,7 +96,7 @@ def draw(output: str, rows: list[dict], hidden: int, heads: int, batch: int, rep
     time_axes.loglog(lengths, [row["rnn_ms"] for row in rows], **RNN_STYLE)
     for length, attention_slower in cross["time"]:
         mark(time_axes, length, f"{'GRU' if attention_slower else 'attention'} faster past T ≈ {length:.0f}")
-    time_axes.set(title=f"time per {what} (median of {repeats})\n{time_verdict(rows, cross['time'])}",
+    time_axes.set(title=f"time per {what} (median of {repeats})\n{verdict}",
                   xlabel="sequence length T", ylabel="milliseconds")
     time_axes.legend(fontsize=8, loc="upper left")
 

@@ -5,6 +5,8 @@ loss at each position of the longest window, minus the unigram model's on the sa
 import json
 import os
 
+from ..data.tasks import LANGUAGE_MODELLING
+
 STUDY_JSON = "compare.json"  # in a study's folder: the study as `compare` returns it
 
 
@@ -15,7 +17,7 @@ def read_study(path: str) -> dict:
     file = os.path.join(path, STUDY_JSON) if os.path.isdir(path) else path
     with open(file, encoding="utf-8") as handle:
         study = json.load(handle)
-    study["settings"].setdefault("task", "lm")  # recorded before studies had tasks: language modelling's
+    study["settings"].setdefault("task", LANGUAGE_MODELLING)  # recorded before studies had tasks
     for row in study["table"]:
         for key, value in row.items():
             if isinstance(value, dict) and value and all(name.isdigit() for name in value):

@@ -6,8 +6,7 @@ run of a study.
 import os
 
 from ..common import notice
-from ..runfolder import TRAINING_FIGURE
-from ..training.logs import read_log_history, recorded_baseline, recorded_position, run_name
+from ..runfolder import TRAINING_FIGURE, read_log_history, recorded_baseline, recorded_position, run_name
 from .common import pyplot, save
 
 TRAINING_SIZE = (10.0, 7.0)  # inches: the losses above, the learning rate below

@@ -11,6 +11,7 @@ import time
 import torch
 
 from ..figures.attention import attention_weights
+from ..model.configuration_posattn import DEFAULT_POSITION
 
 BLOCK, BATCH = 32, 16  # tokens per training block (about 2.5 sentences), blocks per step
 
@@ -61,7 +62,7 @@ def next_word(model, tokenizer, text: str) -> tuple[str, float, dict]:
     return tokenizer.decode([best]).strip(), float(probabilities[best]), words
 
 
-def context_demo(output: str = "context.png", output_dir: str | None = None, position: str = "sinusoidal",
+def context_demo(output: str = "context.png", output_dir: str | None = None, position: str = DEFAULT_POSITION,
                  steps: int = 200, seed: int = 0, overwrite: bool = False) -> dict:
     """Train the tiny model on the toy language (in `output_dir`, replacing the model there if `overwrite`; else in
     a temporary folder), print its predictions and the last token's attention, and draw them. Returns the numbers
@@ -111,6 +112,6 @@ def context_demo(output: str = "context.png", output_dir: str | None = None, pos
               f"word and object){': wrong for ' + ', '.join(wrong) if wrong else ''}.")
     from ..figures.lesson import draw_context  # matplotlib, only when a figure is drawn
 
-    draw_context(output, shown, position)
+    draw_context(output, shown, position, DECIDING_WORD)
     print(f"wrote {output}")
     return {"wrong": wrong, "contexts": len(CASES), "shown": shown, "seconds": seconds}

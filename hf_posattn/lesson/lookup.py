@@ -79,7 +79,8 @@ def lookup_demo(output: str = "lookup.png") -> dict:
 
     from ..figures.lesson import draw_lookup  # matplotlib, only when a figure is drawn
 
-    draw_lookup(output, french, keys, weight_on_match, blend_weights[0], blended[0])
+    draw_lookup(output, french, ENGLISH, keys, weight_on_match, BLEND_QUERY, BLEND_TEMPERATURE, blend_weights[0],
+                blended[0])
     print(f"wrote {output}")
     return {"hard": hard[0], "values": values[french.index(word)], "every": every, "all_values": values,
             "weight_on_match": weight_on_match, "sharp": sharp[0], "blend_weights": dict(zip(french, blend_weights[0].tolist())),

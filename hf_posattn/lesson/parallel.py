@@ -361,7 +361,10 @@ def report(output, lengths, hidden, heads, batch, repeats, resolved, attn_implem
         print(line)
     from ..figures.lesson import draw  # matplotlib, only when a figure is drawn
 
-    draw(output, rows, hidden, heads, batch, repeats, resolved, attn_implementation, backward)
+    costs = cost_curves([row["length"] for row in rows], hidden, heads, batch, backward)
+    cross = crossovers(rows, costs)
+    draw(output, rows, costs, cross, time_verdict(rows, cross["time"]), hidden, heads, batch, repeats, resolved,
+         attn_implementation, backward)
     print(f"wrote {output}")
     return rows
 

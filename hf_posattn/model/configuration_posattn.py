@@ -45,6 +45,8 @@ EARLIER_DEFAULTS = {
 }
 # transformers' names for the rotary base and variant, which it moves into `rope_parameters`.
 ROPE_ALIASES = ("rope_theta", "rope_scaling")
+# The scheme of a config that names none, and of every tool's run that names none: Vaswani et al.'s.
+DEFAULT_POSITION = "sinusoidal"
 
 
 @as_validated_field
@@ -129,7 +131,7 @@ class PosAttnConfig(PreTrainedConfig):
     intermediate_size: int = positive_int_field(default=1024)
     hidden_act: str = activation_fn_key(default="gelu")
     max_position_embeddings: int = positive_int_field(default=1024)
-    position_embedding_type: str = one_of_the_schemes(default="sinusoidal")
+    position_embedding_type: str = one_of_the_schemes(default=DEFAULT_POSITION)
     type_vocab_size: int = interval(min=0)(default=2)
     embedding_layer_norm: bool = True
     scale_embeddings: bool = False

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-from ..common import notice
+from ..common import Failed, notice
 from ..runfolder import PROGRESS_FILE, read_json_record, staging_dir
 from .folder import LOGS_DIR
 
@@ -32,7 +32,7 @@ class InProcess:
     """Runs each run in this process, when it is submitted: today's study, one run after another; an error or Ctrl-C
     stops the study there (what it finished stays)."""
 
-    name = "in this process"
+    starting = "training ..."  # what the study says of a run it submits
 
     def submit(self, fn, *args) -> concurrent.futures.Future:
         future = concurrent.futures.Future()
@@ -58,7 +58,7 @@ class LocalProcesses(concurrent.futures.ProcessPoolExecutor):
                          initargs=(slots, threads))
         self.logs = os.path.join(study_dir, LOGS_DIR)
         where = f"{gpus} GPU{'s' if gpus > 1 else ''}" if gpus else f"{threads} CPU thread{'s' * (threads > 1)} each"
-        self.name = f"{jobs} at once on this machine ({where})"
+        self.starting = f"started ({jobs} at once on this machine, {where})"
 
     def submit(self, fn, *args) -> concurrent.futures.Future:
         os.makedirs(self.logs, exist_ok=True)
@@ -100,7 +100,7 @@ class RunFailed(Exception):
         super().__init__(f"{run.label} in {run.options.output_dir}: {type(error).__name__}: {error}{where}")
 
 
-class RunsFailed(Exception):
+class RunsFailed(Failed):
     """Some runs of the study failed; the others finished and stay. The same command runs the failed ones again."""
 
     def __init__(self, failures: list[RunFailed], command: str | None):
@@ -112,16 +112,31 @@ class RunsFailed(Exception):
                          f"study.")
 
 
-def run_all(runs: list, executor, log_of=None) -> tuple[dict, list[RunFailed]]:
-    """Submit every run to `executor`, show where the running ones are while waiting, and return the records of the
-    runs that finished (by run name) and the failures. `log_of(run)`: where a run's output is, for the messages."""
-    records, failures = {}, []
-    log_of = log_of or (lambda run: None)
-    with Watcher(runs) as watcher:
-        futures = {}
+def submit_all(runs: list, executor) -> dict:
+    """Every run submitted to `executor` (in one batch where it batches them: one Slurm job array), or waited for
+    where an earlier call submitted it and it still runs (`executor.attach`): the futures by run name."""
+    futures = {}
+    with getattr(executor, "batch", contextlib.nullcontext)():
         for number, run in enumerate(runs, 1):
-            notice(f"[{number}/{len(runs)}] {run.label}: started ({executor.name})")
-            futures[run.name] = (run, executor.submit(run))
+            earlier = getattr(executor, "attach", lambda run: None)(run)
+            notice(f"[{number}/{len(runs)}] {run.label}: "
+                   + ("submitted before, still queued or running: waited for" if earlier else
+                      getattr(executor, "starting", "submitted")))
+            futures[run.name] = (run, earlier or executor.submit(run))
+    getattr(executor, "submitted", lambda: None)()
+    return futures
+
+
+def run_all(runs: list, executor, log_of=None, wait: bool = True) -> tuple[dict, list[RunFailed]]:
+    """Submit every run to `executor`, show where the running ones are while waiting, and return the records of the
+    runs that finished (by run name) and the failures. `log_of(run)`: where a run's output is, for the messages
+    (the executor's own `log_of` first). `wait=False`: submit and return nothing."""
+    records, failures = {}, []
+    log_of = getattr(executor, "log_of", None) or log_of or (lambda run: None)
+    with Watcher(runs, executor) as watcher:
+        futures = submit_all(runs, executor)
+        if not wait:
+            return records, failures
         pending = dict(futures)
         while pending:
             for name, (run, future) in list(pending.items()):
@@ -156,9 +171,10 @@ class Watcher(threading.Thread):
     time left: the slowest running run's time left, plus the runs not started, at the mean pace of those that
     finished (each executor's parallelism aside)."""
 
-    def __init__(self, runs: list):
+    def __init__(self, runs: list, executor=None):
         super().__init__(daemon=True)
         self.runs, self.started = runs, time.time()
+        self.status = getattr(executor, "status", None)  # e.g. Slurm's jobs pending / running / done
         self.done, self.seconds = set(), []
         self.stopped = threading.Event()
 
@@ -177,8 +193,9 @@ class Watcher(threading.Thread):
     def run(self) -> None:
         while not self.stopped.wait(PROGRESS_SECONDS):
             lines = [line for line in map(self.progress_line, self.runs) if line]
-            if lines:
-                notice("\n".join(["where the runs are:", *lines, self.time_left(lines)]))
+            status = [f"  jobs: {self.status()}"] if self.status else []
+            if lines or status:
+                notice("\n".join(["where the runs are:", *status, *lines, self.time_left(lines)]))
 
     def progress_line(self, run) -> str | None:
         if run.name in self.done:

@@ -7,12 +7,16 @@ Light to import (no Trainer, no datasets): the command line prints its help from
 import dataclasses
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..data.tasks import LANGUAGE_MODELLING, task_named
 from ..files import resolve_path
 from ..model import positional
 from ..model.positional import POSITION_EMBEDDING_TYPES, POSITION_SCHEMES
 from ..training.options import TrainingOptions, complete, resolve_paths
+
+if TYPE_CHECKING:
+    from .slurm import SlurmOptions
 
 # The schemes a study trains unless --positions says otherwise. The default study trains every built-in scheme, in
 # the registry's order, read from the registry so that a scheme added to positional.py joins it (a scheme registered
@@ -62,6 +66,8 @@ class CompareOptions:
     overwrite: bool = False
     random_positions: int | None = None  # also train each scheme that reads positions on randomized ones (Ruoss et al.)
     jobs: int = 1  # runs at once on this machine, each in its own process (executors.LocalProcesses)
+    slurm: "SlurmOptions | None" = None  # each run a Slurm job, all in one job array (study/slurm.py)
+    wait: bool = True  # wait for the runs and gather; False: submit them and return (the same call gathers later)
     # Passed to every training run; left out, each is the training run's default (TrainingOptions):
     preset: str = TrainingOptions.preset
     data: list[str] | None = None
@@ -107,7 +113,24 @@ def resolve_study(options: CompareOptions) -> CompareOptions:
     for position in options.positions:  # what each scheme's runs take (learned: --seq-len within its table)
         complete(TrainingOptions(position=position, **{name: getattr(options, name) for name in SHARED}))
     check_random_positions(options)
+    check_executor(options)
     return options
+
+
+def check_executor(options: CompareOptions) -> None:
+    """Where the runs run: one of this process, --jobs N processes, or Slurm, checked before anything is submitted
+    (the study folder on a shared file system, the partition, the cluster's commands)."""
+    if options.jobs < 1:
+        raise ValueError(f"--jobs {options.jobs}: give the number of runs at once, 1 or more.")
+    if options.slurm is not None and options.jobs > 1:
+        raise ValueError("--jobs runs the study on this machine and --slurm on a cluster: choose one.")
+    if not options.wait and options.slurm is None:
+        raise ValueError("--no-wait submits the runs to Slurm and returns: it needs --slurm (on this machine the runs "
+                         "are this command's processes, which end with it).")
+    if options.slurm is not None:
+        from .slurm import check_slurm
+
+        check_slurm(options.output_dir, options.slurm)
 
 
 def check_random_positions(options: CompareOptions) -> None:

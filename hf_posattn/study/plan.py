@@ -12,6 +12,7 @@ compared relative to the study's folder, so that a study folder moved or copied 
 """
 
 import dataclasses
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -140,7 +141,9 @@ def plan_runs(options: CompareOptions, kind, material, vocab_size: int) -> list[
     (for every scheme that reads positions), in that order."""
     lengths = tuple(options.lengths)
     factor = max(options.factors)
-    measures = {"lengths": list(lengths), "extension_factor": factor, **kind.measures(options, material)}
+    # As the evaluation file will hold it (JSON: keys are text), so that a done run's record compares equal.
+    measures = json.loads(json.dumps({"lengths": list(lengths), "extension_factor": factor,
+                                      **kind.measures(options, material)}))
     runs = []
     for position in options.positions:
         variants = [None]

@@ -16,7 +16,6 @@ study's folder is owned like a run folder; runs done with the same options are r
 a run made with other options is never replaced without --overwrite.
 """
 
-import contextlib
 import dataclasses
 import os
 import time
@@ -36,19 +35,30 @@ from .summary import summarize
 class StudyInterrupted(TrainingInterrupted):
     """Ctrl-C stopped the study: what it finished stays, and the same command continues it."""
 
-    def __init__(self, output_dir: str, command: str | None):
+    def __init__(self, output_dir: str, command: str | None, elsewhere: str = ""):
         self.output_dir, self.checkpoint = output_dir, None
         again = f"run the same command again: {command}" if command else "call compare() again with the same options"
         Exception.__init__(self, f"study interrupted: its finished runs stay, and a run stopped in training keeps its "
-                                 f"last checkpoint. To continue the study in {output_dir}, {again} (finished runs are "
-                                 f"reused, the stopped one continues where it was).")
+                                 f"last checkpoint.{' ' + elsewhere if elsewhere else ''} To continue the study in "
+                                 f"{output_dir}, {again} (finished runs are reused, the stopped one continues where it "
+                                 f"was, and runs still queued or running are waited for).")
 
 
-def compare(options: CompareOptions, command: str | None = None, executor=None) -> dict:
+def make_executor(options: CompareOptions):
+    """Where the runs run: Slurm jobs (`options.slurm`), `options.jobs` processes on this machine, or this process."""
+    if options.slurm is not None:
+        from .slurm import SlurmExecutor
+
+        return SlurmExecutor(options.output_dir, options.slurm)
+    return LocalProcesses(options.jobs, options.output_dir) if options.jobs > 1 else InProcess()
+
+
+def compare(options: CompareOptions, command: str | None = None, executor=None) -> dict | None:
     """Plan, run and gather the study; write `compare.csv`, `compare.json`, `compare.md` and the figures in the
     study's folder and return the study (the JSON's content). Bad input raises `ValueError` before any training.
-    `executor`: where the runs run, anything with `concurrent.futures`' `submit`/`result` (default: `options.jobs`
-    processes on this machine, one after another in this process when 1)."""
+    `executor`: where the runs run, anything with `concurrent.futures`' `submit`/`result` (default: `make_executor`:
+    Slurm jobs, `options.jobs` processes on this machine, or one run after another in this process). With
+    `options.wait` False, the runs are submitted and None is returned: the same call later gathers them."""
     from ..figures.common import pyplot
 
     pyplot()  # without matplotlib, fail now rather than after training every model
@@ -56,14 +66,20 @@ def compare(options: CompareOptions, command: str | None = None, executor=None) 
     plan_study(options.output_dir)  # a free folder, or a study's: never a folder of other files
     with locked(options.output_dir):  # one study at a time in a folder
         plan_study(options.output_dir)  # again, under the lock: another process may have written since
+        owned = executor is None
+        executor = make_executor(options) if owned else executor
         try:
             return run_study(options, command, executor)
         except (TrainingInterrupted, KeyboardInterrupt):  # Ctrl-C: the study, not one run, is what continues
-            raise StudyInterrupted(options.output_dir, command) from None
+            elsewhere = getattr(executor, "left_running", lambda: "")()
+            raise StudyInterrupted(options.output_dir, command, elsewhere) from None
         except TrainingWriteFailed as stopped:
             again = f"run the same command again: {command}" if command else "call compare() again"
             raise WriteFailed(f"{stopped.failure}. The study stopped there; what it finished stays. Free some space, "
                               f"then {again}.") from stopped
+        finally:
+            if owned:  # ours to shut down (a pool's processes waited for)
+                getattr(executor, "shutdown", lambda: None)()
 
 
 def run_study(options: CompareOptions, command: str | None, executor) -> dict:
@@ -88,14 +104,15 @@ def run_study(options: CompareOptions, command: str | None, executor) -> dict:
 
     done = {run.name: read_json_record(os.path.join(run.options.output_dir, EVALUATION_FILE))
             for run in runs if steps[run.name] == "done"}
-    for name in done:
-        notice(f"{name}: done before, its evaluation is reused")
-    with contextlib.ExitStack() as owned:
-        if executor is None:  # one of ours, shut down (its processes waited for) when the runs are done
-            executor = LocalProcesses(options.jobs, options.output_dir) if options.jobs > 1 else InProcess()
-            owned.callback(getattr(executor, "shutdown", lambda: None))
-        records, failures = run_all([run for run in runs if run.name not in done], executor,
-                                    log_in(options.output_dir))
+    for run in runs:
+        if run.name in done:
+            notice(f"{run.label}: reusing the finished run in {run.options.output_dir} (its evaluation is recorded)")
+    records, failures = run_all([run for run in runs if run.name not in done], executor, log_in(options.output_dir),
+                                wait=options.wait)
+    if not options.wait:
+        notice(f"submitted: the runs go on without this command. Run the same command again to wait for them and "
+               f"gather the study (runs still queued or running are waited for, not submitted again).")
+        return None
     if failures:
         raise RunsFailed(failures, command)
     records = [{**done, **records}[run.name] for run in runs]

@@ -262,3 +262,70 @@ def failure(job, run=None) -> JobFailure | None:
         state = job.watcher.get_state(job.job_id, mode="force")
     return JobFailure(run=run, job_id=job.job_id, state=state, stdout=job.paths.stdout, stderr=job.paths.stderr,
                       error=str(error))
+
+
+SUBMITTED_FILE = "submitted.json"  # in STUDY/slurm/: the job of each run submitted, so that a later call waits for it
+
+
+class SlurmExecutor:
+    """The study's executor on Slurm (`study.executors.run_all` calls it): every run submitted in one batch is a task
+    of one job array (`batch`), each a requeueable `SlurmRun`. The job of each run is recorded in the study folder,
+    so that the same command, run again while they are queued or running (after Ctrl-C, or `--no-wait`), waits for
+    them (`attach`) instead of submitting them twice."""
+
+    def __init__(self, study_dir, options: SlurmOptions):
+        self.study_dir, self.options = Path(study_dir), options
+        self.executor = make_executor(study_dir, options)
+        self.jobs: dict[str, object] = {}
+        self.starting = f"submitted as a Slurm job (partition {options.partition or 'the default'})"
+
+    @property
+    def record(self) -> Path:
+        return self.study_dir / "slurm" / SUBMITTED_FILE
+
+    def batch(self):
+        return self.executor.batch()
+
+    def submit(self, run):
+        job = self.executor.submit(SlurmRun(run))
+        self.jobs[run.name] = job
+        return job
+
+    def submitted(self) -> None:
+        """Record the job of every run submitted (their ids are known once the batch is submitted)."""
+        from ..files import write_json
+
+        earlier = self.recorded()
+        write_json(str(self.record), {**earlier, **{name: job.job_id for name, job in self.jobs.items()}})
+
+    def recorded(self) -> dict:
+        from ..runfolder import read_json_record
+
+        return read_json_record(str(self.record)) or {}
+
+    def attach(self, run):
+        """The job of `run` submitted by an earlier call, if Slurm still has it queued or running; else None."""
+        job_id = self.recorded().get(run.name)
+        if job_id is None:
+            return None
+        submitit = _submitit()
+        job = submitit.SlurmJob(folder=log_folder(self.study_dir), job_id=job_id)
+        state = job.watcher.get_state(job_id, mode="force").split()[0].upper()
+        if state not in PENDING_STATES - {"UNKNOWN"} | RUNNING_STATES:
+            return None
+        self.jobs[run.name] = job
+        return job
+
+    def log_of(self, run) -> str | None:
+        job = self.jobs.get(run.name)
+        return None if job is None else f"{job.paths.stdout} and {job.paths.stderr}"
+
+    def status(self) -> str:
+        counts = job_counts(list(self.jobs.values()))
+        return ", ".join(f"{count} {state}" for state, count in counts.items())
+
+    def left_running(self) -> str:
+        """What Ctrl-C of the waiting command says: the jobs go on; how to cancel them; how to gather them."""
+        jobs = list(self.jobs.values())
+        cancel = f" Cancel them with `{cancel_command(jobs)}`." if jobs else ""
+        return f"The submitted Slurm jobs keep running.{cancel}"

@@ -1,18 +1,12 @@
-"""What a run logs: the Trainer's logging integrations (`--report-to`), the name it logs under, and the log history it
-leaves in the run folder (`trainer_state.json`), which its training figure and the study's are drawn from.
+"""What a run logs to: the Trainer's logging integrations (`--report-to`). Its name in them and the log history it
+leaves in its folder are the run folder's (`runfolder.run_name`, `runfolder.read_log_history`).
 
 `check_report_to` checks `--report-to` against the integrations transformers knows and the packages installed,
 before any work. The default is `none`: a run needs no account, network or extra package, and every finished run
 draws its own figure from the Trainer's log history anyway.
 """
 
-import json
-import os
-
-from ..runfolder import read_run_record, sort_checkpoints
-
 REPORT_TO_DEFAULT = "none"
-STATE_FILE = "trainer_state.json"
 
 
 # What each integration of transformers needs, and how transformers checks that it is there. A name transformers
@@ -77,52 +71,3 @@ def check_report_to(names: str | list[str] | None) -> list[str]:
     if problems:
         raise ValueError("; ".join(problems))
     return names
-
-
-def run_name(output_dir: str) -> str:
-    """The run's name in the trackers: the last two parts of its folder ('runs/posattn-tiny-alibi',
-    'compare-quick/alibi-seed0'), so that the runs of different studies keep apart in one project."""
-    parts = os.path.abspath(output_dir).split(os.sep)
-    return "/".join(part for part in parts[-2:] if part)
-
-
-def state_files(folder: str) -> list[str]:
-    """The Trainer's states of the run in `folder`, newest first: its own `trainer_state.json` (written at the end of
-    training), then those of its checkpoints (a run still training, or one stopped), last one first."""
-    candidates = [os.path.join(folder, STATE_FILE)]
-    candidates += [os.path.join(checkpoint, STATE_FILE) for checkpoint in reversed(sort_checkpoints(folder))]
-    return [path for path in candidates if os.path.isfile(path)]
-
-
-def read_log_history(folder: str) -> list[dict]:
-    """What the Trainer logged during the run in `folder`: one dict per log (loss, learning_rate, eval_loss, step,
-    num_input_tokens_seen, ...), from the newest state that can be read (a run killed while saving a checkpoint
-    leaves a truncated one)."""
-    if not os.path.isdir(folder):
-        raise ValueError(f"{folder} is not a folder: give a folder written by `posattn train`.")
-    paths = state_files(folder)
-    if not paths:
-        raise ValueError(f"{folder} holds no {STATE_FILE} (nor a checkpoint-*/{STATE_FILE}): give a folder written "
-                         f"by `posattn train`.")
-    for path in paths:
-        try:
-            with open(path) as file:
-                history = json.load(file)["log_history"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if not isinstance(history, list) or not history:
-            continue
-        return history
-    raise ValueError(f"{folder}: no {STATE_FILE} there can be read or holds any logs ({', '.join(paths)}): the run "
-                     f"stopped before its first log, or while saving.")
-
-
-def recorded_baseline(folder: str) -> float | None:
-    """The unigram baseline loss that `posattn train` recorded for the run in `folder`, once it finished."""
-    run = read_run_record(folder)
-    return ((run or {}).get("results") or {}).get("unigram_loss")
-
-
-def recorded_position(folder: str) -> str | None:
-    run = read_run_record(folder)
-    return run["options"].get("position") if run else None

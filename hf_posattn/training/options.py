@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..data.tasks import LANGUAGE_MODELLING, task_named
 from ..files import resolve_path, resolve_source
-from ..model.configuration_posattn import PosAttnConfig
+from ..model.configuration_posattn import DEFAULT_POSITION, PosAttnConfig
 from ..model.positional import POSITION_SCHEMES, unbounded_schemes
 from .logs import REPORT_TO_DEFAULT, check_report_to
 
@@ -85,7 +85,7 @@ class TrainingOptions:
     # Paths (output_dir, data, tokenizer, init_from) are resolved to real absolute paths, once, and recorded so;
     # empty text is refused (it is not "left out").
     output_dir: str | None = None  # DEFAULT_OUTPUT_DIR
-    position: str = "sinusoidal"
+    position: str = DEFAULT_POSITION
     task: str = LANGUAGE_MODELLING  # "lm": text (`data`); or a synthetic task (data/tasks: passkey, recall, ...)
     preset: str | None = None  # DEFAULT_PRESETS: tiny; a synthetic task: task
     data: list[str] | None = None  # the embedded corpus; else text files, or one `datasets` dataset (name or path)
@@ -118,8 +118,6 @@ RUN_IDENTITY = ("position", "task", "random_positions", "preset", "data", "text_
                 "learning_rate", "vocab_size", "scale_embeddings", "tokenizer", "seed", "init_from", "rope_parameters")
 # Options that --resume never takes from the run: where it is, and how this command runs.
 NOT_RESUMED = ("output_dir", "resume", "overwrite", "quiet")
-# Options that the model of --init-from fixes.
-FIXED_BY_MODEL = ("position", "tokenizer", "vocab_size", "scale_embeddings")
 
 
 def given(options: TrainingOptions, name: str) -> bool:

@@ -47,7 +47,7 @@ from .callbacks import (
     show_logs_as_lines,
 )
 from ..runfolder import RunPlan, claim, last_complete_checkpoint, write_run_file
-from .logs import run_name
+from ..runfolder import run_name
 from .options import EVAL_BATCH_TOKENS, PRESETS, TrainingOptions
 from .outcomes import TrainingDiverged, TrainingInterrupted, TrainingResult, TrainingWriteFailed
 from .plan import TrainingPlan, plan_training

@@ -16,7 +16,8 @@ from hf_posattn.cli import build_parser
 from hf_posattn.figures.common import DPI
 from hf_posattn.figures.training import TRAINING_SIZE, plot_training, write_training_figure
 from hf_posattn.runfolder import read_run
-from hf_posattn.training.logs import check_report_to, read_log_history, run_name
+from hf_posattn.runfolder import read_log_history, run_name
+from hf_posattn.training.logs import check_report_to
 
 FIGURE_PIXELS = (int(TRAINING_SIZE[0] * DPI), int(TRAINING_SIZE[1] * DPI))
 

@@ -9,7 +9,8 @@ import pytest
 
 from hf_posattn.cli import build_parser
 from hf_posattn.figures.training import plot_training
-from hf_posattn.training.logs import check_report_to, known_integrations, run_name
+from hf_posattn.runfolder import run_name
+from hf_posattn.training.logs import check_report_to, known_integrations
 
 
 def test_a_missing_integration_names_the_pip_install_that_fixes_it():
