@@ -62,6 +62,11 @@ class PosAttnConfig(PreTrainedConfig):
     BERT-style (token + segment + position embeddings, summed and normalised) and whose position scheme is chosen
     with one field, `position_embedding_type`.
 
+    The defaults describe a small model built by hand (`PosAttnConfig()`: 4 layers of 256, an 8,192-token vocabulary,
+    dropout 0.1, as small BERT- and GPT-2-style configs have); `posattn train` never relies on them: each training
+    preset sets every size and rate itself (the `tiny` preset: 4,096 tokens and no dropout, for a model that sees its
+    text once or twice), and a saved model's config.json records what it was built with.
+
     Args:
         vocab_size (`int`): Number of token ids the model knows.
         hidden_size (`int`): Width of the embeddings and of the residual stream.
