@@ -7,8 +7,8 @@ same, and returns the run's record. It decides at call time whether to train, co
 its folder holds then, so that a job requeued after a preemption continues from its last checkpoint.
 
 A run is *done* when its folder holds its evaluation (`EVALUATION_FILE`) for what this study measures: the plan leaves
-it out, and the gather reads the record. Paths that a study's runs record inside the study (the shared tokenizer) are
-compared relative to the study's folder, so that a study folder moved or copied elsewhere continues where it is.
+it out, and the gather reads the record. The paths that a study's runs record beside themselves (the shared
+tokenizer) are read where the study is now, so that a study folder moved or copied elsewhere continues there.
 """
 
 import dataclasses
@@ -31,7 +31,7 @@ from ..runfolder import (
     remove_checkpoints,
     staging_dir,
 )
-from ..training.options import RUN_IDENTITY, TrainingOptions, resolve_paths
+from ..training.options import RUN_IDENTITY, TrainingOptions, moved_with_the_run
 from .folder import tokenizer_dir
 from .options import EXTENSIONS, SHARED, CompareOptions
 
@@ -183,25 +183,11 @@ def next_step(run: StudyRun) -> str:
 
 
 def check_same_run(run: TrainingOptions, started: dict) -> None:
-    """A run of the study's folder must be the one these options make; paths inside the study (its tokenizer) are
-    compared relative to the run's folder, wherever the study now is."""
-    started = {**started, **study_paths(started)}
-    now = {**dataclasses.asdict(run), **study_paths(dataclasses.asdict(run))}
-    changed = [name for name in (*RUN_IDENTITY, "max_steps") if started.get(name) != now.get(name)]
+    """A run of the study's folder must be the one these options make; the paths it recorded beside itself (the
+    study's tokenizer) are read where the study is now (`moved_with_the_run`)."""
+    started = moved_with_the_run(started, run.output_dir)
+    changed = [name for name in (*RUN_IDENTITY, "max_steps") if started.get(name) != getattr(run, name)]
     if changed:
-        was = ", ".join(f"{name}={started.get(name)!r} (now {now.get(name)!r})" for name in changed)
+        was = ", ".join(f"{name}={started.get(name)!r} (now {getattr(run, name)!r})" for name in changed)
         raise ValueError(f"{run.output_dir} holds a run of this study made with other options: {was}. Pass "
                          f"--overwrite to train the study's runs again, or choose another --output-dir.")
-
-
-def study_paths(options: dict) -> dict:
-    """The paths of `options` (a run's, as recorded) that lie in its study's folder, relative to the run's own folder
-    (the study's tokenizer: "../tokenizer"); the others as `resolve_paths` reads them (a path recorded relative, by
-    an earlier version, from here)."""
-    paths = {name: options[name] for name in ("data", "tokenizer", "init_from") if options.get(name) is not None}
-    paths = {name: getattr(resolve_paths(TrainingOptions(**paths)), name) for name in paths}
-    study = os.path.dirname(options["output_dir"]) if options.get("output_dir") else None
-    for name in ("tokenizer", "init_from"):
-        if study and paths.get(name) and os.path.dirname(paths[name]) == study:
-            paths[name] = os.path.join("..", os.path.basename(paths[name]))
-    return paths

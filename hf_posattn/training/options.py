@@ -153,9 +153,25 @@ def preset_of(options: TrainingOptions) -> str:
     return DEFAULT_PRESETS["lm" if options.task == LANGUAGE_MODELLING else "task"]
 
 
+def moved_with_the_run(started: dict, target: str) -> dict:
+    """A run's recorded options (`started`) with each path that lay beside the run's folder when it was recorded (a
+    study's shared tokenizer, next to the study's runs) taken beside `target`, where the run is now: a folder of runs
+    moved or copied elsewhere (another mount point, another machine) keeps its runs. Paths recorded relative, by
+    versions that did not resolve them, read from here as they were read then."""
+    paths = {name: started[name] for name in ("data", "tokenizer", "init_from") if started.get(name) is not None}
+    moved = {**started, **{name: getattr(resolve_paths(TrainingOptions(**paths)), name) for name in paths}}
+    if started.get("output_dir"):
+        was = os.path.dirname(os.path.abspath(started["output_dir"]))
+        for name in ("tokenizer", "init_from"):
+            if moved.get(name) and os.path.dirname(moved[name]) == was:
+                moved[name] = os.path.join(os.path.dirname(target), os.path.basename(moved[name]))
+    return moved
+
+
 def resumed(options: TrainingOptions, started: dict, target: str) -> TrainingOptions:
     """On resume: `options` (paths resolved) with what the run in `target` was `started` with for every option left
     out now; an option given now that would change the run is refused."""
+    started = moved_with_the_run(started, target)
     changed = [name for name in RUN_IDENTITY if given(options, name) and getattr(options, name) != started.get(name)]
     if changed:
         was = ", ".join(f"{name}={started.get(name)!r} (now {getattr(options, name)!r})" for name in changed)

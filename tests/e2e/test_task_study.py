@@ -3,6 +3,7 @@ folders, reuse of finished runs, tables and figures), its accuracy tables, rando
 folder of another task refused."""
 
 import json
+import shutil
 
 import pytest
 from conftest import posattn
@@ -46,3 +47,37 @@ def test_a_task_study_reuses_its_runs_adds_random_position_rows_and_keeps_to_its
     assert posattn("compare", "--task", "reverse", *MICRO, "--output-dir", folder) == 2
     assert "or of another task" in capsys.readouterr().err
     assert (folder / "compare.json").read_text() == before
+
+
+def test_a_moved_study_continues_where_it_is_and_retrains_only_a_run_that_lost_its_model(tmp_path, capsys):
+    folder = tmp_path / "study"
+    assert posattn("compare", "--task", "copy", *MICRO, "--seeds", "0,1,2", "--output-dir", folder) == 0
+    table = (folder / "compare.md").read_text()
+    moved = tmp_path / "elsewhere" / "study"  # as `mv` would, or a copy on another machine
+    moved.parent.mkdir()
+    shutil.move(folder, moved)
+    # seed 0 lost its model and its evaluation; seed 1 looks interrupted (no results yet); seed 2 is whole.
+    (moved / "alibi-seed0" / "model.safetensors").unlink()
+    (moved / "alibi-seed0" / "posattn_evaluation.json").unlink()
+    (moved / "alibi-seed1" / "posattn_evaluation.json").unlink()
+    run_file = moved / "alibi-seed1" / "posattn_run.json"
+    run_file.write_text(json.dumps({**json.loads(run_file.read_text()), "results": None}))
+    capsys.readouterr()
+    assert posattn("compare", "--task", "copy", *MICRO, "--seeds", "0,1,2", "--output-dir", moved) == 0
+    err = capsys.readouterr().err
+    assert "its model is not whole" in err and "alibi, seed 2: reusing the finished run" in err
+    assert (moved / "compare.md").read_text() == table
+
+
+def test_lengths_a_bounded_scheme_cannot_take_are_skipped_and_said_before_training(tmp_path, capsys):
+    folder = tmp_path / "study"
+    assert posattn("compare", "--task", "passkey", "--positions", "learned", "alibi", "--max-steps", "2", "--seq-len",
+                   "32", "--batch-size", "4", "--factors", "1,48", "--output-dir", folder) == 0
+    err = capsys.readouterr().err
+    assert err.index("learned: not evaluated at 1536") < err.index("training ...")
+    study = json.loads((folder / "compare.json").read_text())
+    learned, alibi = study["table"]
+    assert set(learned["exact_match"]) == {"32"} and "1536" in learned["skipped"] and "1536" in alibi["exact_match"]
+    [row] = [line for line in (folder / "compare.md").read_text().splitlines() if line.startswith("| learned")]
+    assert row.split(" | ")[3] == "skipped" and "Skipped (not measured): 1536: learned positions" in (
+        folder / "compare.md").read_text()
