@@ -469,6 +469,9 @@ class PosAttnForCausalLM(PosAttnPreTrainedModel, GenerationMixin):
         self.model = PosAttnModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
+        # A tied head is the embedding: saving leaves it out, so a checkpoint without it is whole. The Trainer reads
+        # this set when it resumes from a checkpoint: the keys in it are tied again, not reported as missing.
+        self._keys_to_ignore_on_save = set(self.all_tied_weights_keys)
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @can_return_tuple

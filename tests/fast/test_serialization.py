@@ -62,3 +62,27 @@ def test_the_model_folder_imports_only_torch_transformers_and_itself():
                 assert node.level == 1 and node.module in siblings, (path.name, node.module)
             elif isinstance(node, ast.ImportFrom):
                 assert node.module.split(".")[0] in allowed, (path.name, node.module)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_a_checkpoint_resumed_by_the_trainer_misses_no_tensor(tied, tmp_path):
+    """Saving leaves a tied head out (it is the embedding); the Trainer, resuming from such a checkpoint, loads it
+    with `load_state_dict(strict=False)` and must find it whole: the head tied again, no "missing keys" warning. An
+    untied head is saved, and read back."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    import safetensors.torch
+    from transformers import Trainer
+    from transformers import trainer as trainer_module
+
+    tiny_lm(tie_word_embeddings=tied).save_pretrained(tmp_path)
+    saved = safetensors.torch.load_file(tmp_path / "model.safetensors")
+    assert ("lm_head.weight" in saved) == (not tied)
+    resumed = tiny_lm(seed=1, tie_word_embeddings=tied)
+    loaded = resumed.load_state_dict(saved, strict=False)
+    with mock.patch.object(trainer_module.logger, "warning") as warning:
+        Trainer._issue_warnings_after_load(SimpleNamespace(model=resumed), loaded)
+    assert not warning.called, warning.call_args
+    head = saved["lm_head.weight"] if not tied else saved["model.embeddings.word_embeddings.weight"]
+    assert torch.equal(resumed.lm_head.weight, head)
