@@ -38,7 +38,7 @@ from .cli_types import (
 )
 from huggingface_hub.errors import StrictDataclassError
 
-from .common import Interrupted
+from .common import Interrupted, on_command_line
 from .files import resolve_path, resolve_source, write_failure
 
 
@@ -286,6 +286,7 @@ def add_evaluate(parser):
 def run_evaluate(args) -> int:
     from .common import notice
     from .data.corpus import load_texts
+    from .data.tasks import LANGUAGE_MODELLING, made_for, made_for_text
     from .data.unigram import text_unigram_baseline, token_stream
     from .files import write_json
     from .model.positional import POSITION_SCHEMES
@@ -300,6 +301,12 @@ def run_evaluate(args) -> int:
     if output:  # checked before the work rather than found wrong after it
         check_output_file(output)
     model, tokenizer = load_model(folder, rope_parameters=scaling)
+    tasks = made_for(tokenizer)
+    if tasks != (LANGUAGE_MODELLING,):  # its perplexity on text would be one of <unk> tokens
+        raise ValueError(f"{folder} holds a model of {made_for_text(tasks)}, which knows that task's words only: "
+                         f"evaluate scores a language model's perplexity on text. A task's model is scored by the "
+                         f"exact match of its answers, as `posattn compare --task {tasks[0]}` does for its runs; "
+                         f"`posattn generate {args.dir} PROMPT --greedy` shows its answer to a prompt in its words.")
     texts = load_texts(data, args.text_column)
     validation = list(texts["validation"]["text"])
     validation_ids = token_stream(tokenizer, validation)
@@ -649,7 +656,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(chosen_command(arguments)).parse_args(arguments)
     args.command_line = shlex.join(["posattn", *arguments])  # for the records
     try:
-        return args.run(args)
+        with on_command_line():  # messages name options as this command's flags
+            return args.run(args)
     except Interrupted as interrupted:  # what was done stays; the message says how to continue
         print(f"\nposattn {args.command}: {interrupted}", file=sys.stderr)
         return 130

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from datasets import DatasetDict
 from transformers import AutoTokenizer, Trainer, TrainingArguments, default_data_collator, set_seed
+from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 from transformers.trainer_utils import TrainOutput
 
 from ..common import hardware, notice, progress_bars
@@ -79,7 +80,9 @@ def model_config(plan: TrainingPlan, tokenizer) -> PosAttnConfig:
 
 def tokenizer_for(plan: TrainingPlan, args: TrainingArguments):
     """The tokenizer the plan reuses (of --tokenizer, --init-from or the run being resumed), else a new one trained
-    on the training text by the main process, which the others read back from the run folder."""
+    on the training text by the main process, which the others read back from the run folder. Its `model_max_length`
+    is the model's real limit, which transformers warns past ("... will result in indexing errors"): the table of a
+    length-bounded scheme (learned), else none, as the other schemes run at any length."""
     if plan.tokenizer is not None:
         tokenizer = plan.tokenizer
     elif plan.task is not None:
@@ -88,7 +91,7 @@ def tokenizer_for(plan: TrainingPlan, args: TrainingArguments):
         tokenizer = train_tokenizer(plan.texts["train"]["text"], plan.options.vocab_size)
     else:
         tokenizer = AutoTokenizer.from_pretrained(plan.folder.work_dir)
-    tokenizer.model_max_length = plan.usable_length
+    tokenizer.model_max_length = plan.max_length or VERY_LARGE_INTEGER  # transformers' "no limit"
     return tokenizer
 
 
