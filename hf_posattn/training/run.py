@@ -207,16 +207,17 @@ def make_trainer(plan: TrainingPlan, args: TrainingArguments, tokenizer, blocks:
     options = plan.options
     set_seed(options.seed)
     model = plan.initial_model if plan.initial_model is not None else PosAttnForCausalLM(model_config(plan, tokenizer))
+    periodic = evenly_spaced(blocks["validation"], PERIODIC_EVAL_BLOCKS)
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=blocks["train"],
-        eval_dataset=evenly_spaced(blocks["validation"], PERIODIC_EVAL_BLOCKS),
+        eval_dataset=periodic,
         data_collator=default_data_collator if options.random_positions is None else RandomPositions(
             options.random_positions, options.seed),
         processing_class=tokenizer,
     )
-    show_logs_as_lines(trainer, quiet=plan.options.quiet)
+    show_logs_as_lines(trainer, quiet=plan.options.quiet, validation_blocks=(len(periodic), len(blocks["validation"])))
     return trainer
 
 
