@@ -34,8 +34,7 @@ class TrainingStopped(Exception):
 
 
 def resume_options(output_dir: str) -> str:
-    """What continues the run: --resume and the same --output-dir (resume=True and the same output_dir, from
-    Python)."""
+    """What continues the run: resume and the same output_dir, named as the caller gives them (`option`)."""
     return f"{option('resume', True)} and the same {option('output_dir', output_dir)}"
 
 
