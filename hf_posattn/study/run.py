@@ -22,7 +22,7 @@ from ..data.tasks import LANGUAGE_MODELLING
 from ..data.tokenizers import has_tokenizer
 from ..files import WriteFailed, resolve_path, saved_whole, write_json
 from ..model.positional import POSITION_SCHEMES
-from ..training.folder import STUDY_FILE, is_free, locked, plan_run, plan_study, read_run_record, remove_checkpoints
+from ..training.folder import STUDY_FILE, is_free, locked, plan_run, plan_study, read_run_record
 from ..training.options import RUN_IDENTITY, TrainingOptions, resolve_paths
 from ..training.outcomes import TrainingInterrupted, TrainingWriteFailed
 from ..training.run import train
@@ -198,8 +198,7 @@ def run_study(options: CompareOptions, command: str | None) -> dict:
             notice(f"{label}: reusing the finished run in {run.output_dir}")
         else:
             notice(f"{label}: training ...")
-            results = train(dataclasses.replace(run, resume=action == "resume")).to_dict()
-            remove_checkpoints(run.output_dir)  # optimizer state for --resume; the study keeps only the final model
+            results = train(dataclasses.replace(run, resume=action == "resume")).to_dict()  # its checkpoints go
         evaluation_start = time.perf_counter()
         record = {"position": position, "seed": seed, "random_positions": randomized, "output_dir": run.output_dir,
                   "parameters": results["parameters"], "train_seconds": results["train_seconds"],

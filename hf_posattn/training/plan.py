@@ -130,15 +130,19 @@ def check_made_for(tokenizer, task: str, source: str, given: str) -> None:
 
 def resume_point(options: TrainingOptions, results: dict | None, folder: RunPlan) -> str | None:
     """The checkpoint a resumed run continues from (`folder.resume_checkpoint`; None: from step 0); refuses a
-    finished run that would not train longer, and one none of whose checkpoints is left."""
-    if results is not None:
-        steps = results.get("steps")
-        if not isinstance(steps, int) or options.max_steps <= steps:
-            raise ValueError(f"{folder.target} holds a finished run ({steps} steps): there is nothing to resume. To "
-                             f"train it longer, give --resume a larger --max-steps (e.g. --max-steps "
-                             f"{2 * steps if isinstance(steps, int) else 'N'}).")
+    finished run: its checkpoints went when it finished (one finished before they did trains longer from them, with
+    a larger max_steps)."""
     checkpoint = resume_checkpoint(folder.work_dir)
-    if results is not None and checkpoint is None:
-        raise ValueError(f"{folder.target} holds a finished run without checkpoints (they were removed): it cannot "
-                         f"be trained longer. Start a new run (with --overwrite, or another --output-dir).")
+    if results is None:
+        return checkpoint
+    steps = results.get("steps")
+    if checkpoint is None:
+        raise ValueError(f"{folder.target} holds a finished run ({steps} steps), and a finished run keeps no "
+                         f"checkpoints: there is nothing to resume. To train its model further, start a new run from "
+                         f"it: {option('init_from', folder.target)}, with another {option('output_dir')}.")
+    if not isinstance(steps, int) or options.max_steps <= steps:
+        larger = 2 * steps if isinstance(steps, int) else "N"
+        raise ValueError(f"{folder.target} holds a finished run ({steps} steps): there is nothing to resume. To "
+                         f"train it longer, give {option('resume', True)} a larger {option('max_steps')} (e.g. "
+                         f"{option('max_steps', larger)}).")
     return checkpoint

@@ -40,14 +40,15 @@ from ..sharing.card import write_model_card
 from ..sharing.generation import generate_text
 from ..study.perplexity import EVAL_BATCH_TOKENS
 from .callbacks import NormalModes, NothingLeftToTrain, StopAtMaxSteps, StopOnCtrlC, StopOnNonFinite, show_logs_as_lines
-from .folder import RunPlan, claim, last_complete_checkpoint, write_run_file
+from .folder import RunPlan, claim, last_complete_checkpoint, remove_checkpoints, write_run_file
 from .logs import run_name
 from .options import PRESETS, TrainingOptions
 from .outcomes import TrainingDiverged, TrainingInterrupted, TrainingResult, TrainingWriteFailed
 from .plan import TrainingPlan, plan_training
 from .positions import RandomPositions
 
-# Evaluation during training uses at most this many validation blocks, evenly spread (all of them at the end).
+# Evaluation during training uses at most this many validation blocks, evenly spread: quicker, and a little off the
+# result, which the evaluation after training gives on all of them (the log lines say which is which: LogLines).
 PERIODIC_EVAL_BLOCKS = 256
 
 
@@ -281,7 +282,9 @@ def finish(trainer: Trainer, plan: TrainingPlan, blocks: DatasetDict, train_outp
 
 
 def record_finish(result: TrainingResult, plan: TrainingPlan, blocks: DatasetDict, prompt: str, config) -> None:
-    """The finished run's training figure, card and run file (last: with results, the run is a finished one)."""
+    """The finished run's training figure, card and run file (last: with results, the run is a finished one); then
+    its checkpoints go. They hold what an unfinished run resumes from (weights, optimizer state: several times the
+    model's size); a finished run's model is in the folder, and a new run trains it further (--init-from)."""
     options, folder = plan.options, plan.folder
     results = result.to_dict()
     del results["options"]  # stored next to the results in the run file
@@ -293,6 +296,7 @@ def record_finish(result: TrainingResult, plan: TrainingPlan, blocks: DatasetDic
     write_training_figure(folder.work_dir, baseline=result.unigram_loss, label=run_name(folder.target))
     write_model_card(folder.work_dir, config, run)
     write_run_file(folder.work_dir, run["options"], run["results"])
+    remove_checkpoints(folder.work_dir)
 
 
 def data_name(plan: TrainingPlan) -> str:
