@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from ..common import option
+
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>"}
 # Text of which the tokenizer reads more than this share as its unknown token is refused: a model trained, scored or
 # prompted with it would read <unk> tokens, not the text (a synthetic task's word-level tokenizer given prose). A
@@ -88,7 +90,7 @@ def pack(texts, tokenizer, seq_len: int):
     for split, dataset in blocks.items():
         if len(dataset) == 0:
             raise ValueError(
-                f"the {split} text is shorter than one block of --seq-len {seq_len} tokens: give more text, or a "
-                f"smaller --seq-len."
+                f"the {split} text is shorter than one block of {option('seq_len', seq_len)} tokens: give more "
+                f"text, or a smaller {option('seq_len')}."
             )
     return blocks

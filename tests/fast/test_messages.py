@@ -9,7 +9,9 @@ import pytest
 from conftest import posattn
 
 from hf_posattn.common import on_command_line, option
+from hf_posattn.data.corpus import load_texts
 from hf_posattn.data.tasks import TASKS
+from hf_posattn.data.tokenizers import pack, train_tokenizer
 from hf_posattn.files import WriteFailed
 from hf_posattn.model.configuration_posattn import PosAttnConfig
 from hf_posattn.training.folder import RUN_FILE, RunPlan, plan_run
@@ -68,7 +70,16 @@ CASES = {
                                                   tokenizer_size=512), ("vocab_size=300", "--vocab-size 300")),
     "the tokenizer's kind": (lambda tmp: reused_tokenizer(TrainingOptions(tokenizer=str(task_tokenizer(tmp))),
                                                           None, None), ("task='passkey'", "--task passkey")),
+    "no such data": (lambda tmp: load_texts([str(tmp / "missing.txt")]), ("data: no such file", "--data: no such")),
+    "too little text": (lambda tmp: pack(short_texts(), train_tokenizer(["a b c"] * 5, 300), 64),
+                        ("seq_len=64", "--seq-len 64")),
 }
+
+
+def short_texts():
+    from datasets import Dataset, DatasetDict
+
+    return DatasetDict({split: Dataset.from_dict({"text": ["a b c"]}) for split in ("train", "validation")})
 
 
 def message(case, tmp_path) -> str:
