@@ -86,3 +86,24 @@ def test_a_checkpoint_resumed_by_the_trainer_misses_no_tensor(tied, tmp_path):
     assert not warning.called, warning.call_args
     head = saved["lm_head.weight"] if not tied else saved["model.embeddings.word_embeddings.weight"]
     assert torch.equal(resumed.lm_head.weight, head)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_generation_past_the_table_warns_only_where_it_is_true(scheme):
+    """transformers reminds that generation went past `max_position_embeddings`; a scheme that runs at any length
+    does (its table is a cache), so it is not told so. A bounded one never gets there: it is refused first."""
+    from unittest import mock
+
+    from transformers.generation import stopping_criteria
+
+    from hf_posattn.model.positional import POSITION_SCHEMES
+
+    model = tiny_lm(scheme, max_position_embeddings=16)
+    ids = random_ids(1, 12)
+    if POSITION_SCHEMES[scheme].max_length(model.config) is not None:
+        with pytest.raises(ValueError, match="past max_position_embeddings=16"):
+            model.generate(ids, max_new_tokens=8, do_sample=False)
+        return
+    with mock.patch.object(stopping_criteria.logger, "warning_once") as warning:
+        out = model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    assert out.shape[1] == 20 and not warning.called, warning.call_args
