@@ -278,7 +278,8 @@ def add_evaluate(parser):
     parser.description = ("Perplexity of the model in DIR on the validation text, in windows of each length "
                           "(non-overlapping, or sliding with --stride), next to the unigram baseline; JSON to stdout "
                           "or --output. Learned positions are not evaluated past their maximum: such lengths are "
-                          "listed as skipped, with the reason.")
+                          "listed as skipped, with the reason. A synthetic task's model is refused (it has no words "
+                          "for text; `posattn compare --task TASK` scores the exact match of its answers).")
     parser.add_argument("dir", help="a model folder written by `posattn train`")
     parser.add_argument("--lengths", type=int_list, default=[128, 256, 512], metavar="L1,L2,...",
                         help="evaluation lengths, in tokens")
