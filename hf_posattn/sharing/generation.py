@@ -2,6 +2,8 @@
 
 from transformers import TextStreamer, pipeline, set_seed
 
+from ..data.tokenizers import check_known_tokens
+
 
 def generate_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, temperature: float | None = None,
                   top_p: float | None = None, top_k: int | None = None, greedy: bool = False, seed: int = 0,
