@@ -38,7 +38,7 @@ from .cli_types import (
 )
 from huggingface_hub.errors import StrictDataclassError
 
-from .common import Failed, Interrupted
+from .common import Failed, Interrupted, on_command_line
 from .files import resolve_path, resolve_source, write_failure
 
 
@@ -94,10 +94,24 @@ def rope_parameters(args) -> dict | None:
     return given
 
 
+# Where every command that draws writes its figure, said once (the top-level help; each --output points here) and
+# done once (`figure_path`).
+WHERE_FIGURES_GO = ("Figures: a command that draws writes the PNG that --output names; without --output, its NAME.png "
+                    "goes into the folder of the one model it draws (beside the model's card and training.png), and "
+                    "into the current folder when it draws no saved model (plot-positions without DIR; demo lookup, "
+                    "parallel, and context without --output-dir) or several (plot-training of several runs).")
+
+
 def figure_path(output: str | None, folder: str | None, name: str) -> str:
-    """Where a command writes its figure: `--output` when given, else `name` in the model's `folder` (a run folder
-    admits it), else `name` here; resolved."""
+    """Where a command writes its figure (`WHERE_FIGURES_GO`): `--output` when given, else `name` in the `folder` of
+    the one model it draws (a run folder admits it), else `name` here; resolved."""
     return resolve_path(output if output is not None else os.path.join(folder, name) if folder else name, "--output")
+
+
+def add_output(parser, name: str) -> None:
+    """The --output of a command that draws, its default `name` placed by the one rule (`WHERE_FIGURES_GO`)."""
+    parser.add_argument("--output", metavar="FILE", help=f"the PNG to write (default: {name}, beside the model drawn, "
+                                                         f"else here: see `posattn --help`)")
 
 
 @contextlib.contextmanager
@@ -213,7 +227,7 @@ def run_train(args) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
-    print(f"\nvalidation loss {result.eval_loss:.4f}, perplexity {result.perplexity:.2f} "
+    print(f"\nvalidation loss {result.eval_loss:.4f}, perplexity {result.perplexity:.2f} on all the validation text "
           f"(unigram baseline: loss {result.unigram_loss:.4f}, perplexity {result.unigram_perplexity:.2f})")
     print(f"{result.steps} steps, {result.tokens_seen:,} tokens seen, {result.train_seconds / 60:.1f} min of "
           f"training, {result.wall_seconds / 60:.1f} min in all, on {result.hardware}")
@@ -264,7 +278,8 @@ def add_evaluate(parser):
     parser.description = ("Perplexity of the model in DIR on the validation text, in windows of each length "
                           "(non-overlapping, or sliding with --stride), next to the unigram baseline; JSON to stdout "
                           "or --output. Learned positions are not evaluated past their maximum: such lengths are "
-                          "listed as skipped, with the reason.")
+                          "listed as skipped, with the reason. A synthetic task's model is refused (it has no words "
+                          "for text; `posattn compare --task TASK` scores the exact match of its answers).")
     parser.add_argument("dir", help="a model folder written by `posattn train`")
     parser.add_argument("--lengths", type=int_list, default=[128, 256, 512], metavar="L1,L2,...",
                         help="evaluation lengths, in tokens")
@@ -286,6 +301,7 @@ def add_evaluate(parser):
 def run_evaluate(args) -> int:
     from .common import notice
     from .data.corpus import load_texts
+    from .data.tasks import LANGUAGE_MODELLING, made_for, made_for_text
     from .data.unigram import text_unigram_baseline, token_stream
     from .files import write_json
     from .model.positional import POSITION_SCHEMES
@@ -300,6 +316,12 @@ def run_evaluate(args) -> int:
     if output:  # checked before the work rather than found wrong after it
         check_output_file(output)
     model, tokenizer = load_model(folder, rope_parameters=scaling)
+    tasks = made_for(tokenizer)
+    if tasks != (LANGUAGE_MODELLING,):  # its perplexity on text would be one of <unk> tokens
+        raise ValueError(f"{folder} holds a model of {made_for_text(tasks)}, which knows that task's words only: "
+                         f"evaluate scores a language model's perplexity on text. A task's model is scored by the "
+                         f"exact match of its answers, as `posattn compare --task {tasks[0]}` does for its runs; "
+                         f"`posattn generate {args.dir} PROMPT --greedy` shows its answer to a prompt in its words.")
     texts = load_texts(data, args.text_column)
     validation = list(texts["validation"]["text"])
     validation_ids = token_stream(tokenizer, validation)
@@ -354,8 +376,7 @@ def add_plot_positions(parser):
                           "table (or its sinusoidal waves against its token embeddings, rotary frequencies, ALiBi "
                           "slopes) next to the closed form.")
     parser.add_argument("dir", nargs="?", help="a model folder written by `posattn train` (optional)")
-    parser.add_argument("--output", metavar="FILE", help=f"the PNG to write (default: DIR/{POSITIONS_FIGURE}; "
-                                                         f"without DIR, {POSITIONS_FIGURE} here)")
+    add_output(parser, POSITIONS_FIGURE)
     parser.add_argument("--positions", type=plotted_positions, default=128, metavar="N",
                         help=f"positions to draw (at most {MAX_PLOTTED_POSITIONS})")
     parser.add_argument("--dim", type=plotted_dimensions, metavar="D",
@@ -387,7 +408,7 @@ def add_plot_attention(parser):
                           "as heat maps, one per layer (rows) and head (columns), with the tokens on both axes.")
     parser.add_argument("dir", help="a model folder written by `posattn train`")
     parser.add_argument("text", type=valid_text, help="the text to look at")
-    parser.add_argument("--output", metavar="FILE", help=f"the PNG to write (default: DIR/{ATTENTION_FIGURE})")
+    add_output(parser, ATTENTION_FIGURE)
     parser.add_argument("--layer", type=int, metavar="N", help="only this layer (from 0)")
     parser.add_argument("--head", type=int, metavar="N", help="only this head of each layer (from 0)")
     parser.add_argument("--max-tokens", type=positive_int, default=MAX_ATTENTION_TOKENS, metavar="N",
@@ -426,8 +447,7 @@ def add_plot_training(parser):
                           "last checkpoint's): training and validation loss against tokens seen, the learning rate "
                           "below, and the unigram baseline; one colour per run.")
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="run folders written by `posattn train`")
-    parser.add_argument("--output", metavar="FILE", help=f"the PNG to write (default: DIR/{TRAINING_FIGURE} for one "
-                                                         f"run, {TRAINING_FIGURE} here for several)")
+    add_output(parser, TRAINING_FIGURE)
     parser.set_defaults(run=run_plot_training)
 
 
@@ -456,7 +476,6 @@ def add_demo(parser):
     from .lesson.parallel import BACKENDS, DEFAULT_BATCH, DEFAULT_HIDDEN, DEFAULT_LENGTHS, DEFAULT_REPEATS
     from .model.configuration_posattn import DEFAULT_POSITION
     from .model.positional import POSITION_EMBEDDING_TYPES
-    from .runfolder import CONTEXT_FIGURE
 
     parser.description = ("lookup: attention as a dictionary lookup (one-hot vectors, softmax temperature, blends). "
                           "context: a tiny model learns that 'not like' says 'hate' and 'do like' says 'like', and "
@@ -464,8 +483,7 @@ def add_demo(parser):
                           "timed on this machine at growing lengths: all positions at once against T steps in a row, "
                           "and the T² cost attention pays for it. Each prints what it shows and writes a figure.")
     parser.add_argument("name", choices=["lookup", "context", "parallel"], help="which demo")
-    parser.add_argument("--output", metavar="FILE", help=f"the PNG to write (default: NAME.png here; context with "
-                                                         f"--output-dir: DIR/{CONTEXT_FIGURE})")
+    add_output(parser, "NAME.png")
     parser.add_argument("--output-dir", metavar="DIR", help="context: keep the trained model in DIR (default: a "
                                                             "temporary folder)")
     parser.add_argument("--overwrite", action="store_true", help="context: replace the model in --output-dir")
@@ -671,6 +689,7 @@ def build_parser(command: str | None = EVERY_COMMAND) -> argparse.ArgumentParser
     parser = argparse.ArgumentParser(
         prog="posattn",
         description="Train, sample, evaluate and share hf_posattn language models (position scheme: one switch).",
+        epilog=WHERE_FIGURES_GO,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -693,7 +712,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(chosen_command(arguments)).parse_args(arguments)
     args.command_line = shlex.join(["posattn", *arguments])  # for the records
     try:
-        return args.run(args)
+        with on_command_line():  # messages name options as this command's flags
+            return args.run(args)
     except Interrupted as interrupted:  # what was done stays; the message says how to continue
         print(f"\nposattn {args.command}: {interrupted}", file=sys.stderr)
         return 130

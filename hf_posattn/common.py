@@ -1,10 +1,11 @@
-"""The small helpers every tool shares: notices on stderr, the name of the machine, progress bars on or off, and what a
-command stopped by Ctrl-C raises.
+"""The small helpers every tool shares: notices on stderr, the name of the machine, progress bars on or off, what a
+command stopped by Ctrl-C raises, and how a message names an option to whoever reads it.
 
 stdout is for results (which may be JSON); progress and notices go to stderr.
 """
 
 import contextlib
+import contextvars
 import platform
 import sys
 
@@ -12,6 +13,37 @@ import sys
 def notice(text: str) -> None:
     """Progress and notices go to stderr: stdout is for results (which may be JSON)."""
     print(text, file=sys.stderr, flush=True)
+
+
+# ---- the caller's language ----
+
+# Whether the work under way runs for the command line (`on_command_line`), whose messages name options as its flags;
+# any other caller is Python, whose messages name them as its arguments.
+_COMMAND_LINE = contextvars.ContextVar("command_line", default=False)
+# The flags that are not the option's name with dashes.
+FLAGS = {"gradient_accumulation_steps": "--grad-accum"}
+
+
+@contextlib.contextmanager
+def on_command_line():
+    """The block runs a command of the command line: `option` names options as flags in its messages."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
+def option(name: str, value=None) -> str:
+    """Option `name` (a field of `TrainingOptions` or `CompareOptions`), with `value` if given, as the caller gives
+    it: `--seq-len 16` on the command line, `seq_len=16` from Python; a flag that takes no value (`value` True) is
+    `--resume` there, `resume=True` here. The one place a message learns how to name an option."""
+    if not _COMMAND_LINE.get():
+        return name if value is None else f"{name}={value!r}"
+    flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+    if value is None or value is True:
+        return flag
+    return f"{flag} {' '.join(map(str, value)) if isinstance(value, (list, tuple)) else value}"
 
 
 class Interrupted(Exception):

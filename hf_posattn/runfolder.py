@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from . import files
-from .common import notice
+from .common import notice, option
 
 RUN_FILE = "posattn_run.json"  # the options a run was started with (read by --resume), and its results
 PROGRESS_FILE = "progress.json"  # where training is (step, loss, time left), rewritten as it goes
@@ -90,8 +90,10 @@ def holds_model(folder: str) -> bool:
     return os.path.isfile(os.path.join(folder, "config.json"))
 
 
-def check_output_dir(folder: str, flag: str = "--output-dir") -> None:
-    """A folder this process could create and write: not a file, under a folder it may write to."""
+def check_output_dir(folder: str, flag: str | None = None) -> None:
+    """A folder this process could create and write: not a file, under a folder it may write to. `flag`: how the
+    message names the folder (default: the caller's output_dir)."""
+    flag = flag or option("output_dir")
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise ValueError(f"{flag} {folder} is a file, not a folder: give a folder (it is made if needed).")
     check_writable(os.path.abspath(folder), flag)
@@ -130,11 +132,12 @@ def read_run_record(folder: str) -> dict | None:
             run = json.load(file)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path} cannot be read ({error}): the run file is damaged. Train the run again (with "
-                         f"--overwrite).") from None
+                         f"{option('overwrite', True)}).") from None
     if (not isinstance(run, dict) or not isinstance(run.get("options"), dict)
             or not isinstance(run.get("results"), (dict, type(None)))):
         raise ValueError(f"{path} is not a run file written by `posattn train` (expected an object with 'options' "
-                         f"and 'results'): it was edited or damaged. Train the run again (with --overwrite).")
+                         f"and 'results'): it was edited or damaged. Train the run again (with "
+                         f"{option('overwrite', True)}).")
     return run
 
 
@@ -208,7 +211,7 @@ def resume_checkpoint(folder: str) -> str | None:
     checkpoint, damaged = checkpoints_to_resume(folder)
     if checkpoint is None and damaged:
         raise ValueError(f"{damaged[0]}: no checkpoint of the run in {folder} is whole, so it cannot continue. Train "
-                         f"it again (with --overwrite, or in another --output-dir).")
+                         f"it again (with {option('overwrite', True)}, or in another {option('output_dir')}).")
     return checkpoint
 
 
@@ -280,20 +283,22 @@ class RunPlan:
 
 
 def plan_run(target: str, resume: bool = False, overwrite: bool = False, stage_new: bool = False,
-             flag: str = "--output-dir") -> RunPlan:
+             flag: str | None = None) -> RunPlan:
     """Decide where a run into `target` writes, reading only: every process of a distributed run plans the same.
     Refuses, with the fix: a folder with files that are not a run; a run or model without `overwrite`; nothing to
     resume. `stage_new`: stage a new folder too (for writers that do not resume)."""
+    flag = flag or option("output_dir")
     if resume and overwrite:
-        raise ValueError("--resume continues the run in --output-dir and --overwrite replaces it: choose one.")
+        raise ValueError(f"{option('resume')} continues the run in {flag} and {option('overwrite')} replaces it: "
+                         f"choose one.")
     check_output_dir(target, flag)
     staging = staging_dir(target)
     if resume:
         if is_run(staging):  # a replacement run that stopped before it was swapped in
             return RunPlan(target, staging, resume=True)
         if not is_run(target):
-            raise ValueError(f"--resume: {target} holds no run of `posattn train` to continue (no {RUN_FILE}). "
-                             f"Start one without --resume.")
+            raise ValueError(f"{option('resume', True)}: {target} holds no run of `posattn train` to continue (no "
+                             f"{RUN_FILE}). Start one without {option('resume')}.")
         return RunPlan(target, target, resume=True)
     if is_free(target):
         return RunPlan(target, staging if stage_new else target, stage_new=stage_new)
@@ -301,15 +306,16 @@ def plan_run(target: str, resume: bool = False, overwrite: bool = False, stage_n
     if not (is_run(target) or holds_model(target)):
         raise ValueError(f"{flag} {target} holds files that are not a posattn run or model "
                          f"({', '.join(entries(target)[:5])}{', ...' if len(entries(target)) > 5 else ''}): nothing "
-                         f"is written there, even with --overwrite. Choose another {flag} (or an empty folder).")
+                         f"is written there, even with {option('overwrite', True)}. Choose another {flag} (or an "
+                         f"empty folder).")
     if not overwrite:
         unfinished = f"; an unfinished replacement run is in {staging}" if is_run(staging) else ""
-        resume_hint = "" if stage_new else ", --resume to continue its training"  # writers that stage never resume
-        raise ValueError(f"{target} already holds a model or a training run{unfinished}. Pass --overwrite to replace "
-                         f"it{resume_hint}, or choose another {flag}.")
+        resume_hint = "" if stage_new else f", {option('resume', True)} to continue its training"  # stage: no resume
+        raise ValueError(f"{target} already holds a model or a training run{unfinished}. Pass "
+                         f"{option('overwrite', True)} to replace it{resume_hint}, or choose another {flag}.")
     if foreign:
         raise ValueError(f"{target} holds a run and files that are not part of it ({', '.join(foreign)}), which "
-                         f"--overwrite would remove: move them elsewhere first, or choose another {flag}.")
+                         f"{option('overwrite')} would remove: move them elsewhere first, or choose another {flag}.")
     return RunPlan(target, staging, overwrite=True, stage_new=stage_new)
 
 

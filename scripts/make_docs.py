@@ -51,7 +51,7 @@ def cli_page() -> str:
     lines = [GENERATED, "", "# The `posattn` command line: every option", "",
              "`posattn COMMAND --help` prints the same. Options left out take the default shown, or the one the help "
              "names. Bad input stops a command before any work with `posattn COMMAND: error: ...` and exit status 2.",
-             ""]
+             "", cell(parser.epilog), ""]  # `posattn --help`'s closing paragraph: where figures go
     for name, subparser in commands.items():
         lines += [f"## `posattn {name}`", "", cell(subparser.description or ""), "", "```text",
                   subparser.format_usage().strip().replace("usage: ", ""), "```", "",

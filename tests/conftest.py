@@ -135,6 +135,27 @@ def finished_run(play_text, tmp_path_factory):
     return folder
 
 
+@contextlib.contextmanager
+def stopped_before_finishing():
+    """Inside the block, a training run stops after its last checkpoint, before it finishes (as one killed there):
+    the run file without results, the checkpoints kept (a finished run removes them), no model; `posattn` returns
+    130."""
+    from unittest import mock
+
+    with mock.patch("hf_posattn.training.run.finish", side_effect=KeyboardInterrupt):
+        yield
+
+
+@pytest.fixture(scope="session")
+def unfinished_run(play_text, tmp_path_factory):
+    """`finished_run`'s run stopped before it finished (`stopped_before_finishing`): its checkpoints at steps 2 and
+    4, which --resume continues from; a test that changes it takes a copy."""
+    folder = tmp_path_factory.mktemp("runs") / "model"
+    with stopped_before_finishing():
+        assert posattn("train", *TINY_RUN, "--data", play_text, "--output-dir", folder) == 130
+    return folder
+
+
 @pytest.fixture
 def run(finished_run, tmp_path):
     """A copy of the finished run, to change."""

@@ -11,6 +11,8 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 from datasets.exceptions import DatasetsError
 
+from ..common import option
+
 CORPUS_FILE = files("hf_posattn") / "data" / "shakespeare.jsonl.xz"
 
 
@@ -43,14 +45,15 @@ def load_texts(sources: list[str] | None = None, text_column: str = "text") -> D
     paths = [os.path.expanduser(source) for source in sources]
     missing = [source for source, path in zip(sources, paths) if not os.path.exists(path) and looks_like_a_file(path)]
     if missing:
-        raise ValueError(f"--data: no such file: {', '.join(missing)}. Give existing text files, or a dataset.")
+        raise ValueError(f"{option('data')}: no such file: {', '.join(missing)}. Give existing text files, or a "
+                         f"dataset.")
     if all(os.path.isfile(p) and os.path.splitext(p)[1].lower() not in TABLE_BUILDERS for p in paths):
         return split_documents([read_text_file(p) for p in paths])
     kinds = {TABLE_BUILDERS.get(os.path.splitext(p)[1].lower()) for p in paths}
     if len(paths) == 1 or (all(os.path.isfile(p) for p in paths) and len(kinds) == 1 and None not in kinds):
-        return non_empty(load_table(paths, text_column), "--data " + " ".join(sources))
+        return non_empty(load_table(paths, text_column), option("data", sources))
     raise ValueError(
-        f"--data {' '.join(sources)}: mixes kinds of data. Give text files, or one dataset (a Hub name or a "
+        f"{option('data', sources)}: mixes kinds of data. Give text files, or one dataset (a Hub name or a "
         "folder), or data files of one kind (.json, .csv, ...)."
     )
 
@@ -99,24 +102,24 @@ def load_table(paths: list[str], text_column: str) -> DatasetDict:
     except (FileNotFoundError, ConnectionError, OSError) as error:
         where = "folder" if os.path.isdir(path) else "dataset"
         raise ValueError(
-            f"--data {path}: no such file, and no {where} `datasets` can load ({type(error).__name__}: {error}). "
+            f"{option('data', [path])}: no such file, and no {where} `datasets` can load ({type(error).__name__}: {error}). "
             "Give text files, a local dataset, or a Hub dataset name (which needs the network)."
         ) from None
     except DatasetsError as error:  # a data file `datasets` cannot parse: malformed JSON, a ragged CSV, ...
         cause = error.__cause__ or error.__context__ or error
         raise ValueError(
-            f"--data {' '.join(paths)}: cannot be read as {TABLE_BUILDERS.get(os.path.splitext(path)[1].lower(), 'a')} "
+            f"{option('data', paths)}: cannot be read as {TABLE_BUILDERS.get(os.path.splitext(path)[1].lower(), 'a')} "
             f"data ({type(cause).__name__}: {str(cause).strip()[:300]}). Fix the file, or give it as plain text "
             "(a .txt file)."
         ) from None
     if isinstance(data, Dataset):
         data = DatasetDict({"train": data})
     if "train" not in data:
-        raise ValueError(f"--data {path}: the dataset has no 'train' split (it has {', '.join(data)}).")
+        raise ValueError(f"{option('data', [path])}: the dataset has no 'train' split (it has {', '.join(data)}).")
     if text_column not in data["train"].column_names:
         raise ValueError(
-            f"--data {path}: no column {text_column!r} (columns: {', '.join(data['train'].column_names)}): "
-            "name the text column with --text-column."
+            f"{option('data', [path])}: no column {text_column!r} (columns: "
+            f"{', '.join(data['train'].column_names)}): name the text column with {option('text_column')}."
         )
     held_out = next((name for name in ("validation", "valid", "test") if name in data), None)
     if held_out is None:  # the last rows, not random ones: neighbouring rows are often neighbouring text

@@ -8,7 +8,13 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from ..common import option
+
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>"}
+# Text of which the tokenizer reads more than this share as its unknown token is refused: a model trained, scored or
+# prompted with it would read <unk> tokens, not the text (a synthetic task's word-level tokenizer given prose). A
+# byte-level BPE has no unknown token: any text passes.
+MOST_UNKNOWN = 0.5
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -32,9 +38,32 @@ def has_tokenizer(folder: str) -> bool:
 
 def encode_documents(tokenizer, texts: list[str]) -> list[list[int]]:
     """Token ids of each document followed by the end-of-text token, which marks where a document stops. Documents
-    are longer than the model's input (`model_max_length`): they are cut into blocks later, so no warning."""
+    are longer than the model's input (`model_max_length`): they are cut into blocks later, so no warning. Text the
+    tokenizer does not know is refused (`check_known_tokens`)."""
     encoded = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+    check_known_tokens(tokenizer, [token for ids in encoded for token in ids], "the text")
     return [ids + [tokenizer.eos_token_id] for ids in encoded]
+
+
+def check_known_tokens(tokenizer, ids: list[int], what: str) -> None:
+    """Refuse `what`, read by `tokenizer` as `ids`, when most of it is the tokenizer's unknown token (`MOST_UNKNOWN`):
+    the one check of text before a model trains on it, is scored on it or continues it."""
+    if tokenizer.unk_token_id is None or not ids:
+        return
+    share = ids.count(tokenizer.unk_token_id) / len(ids)
+    if share <= MOST_UNKNOWN:
+        return
+    from .tasks import LANGUAGE_MODELLING, TASKS, made_for, made_for_text
+
+    tasks = made_for(tokenizer)
+    if tasks == (LANGUAGE_MODELLING,):
+        words, instead = "its words are not this text's", "Give text of the kind the tokenizer was trained on"
+    else:
+        words = f"it is the tokenizer of {made_for_text(tasks)}, which knows {len(tokenizer)} words only"
+        instead = (f"Give text in the task's own words ({', '.join(TASKS[tasks[0]].words[:6])}, ...), or a model "
+                   f"trained on text")
+    raise ValueError(f"{what} reads as {tokenizer.unk_token} (unknown) for {share:.0%} of its {len(ids):,} tokens: "
+                     f"{words}, so a model would read {tokenizer.unk_token}, not the text. {instead}.")
 
 
 def split_blocks(ids: list[int], length: int) -> list[list[int]]:
@@ -61,7 +90,7 @@ def pack(texts, tokenizer, seq_len: int):
     for split, dataset in blocks.items():
         if len(dataset) == 0:
             raise ValueError(
-                f"the {split} text is shorter than one block of --seq-len {seq_len} tokens: give more text, or a "
-                f"smaller --seq-len."
+                f"the {split} text is shorter than one block of {option('seq_len', seq_len)} tokens: give more "
+                f"text, or a smaller {option('seq_len')}."
             )
     return blocks

@@ -4,6 +4,7 @@ both axes; bertviz's interactive head view with `--html`.
 
 import torch
 
+from ..data.tokenizers import check_known_tokens
 from ..files import write_text
 from .common import pyplot, save
 
@@ -50,10 +51,12 @@ def token_labels(tokenizer, ids: list[int]) -> list[str]:
 @torch.no_grad()
 def attention_weights(model, tokenizer, text: str, max_tokens: int = MAX_ATTENTION_TOKENS):
     """`(weights [layers, heads, tokens, tokens], labels)` for `text`, from `output_attentions=True`. The model must
-    run the eager kernel (`attn_implementation="eager"`), the only one that returns the weights."""
+    run the eager kernel (`attn_implementation="eager"`), the only one that returns the weights. Text the tokenizer
+    does not know is refused (`check_known_tokens`)."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if not ids:
         raise ValueError("the text is empty: give some text to look at, e.g. 'ROMEO: But soft'.")
+    check_known_tokens(tokenizer, ids, "the text")
     if len(ids) > max_tokens:
         raise ValueError(f"the text is {len(ids)} tokens long; heat maps with labels stay readable up to "
                          f"{max_tokens}: give shorter text, or raise --max-tokens.")

@@ -28,7 +28,7 @@ from torch import nn
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
-from transformers.generation import GenerationMixin
+from transformers.generation import GenerationMixin, MaxLengthCriteria
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
@@ -469,6 +469,9 @@ class PosAttnForCausalLM(PosAttnPreTrainedModel, GenerationMixin):
         self.model = PosAttnModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
+        # A tied head is the embedding: saving leaves it out, so a checkpoint without it is whole. The Trainer reads
+        # this set when it resumes from a checkpoint: the keys in it are tied again, not reported as missing.
+        self._keys_to_ignore_on_save = set(self.all_tied_weights_keys)
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @can_return_tuple
@@ -518,6 +521,18 @@ class PosAttnForCausalLM(PosAttnPreTrainedModel, GenerationMixin):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
+
+    def _get_stopping_criteria(self, *args, **kwargs):
+        """transformers' criteria, less its reminder that generation went past `max_position_embeddings` ("...
+        exceeded the model's predefined maximum length") for a scheme that runs at any length, whose tables there
+        are only a cache, extended as needed: the warning would not be true of this model. A length-bounded scheme
+        never gets there (`_validate_generated_length`)."""
+        criteria = super()._get_stopping_criteria(*args, **kwargs)
+        if POSITION_SCHEMES[self.config.position_embedding_type].max_length(self.config) is None:
+            for criterion in criteria:
+                if isinstance(criterion, MaxLengthCriteria):
+                    criterion.max_position_embeddings = None
+        return criteria
 
     def _validate_generated_length(self, generation_config, input_ids_length, has_default_max_length):
         """Also refuse, before the first token, a generation that would run past the positions the scheme has (learned

@@ -8,6 +8,7 @@ into another.
 
 import os
 
+from ..common import option
 from ..files import saved_whole, write_json
 from ..runfolder import check_output_dir, entries, is_free, read_json_record
 
@@ -24,16 +25,17 @@ def is_study(folder: str) -> bool:
     return any(os.path.isfile(os.path.join(folder, name)) for name in (STUDY_FILE, EARLIER_STUDY_FILE))
 
 
-def plan_study(folder: str, flag: str = "--output-dir") -> None:
+def plan_study(folder: str, flag: str | None = None) -> None:
     """Refuse, with the fix, a study folder that is neither free nor a study's: a folder of a user's own files
     (a compare.csv, a tokenizer/) is never written into, nor read as the study's, with or without --overwrite."""
+    flag = flag or option("output_dir")
     check_output_dir(folder, flag)
     if is_free(folder) or is_study(folder):
         return
     names = entries(folder)
     raise ValueError(f"{flag} {folder} holds files that are not a posattn study ({', '.join(names[:5])}"
                      f"{', ...' if len(names) > 5 else ''}): nothing is written there or read from there, even with "
-                     f"--overwrite. Choose another {flag} (or an empty folder).")
+                     f"{option('overwrite', True)}. Choose another {flag} (or an empty folder).")
 
 
 def tokenizer_dir(study: str) -> str:

@@ -28,7 +28,6 @@ from ..runfolder import (
     plan_run,
     read_json_record,
     read_run_record,
-    remove_checkpoints,
     staging_dir,
 )
 from ..training.options import RUN_IDENTITY, TrainingOptions, moved_with_the_run
@@ -73,7 +72,6 @@ class StudyRun:
                        f"no evaluation, so it is trained again")
             train(dataclasses.replace(self.options, resume=action == "resume", overwrite=action == "retrain"
                                       or self.options.overwrite))
-            remove_checkpoints(self.options.output_dir)  # the study keeps the final model only
         start = time.perf_counter()
         results = read_run_record(self.options.output_dir)["results"]
         record = {"position": self.position, "seed": self.seed, "random_positions": self.random_positions,

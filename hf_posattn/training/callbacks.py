@@ -19,15 +19,15 @@ from ..files import normal_modes, write_json
 from ..runfolder import PROGRESS_FILE
 
 
-def show_logs_as_lines(trainer, quiet: bool) -> None:
+def show_logs_as_lines(trainer, quiet: bool, validation_blocks: tuple[int, int] = (0, 0)) -> None:
     """The Trainer prints each log as a Python dict on stdout (`PrinterCallback`, or `ProgressCallback` above its
     bars): replace that with `LogLines` on stderr, keeping the progress bars; a quiet run shows neither (its
-    arguments turn the bars off)."""
+    arguments turn the bars off). `validation_blocks`: (scored during training, in all), for the lines to say."""
     trainer.remove_callback(PrinterCallback)
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(ProgressBars())
     if not quiet:
-        trainer.add_callback(LogLines())
+        trainer.add_callback(LogLines(*validation_blocks))
 
 
 class ProgressBars(ProgressCallback):
@@ -44,15 +44,20 @@ def perplexity(loss: float) -> float:
 class LogLines(TrainerCallback):
     """The Trainer's logs as short aligned lines on stderr, above its progress bars: about `LINES` of training per
     run (step, training loss, learning rate, tokens per second of training since the line before) and one per
-    evaluation (validation loss and perplexity; the last one, after training, on the whole validation text).
+    evaluation (validation loss and perplexity, and what they were measured on). Evaluations during training score
+    `periodic` of the `blocks` validation blocks, evenly spread (quicker; `run.PERIODIC_EVAL_BLOCKS`); the last one,
+    after training, scores all of them: the run's result, which its card and run file record. The two differ a
+    little when `periodic < blocks`, as two samples of the same text do.
 
         step  100/1200  training loss   5.8123  learning rate 2.00e-03   8,123 tokens/s
-        step  240/1200  validation loss 5.0123  perplexity 150.93
+        step  240/1200  validation loss 5.0123  perplexity 150.93  (256 of 912 validation blocks)
+        step 1200/1200  validation loss 4.2764  perplexity 71.96  (all 912 validation blocks: the result)
     """
 
     LINES = 10
 
-    def __init__(self):
+    def __init__(self, periodic: int = 0, blocks: int = 0):
+        self.periodic, self.blocks = periodic, blocks
         self.every, self.width, self.training = 1, 1, False
         self.tokens, self.seconds, self.step_started = 0, 0.0, None
 
@@ -81,8 +86,13 @@ class LogLines(TrainerCallback):
 
     def evaluation(self, logs: dict) -> str:
         loss = logs["eval_loss"]
-        return (f"validation loss {loss:.4f}  perplexity {perplexity(loss):.2f}"
-                + ("" if self.training else "  (the whole validation text)"))
+        if not self.training:
+            scored = f"all {self.blocks:,} validation blocks: the result"
+        elif self.periodic < self.blocks:
+            scored = f"{self.periodic:,} of {self.blocks:,} validation blocks"
+        else:
+            scored = f"all {self.blocks:,} validation blocks"
+        return f"validation loss {loss:.4f}  perplexity {perplexity(loss):.2f}  ({scored})"
 
     def training_line(self, logs: dict, state) -> str | None:
         if "loss" not in logs or (state.global_step % self.every and state.global_step != state.max_steps):

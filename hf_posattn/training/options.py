@@ -10,6 +10,7 @@ import math
 import os
 from dataclasses import dataclass
 
+from ..common import option
 from ..data.tasks import LANGUAGE_MODELLING, task_named
 from ..files import resolve_path, resolve_source
 from ..model.configuration_posattn import DEFAULT_POSITION, PosAttnConfig
@@ -174,9 +175,11 @@ def resumed(options: TrainingOptions, started: dict, target: str) -> TrainingOpt
     started = moved_with_the_run(started, target)
     changed = [name for name in RUN_IDENTITY if given(options, name) and getattr(options, name) != started.get(name)]
     if changed:
-        was = ", ".join(f"{name}={started.get(name)!r} (now {getattr(options, name)!r})" for name in changed)
-        raise ValueError(f"--resume continues the run in {target} with the options it was started with, but "
-                         f"{was}. Drop those options, or start a new run in another --output-dir.")
+        was = ", ".join(f"{option(name, started.get(name))} (now {option(name, getattr(options, name))})"
+                        for name in changed)
+        raise ValueError(f"{option('resume', True)} continues the run in {target} with the options it was started "
+                         f"with, but it was started with {was}. Drop those options, or start a new run in another "
+                         f"{option('output_dir')}.")
     # What is left out now is what the run was started with (its steps too), not the preset's default.
     recorded = {name: value for name, value in started.items()
                 if name in DEFAULTS and name not in NOT_RESUMED and not given(options, name)}
@@ -187,11 +190,13 @@ def complete(options: TrainingOptions, model: PosAttnConfig | None = None,
              tokenizer_size: int | None = None) -> TrainingOptions:
     """`options` (paths resolved) with every default filled in and every value checked, reading no file: first what
     the model of `init_from` fixes (`model`, its config with `rope_parameters` applied) or the size of the tokenizer
-    of `tokenizer` (`tokenizer_size`), then the preset's values. Raises ValueError with the fix."""
+    of `tokenizer` (`tokenizer_size`), then the preset's values. Raises ValueError with the fix, naming the options
+    the caller gave (`user`), never one that a step before filled in."""
+    user = options
     options = fixed_by_model(options, model)
-    options = for_task(options)
+    options = for_task(options, user)
     if tokenizer_size is not None and options.init_from is None:
-        options = sized_by_tokenizer(options, tokenizer_size)
+        options = sized_by_tokenizer(options, tokenizer_size, user)
     options = dataclasses.replace(options, preset=preset_of(options))
     if options.preset not in PRESETS:
         raise ValueError(f"unknown preset {options.preset!r}: choose one of {', '.join(PRESETS)}.")
@@ -211,17 +216,22 @@ def complete(options: TrainingOptions, model: PosAttnConfig | None = None,
     return options
 
 
-def for_task(options: TrainingOptions) -> TrainingOptions:
+def for_task(options: TrainingOptions, user: TrainingOptions) -> TrainingOptions:
     """A synthetic task brings its own text and words: --data, --text-column and --vocab-size do not apply (refused,
-    not ignored), and the vocabulary size is the task's."""
+    when the caller gave them (`user`), not ignored), and the vocabulary size is the task's."""
     if options.task == LANGUAGE_MODELLING:
         return options
     task = task_named(options.task)
-    given_here = [flag for name, flag in (("data", "--data"), ("text_column", "--text-column"),
-                                          ("vocab_size", "--vocab-size")) if given(options, name)]
-    if given_here and not (given_here == ["--vocab-size"] and options.vocab_size == task.vocab_size):
-        raise ValueError(f"{', '.join(given_here)}: the {task.name} task makes its own examples from its own "
-                         f"{task.vocab_size} words; drop {' and '.join(given_here)}, or train on text with --task lm.")
+    given_here = [name for name in ("data", "text_column", "vocab_size") if given(user, name)]
+    if given_here and not (given_here == ["vocab_size"] and user.vocab_size == task.vocab_size):
+        named = [option(name, getattr(user, name)) for name in given_here]
+        raise ValueError(f"{', '.join(named)}: the {task.name} task makes its own examples from its own "
+                         f"{task.vocab_size} words; drop {' and '.join(option(name) for name in given_here)}, or "
+                         f"train on text with {option('task', LANGUAGE_MODELLING)}.")
+    if options.init_from is not None and options.vocab_size != task.vocab_size:
+        raise ValueError(f"{option('init_from', options.init_from)} holds a model of {options.vocab_size} tokens, not "
+                         f"one of the {task.name} task's {task.vocab_size} words: start the task from scratch "
+                         f"without {option('init_from')}, or from a run of that task.")
     task.check_length(options.seq_len or PRESETS[preset_of(options)].seq_len)
     return dataclasses.replace(options, vocab_size=task.vocab_size)
 
@@ -249,21 +259,23 @@ def fixed_by_model(options: TrainingOptions, model: PosAttnConfig | None) -> Tra
         return options
     fixed = {"position": model.position_embedding_type, "tokenizer": options.init_from,
              "vocab_size": model.vocab_size, "scale_embeddings": model.scale_embeddings}
-    changed = [f"{name}={getattr(options, name)!r} (the model's: {value!r})" for name, value in fixed.items()
+    changed = [f"{option(name, getattr(options, name))} (the model's: {value!r})" for name, value in fixed.items()
                if given(options, name) and getattr(options, name) != value]
     if changed:
-        raise ValueError(f"--init-from {options.init_from} starts from that model, with its own {', '.join(changed)}: "
-                         f"drop those options, or train from scratch without --init-from.")
+        raise ValueError(f"{option('init_from', options.init_from)} starts from that model, with its own settings, "
+                         f"but {', '.join(changed)} was given: drop those options, or train from scratch without "
+                         f"{option('init_from')}.")
     return dataclasses.replace(options, **fixed)
 
 
-def sized_by_tokenizer(options: TrainingOptions, size: int) -> TrainingOptions:
+def sized_by_tokenizer(options: TrainingOptions, size: int, user: TrainingOptions) -> TrainingOptions:
     """With `tokenizer` (of `size` tokens): the vocabulary size is the tokenizer's, recorded so; a different
-    `vocab_size` given is refused (it would be claimed in the run file and card, and not used)."""
-    if options.vocab_size not in (None, size):
-        raise ValueError(f"--tokenizer {options.tokenizer} has {size} tokens, and --vocab-size {options.vocab_size} "
-                         f"asks for another vocabulary: a reused tokenizer brings its own. Drop --vocab-size (or give "
-                         f"--vocab-size {size}), or leave --tokenizer out to train a tokenizer of that size.")
+    `vocab_size` the caller gave (`user`) is refused (it would be claimed in the run file and card, and not used)."""
+    if user.vocab_size not in (None, size):
+        raise ValueError(f"{option('tokenizer', options.tokenizer)} has {size} tokens, and "
+                         f"{option('vocab_size', user.vocab_size)} asks for another vocabulary: a reused tokenizer "
+                         f"brings its own. Drop {option('vocab_size')} (or give {option('vocab_size', size)}), or "
+                         f"leave {option('tokenizer')} out to train a tokenizer of that size.")
     return dataclasses.replace(options, vocab_size=size)
 
 

@@ -5,7 +5,7 @@ and how to continue (`TrainingInterrupted`, `TrainingWriteFailed`, `TrainingDive
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..common import Interrupted
+from ..common import Interrupted, option
 from ..files import WriteFailed
 
 
@@ -33,14 +33,18 @@ class TrainingStopped(Exception):
     """Training stopped before its end; what it saved stays, and `resume=True` continues from its last checkpoint."""
 
 
+def resume_options(output_dir: str) -> str:
+    """What continues the run: resume and the same output_dir, named as the caller gives them (`option`)."""
+    return f"{option('resume', True)} and the same {option('output_dir', output_dir)}"
+
+
 class TrainingInterrupted(TrainingStopped, Interrupted):
     """Ctrl-C stopped training; the checkpoint it saved stays, and `resume=True` continues from it."""
 
     def __init__(self, output_dir: str, checkpoint: str | None):
         self.output_dir, self.checkpoint = output_dir, checkpoint
         where = f"the last checkpoint is {checkpoint}" if checkpoint else "no checkpoint had been saved yet"
-        super().__init__(f"training interrupted: {where}. Continue with --resume (resume=True) "
-                         f"and the same --output-dir {output_dir}.")
+        super().__init__(f"training interrupted: {where}. Continue with {resume_options(output_dir)}.")
 
 
 class TrainingWriteFailed(TrainingStopped, WriteFailed):
@@ -50,7 +54,7 @@ class TrainingWriteFailed(TrainingStopped, WriteFailed):
     def __init__(self, output_dir: str, failure: WriteFailed):
         self.output_dir, self.failure = output_dir, failure
         super().__init__(f"{failure}. Training stopped there; what it saved before stays. Free some space, then "
-                         f"continue with --resume (resume=True) and the same --output-dir {output_dir}.")
+                         f"continue with {resume_options(output_dir)}.")
 
 
 class TrainingDiverged(TrainingStopped, ValueError):
@@ -61,4 +65,5 @@ class TrainingDiverged(TrainingStopped, ValueError):
         kept = f"the last good checkpoint, {checkpoint}, is kept" if checkpoint else "no checkpoint had been saved"
         super().__init__(f"{what} at step {step}: training stopped there and saved nothing from that step on "
                          f"({kept}). The learning rate {learning_rate} is probably too high: train again with a "
-                         f"lower --learning-rate (with --overwrite, or another --output-dir).")
+                         f"lower {option('learning_rate')} (with {option('overwrite', True)}, or another "
+                         f"{option('output_dir')}).")

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from datasets import DatasetDict
 
+from ..common import option
 from ..data.corpus import load_texts
-from ..data.tasks import LANGUAGE_MODELLING, Task, task_named
+from ..data.tasks import LANGUAGE_MODELLING, Task, made_for, made_for_text, task_named
 from ..data.tasks.training import task_texts
 from ..data.tokenizers import has_tokenizer
 from ..model.configuration_posattn import PosAttnConfig
@@ -52,13 +53,6 @@ class TrainingPlan:
     checkpoint: str | None = None
     task: Task | None = None  # a synthetic task (None: language modelling on `texts`)
 
-    @property
-    def usable_length(self) -> int:
-        """The longest input the model is good for, which the saved tokenizer truncates to: the limit of a
-        length-bounded scheme (learned: its table), else the training length (the other schemes run longer, but
-        were not trained to)."""
-        return self.options.seq_len if self.max_length is None else self.max_length
-
 
 def plan_training(options: TrainingOptions) -> TrainingPlan:
     """The plan of the run that `options` ask for (see the module docstring); a ValueError with the fix for any
@@ -77,8 +71,8 @@ def plan_training(options: TrainingOptions) -> TrainingPlan:
     texts = load_texts(options.data, options.text_column) if task is None else task_texts(
         task, options.seed, options.seq_len, options.max_steps * options.batch_size * options.gradient_accumulation_steps)
     if options.tokenizer and tokenizer is None:
-        raise ValueError(f"--tokenizer {options.tokenizer}: no tokenizer.json there; give a folder that holds a "
-                         f"tokenizer (e.g. another run's --output-dir).")
+        raise ValueError(f"{option('tokenizer', options.tokenizer)}: no tokenizer.json there; give a folder that "
+                         f"holds a tokenizer (e.g. another run's {option('output_dir')}).")
     initial = None
     if model is not None:  # a damaged --init-from is refused before the run folder is touched
         initial = load_weights(options.init_from, model)
@@ -91,34 +85,64 @@ def reused_tokenizer(options: TrainingOptions, model: PosAttnConfig | None, fold
     """The tokenizer the run reuses, read and checked once: the one of --init-from (no more tokens than its model
     has), else of --tokenizer (a folder without one yet is refused later, after the data), else the one the run being
     resumed saved (it keeps its tokens); None when the run trains one. A damaged file is named; a tokenizer without
-    an end-of-text token, which training puts between documents and generation stops at, is refused."""
+    an end-of-text token, which training puts between documents and generation stops at, is refused, and so is one
+    made for other work than the run's task (`check_made_for`)."""
     if model is not None:
         check_json_files(options.init_from)
-        tokenizer, source, flag = load_tokenizer(options.init_from, model.vocab_size), options.init_from, "--init-from"
+        tokenizer, source = load_tokenizer(options.init_from, model.vocab_size), "init_from"
+        given = option(source, options.init_from)
     elif options.tokenizer is not None and has_tokenizer(options.tokenizer):
-        tokenizer, source, flag = read_tokenizer(options.tokenizer), options.tokenizer, "--tokenizer"
+        tokenizer, source = read_tokenizer(options.tokenizer), "tokenizer"
+        given = option(source, options.tokenizer)
     elif options.tokenizer is None and folder is not None and has_tokenizer(folder.work_dir):
-        tokenizer, source, flag = read_tokenizer(folder.work_dir), folder.work_dir, "--resume"
+        tokenizer, source = read_tokenizer(folder.work_dir), "resume"
+        given = f"{option(source, True)} {folder.work_dir}"
     else:
         return None
     if tokenizer.eos_token_id is None:
-        raise ValueError(f"{flag} {source}: its tokenizer has no end-of-text token (eos_token), which training puts "
-                         f"between documents and generation stops at. Give a tokenizer that has one (e.g. another "
-                         f"run's folder), or leave {flag} out to train one.")
+        raise ValueError(f"{given}: its tokenizer has no end-of-text token (eos_token), which training puts between "
+                         f"documents and generation stops at. Give a tokenizer that has one (e.g. another run's "
+                         f"folder), or leave {option(source)} out to train one.")
+    check_made_for(tokenizer, options.task, source, given)
     return tokenizer
+
+
+def check_made_for(tokenizer, task: str, source: str, given: str) -> None:
+    """Refuse a tokenizer (of --tokenizer, or of the model of --init-from: `source`) made for other work than the
+    run's `task` (`made_for`), with what to give instead: a model trained on text would read a task's examples as
+    <unk> tokens, and a task's model would read text so."""
+    tasks = made_for(tokenizer)
+    if task in tasks:
+        return
+    what = "holds a model of" if source == "init_from" else "is the tokenizer of"
+    if task == LANGUAGE_MODELLING:  # a task's tokenizer, for text
+        instead = (f"Train {made_for_text(tasks)} with {option('task', tasks[0])}, or leave {option(source)} out "
+                   f"to train on text")
+    elif source == "init_from":
+        instead = (f"Start the {task} task from scratch without {option(source)}, or from a run of that task" +
+                   (f"; or train {made_for_text(tasks)} with {option('task', tasks[0])}"
+                    if tasks != (LANGUAGE_MODELLING,) else ""))
+    else:
+        instead = f"Leave {option(source)} out: the {task} task brings its own words"
+    raise ValueError(f"{given} {what} {made_for_text(tasks)}, but this run trains on {made_for_text((task,))}, "
+                     f"whose words it does not know. {instead}.")
 
 
 def resume_point(options: TrainingOptions, results: dict | None, folder: RunPlan) -> str | None:
     """The checkpoint a resumed run continues from (`folder.resume_checkpoint`; None: from step 0); refuses a
-    finished run that would not train longer, and one none of whose checkpoints is left."""
-    if results is not None:
-        steps = results.get("steps")
-        if not isinstance(steps, int) or options.max_steps <= steps:
-            raise ValueError(f"{folder.target} holds a finished run ({steps} steps): there is nothing to resume. To "
-                             f"train it longer, give --resume a larger --max-steps (e.g. --max-steps "
-                             f"{2 * steps if isinstance(steps, int) else 'N'}).")
+    finished run: its checkpoints went when it finished (one finished before they did trains longer from them, with
+    a larger max_steps)."""
     checkpoint = resume_checkpoint(folder.work_dir)
-    if results is not None and checkpoint is None:
-        raise ValueError(f"{folder.target} holds a finished run without checkpoints (they were removed): it cannot "
-                         f"be trained longer. Start a new run (with --overwrite, or another --output-dir).")
+    if results is None:
+        return checkpoint
+    steps = results.get("steps")
+    if checkpoint is None:
+        raise ValueError(f"{folder.target} holds a finished run ({steps} steps), and a finished run keeps no "
+                         f"checkpoints: there is nothing to resume. To train its model further, start a new run from "
+                         f"it: {option('init_from', folder.target)}, with another {option('output_dir')}.")
+    if not isinstance(steps, int) or options.max_steps <= steps:
+        larger = 2 * steps if isinstance(steps, int) else "N"
+        raise ValueError(f"{folder.target} holds a finished run ({steps} steps): there is nothing to resume. To "
+                         f"train it longer, give {option('resume', True)} a larger {option('max_steps')} (e.g. "
+                         f"{option('max_steps', larger)}).")
     return checkpoint

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from datasets import DatasetDict
 from transformers import AutoTokenizer, Trainer, TrainingArguments, default_data_collator, set_seed
+from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 from transformers.trainer_utils import TrainOutput
 
 from ..common import hardware, notice, progress_bars
@@ -37,6 +38,7 @@ from ..model.configuration_posattn import PosAttnConfig
 from ..model.modeling_posattn import PosAttnForCausalLM
 from ..sharing.card import write_model_card
 from ..sharing.generation import generate_text
+from ..runfolder import RunPlan, claim, last_complete_checkpoint, remove_checkpoints, run_name, write_run_file
 from .callbacks import (
     NormalModes,
     NothingLeftToTrain,
@@ -46,14 +48,13 @@ from .callbacks import (
     StopOnNonFinite,
     show_logs_as_lines,
 )
-from ..runfolder import RunPlan, claim, last_complete_checkpoint, write_run_file
-from ..runfolder import run_name
 from .options import EVAL_BATCH_TOKENS, PRESETS, TrainingOptions
 from .outcomes import TrainingDiverged, TrainingInterrupted, TrainingResult, TrainingWriteFailed
 from .plan import TrainingPlan, plan_training
 from .positions import RandomPositions
 
-# Evaluation during training uses at most this many validation blocks, evenly spread (all of them at the end).
+# Evaluation during training uses at most this many validation blocks, evenly spread: quicker, and a little off the
+# result, which the evaluation after training gives on all of them (the log lines say which is which: LogLines).
 PERIODIC_EVAL_BLOCKS = 256
 
 
@@ -86,7 +87,9 @@ def model_config(plan: TrainingPlan, tokenizer) -> PosAttnConfig:
 
 def tokenizer_for(plan: TrainingPlan, args: TrainingArguments):
     """The tokenizer the plan reuses (of --tokenizer, --init-from or the run being resumed), else a new one trained
-    on the training text by the main process, which the others read back from the run folder."""
+    on the training text by the main process, which the others read back from the run folder. Its `model_max_length`
+    is the model's real limit, which transformers warns past ("... will result in indexing errors"): the table of a
+    length-bounded scheme (learned), else none, as the other schemes run at any length."""
     if plan.tokenizer is not None:
         tokenizer = plan.tokenizer
     elif plan.task is not None:
@@ -95,7 +98,7 @@ def tokenizer_for(plan: TrainingPlan, args: TrainingArguments):
         tokenizer = train_tokenizer(plan.texts["train"]["text"], plan.options.vocab_size)
     else:
         tokenizer = AutoTokenizer.from_pretrained(plan.folder.work_dir)
-    tokenizer.model_max_length = plan.usable_length
+    tokenizer.model_max_length = plan.max_length or VERY_LARGE_INTEGER  # transformers' "no limit"
     return tokenizer
 
 
@@ -211,16 +214,17 @@ def make_trainer(plan: TrainingPlan, args: TrainingArguments, tokenizer, blocks:
     options = plan.options
     set_seed(options.seed)
     model = plan.initial_model if plan.initial_model is not None else PosAttnForCausalLM(model_config(plan, tokenizer))
+    periodic = evenly_spaced(blocks["validation"], PERIODIC_EVAL_BLOCKS)
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=blocks["train"],
-        eval_dataset=evenly_spaced(blocks["validation"], PERIODIC_EVAL_BLOCKS),
+        eval_dataset=periodic,
         data_collator=default_data_collator if options.random_positions is None else RandomPositions(
             options.random_positions, options.seed),
         processing_class=tokenizer,
     )
-    show_logs_as_lines(trainer, quiet=plan.options.quiet)
+    show_logs_as_lines(trainer, quiet=plan.options.quiet, validation_blocks=(len(periodic), len(blocks["validation"])))
     return trainer
 
 
@@ -285,7 +289,9 @@ def finish(trainer: Trainer, plan: TrainingPlan, blocks: DatasetDict, train_outp
 
 
 def record_finish(result: TrainingResult, plan: TrainingPlan, blocks: DatasetDict, prompt: str, config) -> None:
-    """The finished run's training figure, card and run file (last: with results, the run is a finished one)."""
+    """The finished run's training figure, card and run file (last: with results, the run is a finished one); then
+    its checkpoints go. They hold what an unfinished run resumes from (weights, optimizer state: several times the
+    model's size); a finished run's model is in the folder, and a new run trains it further (--init-from)."""
     options, folder = plan.options, plan.folder
     results = result.to_dict()
     del results["options"]  # stored next to the results in the run file
@@ -297,6 +303,7 @@ def record_finish(result: TrainingResult, plan: TrainingPlan, blocks: DatasetDic
     write_training_figure(folder.work_dir, baseline=result.unigram_loss, label=run_name(folder.target))
     write_model_card(folder.work_dir, config, run)
     write_run_file(folder.work_dir, run["options"], run["results"])
+    remove_checkpoints(folder.work_dir)
 
 
 def data_name(plan: TrainingPlan) -> str:

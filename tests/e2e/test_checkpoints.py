@@ -35,7 +35,7 @@ def complete_checkpoints(folder) -> list[int]:
 
 
 def logged_losses(folder) -> dict:
-    history = json.loads((folder / "checkpoint-200" / "trainer_state.json").read_text())["log_history"]
+    history = json.loads((folder / "trainer_state.json").read_text())["log_history"]  # a finished run's, at its end
     return {(entry["step"], kind): entry[kind] for entry in history for kind in ("loss", "eval_loss") if kind in entry}
 
 
@@ -82,26 +82,23 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(user_text, tmp_pa
     assert any(step > first_after for step, _ in expected)
 
 
-def test_weights_are_written_as_safetensors_only(user_text, tmp_path):
+def test_weights_are_written_as_safetensors_only(finished_run, unfinished_run):
     """What transformers 5.24's Trainer writes: the weights as safetensors, in the model folder and in every
     checkpoint; beside them in a checkpoint, its own state as torch pickles, which resuming reads back with
     `torch.load(weights_only=True)` (tensors, plain containers and, for the random state, numpy arrays: no code
-    runs); and `training_args.bin`, a full pickle of the TrainingArguments that it never reads back."""
-    folder = tmp_path / "model"
-    command = posattn_train("--data", user_text, "--output-dir", folder, *OPTIONS[:6], "--max-steps", "10",
-                            "--save-steps", "10", "--quiet")
-    result = subprocess.run(command, env=ENV, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
+    runs); and `training_args.bin`, a full pickle of the TrainingArguments that it never reads back. A finished run
+    keeps no checkpoint; an unfinished one keeps them, for --resume."""
     binary = {".safetensors", ".pt", ".pth", ".bin"}
-    final = {path.name for path in folder.iterdir() if path.suffix in binary}
-    checkpoint = {path.name for path in (folder / "checkpoint-10").iterdir() if path.suffix in binary}
+    final = {path.name for path in finished_run.iterdir() if path.suffix in binary}
+    checkpoint = {path.name for path in (unfinished_run / "checkpoint-4").iterdir() if path.suffix in binary}
     assert final == {"model.safetensors", "training_args.bin"}
+    assert not list(finished_run.glob("checkpoint-*"))
     assert checkpoint == {"model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin"}
     for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
         with safe_globals():  # the Trainer's allowlist: numpy arrays and dtypes, for the numpy random state
-            torch.load(folder / "checkpoint-10" / name, weights_only=True)
+            torch.load(unfinished_run / "checkpoint-4" / name, weights_only=True)
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
-        torch.load(folder / "training_args.bin", weights_only=True)
+        torch.load(finished_run / "training_args.bin", weights_only=True)
 
 
 def truncated(path):
@@ -117,10 +114,10 @@ def changed_byte(path):
 @pytest.mark.parametrize("name, damage", [("optimizer.pt", truncated), ("scheduler.pt", truncated),
                                           ("rng_state.pth", truncated), ("model.safetensors", truncated),
                                           ("optimizer.pt", changed_byte)])
-def test_resume_skips_a_checkpoint_with_a_damaged_file_for_the_one_before(name, damage, finished_run, tmp_path,
+def test_resume_skips_a_checkpoint_with_a_damaged_file_for_the_one_before(name, damage, unfinished_run, tmp_path,
                                                                          capsys):
     run = tmp_path / "model"
-    shutil.copytree(finished_run, run)
+    shutil.copytree(unfinished_run, run)
     damage(run / "checkpoint-4" / name)
     assert posattn("train", "--output-dir", run, "--resume", "--max-steps", "6", "--quiet") == 0
     err = capsys.readouterr().err
@@ -129,10 +126,10 @@ def test_resume_skips_a_checkpoint_with_a_damaged_file_for_the_one_before(name, 
     assert json.loads((run / RUN_FILE).read_text())["results"]["steps"] == 6
 
 
-def test_resume_with_no_whole_checkpoint_left_is_refused_with_nothing_changed(finished_run, tmp_path, capsys):
+def test_resume_with_no_whole_checkpoint_left_is_refused_with_nothing_changed(unfinished_run, tmp_path, capsys):
 
     run = tmp_path / "model"
-    shutil.copytree(finished_run, run)
+    shutil.copytree(unfinished_run, run)
     truncated(run / "checkpoint-4" / "rng_state.pth")
     truncated(run / "checkpoint-2" / "optimizer.pt")
     before = snapshot(tmp_path)
@@ -154,7 +151,7 @@ def test_a_full_disk_while_a_checkpoint_is_saved_stops_with_a_message_and_resume
         assert posattn("train", *TINY_RUN, "--data", user_text, "--output-dir", run) == 1
     err = capsys.readouterr().err
     assert f"posattn train: error: cannot write a checkpoint in {run}: File too large" in err, err
-    assert f"continue with --resume (resume=True) and the same --output-dir {run}" in err
+    assert f"continue with --resume and the same --output-dir {run}" in err
     assert "Traceback" not in err and not (run / "model.safetensors").exists()
     assert posattn("train", "--output-dir", run, "--resume", "--quiet") == 0
     assert json.loads((run / RUN_FILE).read_text())["results"]["steps"] == 4

@@ -74,9 +74,8 @@ def torchrun(script, *args, timeout=300) -> subprocess.CompletedProcess:
 
 
 def losses(folder) -> dict:
-    """Training and evaluation losses by step, from the last checkpoint's trainer_state.json."""
-    last = max(folder.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
-    history = json.loads((last / "trainer_state.json").read_text())["log_history"]
+    """Training and evaluation losses by step, from the finished run's trainer_state.json."""
+    history = json.loads((folder / "trainer_state.json").read_text())["log_history"]
     return {kind: {entry["step"]: entry[kind] for entry in history if kind in entry}
             for kind in ("loss", "grad_norm", "eval_loss")}
 

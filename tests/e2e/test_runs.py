@@ -13,13 +13,13 @@ import sys
 
 import pytest
 import torch
-from conftest import TINY_RUN, posattn, snapshot
+from conftest import TINY_RUN, posattn, snapshot, stopped_before_finishing
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, Trainer
 
 from hf_posattn import files
 from hf_posattn.cli import main
-from hf_posattn.training import folder as runs
+from hf_posattn import runfolder as runs
 from hf_posattn.training import run as training
 from hf_posattn.runfolder import RUN_FILE
 from hf_posattn.training.options import TrainingOptions
@@ -196,22 +196,39 @@ def test_a_second_writer_is_refused(command, run, play_text, tmp_path, capsys):
 
 
 def test_a_finished_run_given_resume_says_so(run, capsys):
+    """A finished run keeps no checkpoint: --resume has nothing to continue from, and says how to train its model
+    further (a new run from it)."""
+    assert not list(run.glob("checkpoint-*"))
     before = snapshot(run)
-    assert posattn("train", "--output-dir", run, "--resume", "--quiet") == 2
-    err = capsys.readouterr().err
-    assert "holds a finished run (4 steps): there is nothing to resume" in err and "--max-steps 8" in err
+    for more in ([], ["--max-steps", "6"]):
+        assert posattn("train", "--output-dir", run, "--resume", "--quiet", *more) == 2
+        err = capsys.readouterr().err
+        assert "holds a finished run (4 steps), and a finished run keeps no checkpoints" in err, err
+        assert f"--init-from {run}, with another --output-dir" in err
     assert snapshot(run) == before
+
+
+def test_a_run_finished_with_its_checkpoints_trains_longer_from_them(unfinished_run, tmp_path, capsys):
+    """A run that finished before finishing removed checkpoints (its results recorded, its checkpoints there)
+    trains longer with --resume and a larger --max-steps."""
+    run = tmp_path / "model"
+    shutil.copytree(unfinished_run, run)
+    record = json.loads((run / RUN_FILE).read_text())
+    (run / RUN_FILE).write_text(json.dumps({**record, "results": {"steps": 4}}))
+    assert posattn("train", "--output-dir", run, "--resume", "--quiet") == 2
+    assert "holds a finished run (4 steps): there is nothing to resume" in capsys.readouterr().err
     assert posattn("train", "--output-dir", run, "--resume", "--max-steps", "6", "--quiet") == 0
     assert json.loads((run / RUN_FILE).read_text())["results"]["steps"] == 6
+    assert not list(run.glob("checkpoint-*"))
 
 
-def test_a_run_killed_after_its_last_checkpoint_resumes_to_the_uninterrupted_result(finished_run, run):
-    """What a kill between the last checkpoint and the end leaves: the checkpoints, the run file without results,
-    no model (or a model whose save was cut short)."""
-    for name in ("model.safetensors", "config.json", "README.md"):
-        (run / name).unlink()
-    record = json.loads((run / RUN_FILE).read_text())
-    (run / RUN_FILE).write_text(json.dumps({**record, "results": None}))
+def test_a_run_killed_after_its_last_checkpoint_resumes_to_the_uninterrupted_result(finished_run, unfinished_run,
+                                                                                   tmp_path):
+    """What a kill between the last checkpoint and the end leaves (`unfinished_run`): the checkpoints, the run file
+    without results, no model. Resumed, it ends as the uninterrupted run, and keeps no checkpoint."""
+    run = tmp_path / "model"
+    shutil.copytree(unfinished_run, run)
+    assert not (run / "model.safetensors").exists()
     assert posattn("train", "--output-dir", run, "--resume", "--quiet") == 0
     ours, theirs = (json.loads((folder / RUN_FILE).read_text())["results"] for folder in (run, finished_run))
     assert ours["steps"] == theirs["steps"] == 4 and ours["tokens_seen"] == theirs["tokens_seen"]
@@ -219,6 +236,7 @@ def test_a_run_killed_after_its_last_checkpoint_resumes_to_the_uninterrupted_res
     assert ours["sample"] == theirs["sample"]
     mine, reference = load_file(run / "model.safetensors"), load_file(finished_run / "model.safetensors")
     assert all(torch.equal(mine[name], reference[name]) for name in reference)
+    assert not list(run.glob("checkpoint-*"))
 
 
 def test_a_run_whose_loss_becomes_nan_stops_and_keeps_its_last_good_checkpoint(play_text, tmp_path, capsys):
@@ -308,12 +326,13 @@ def test_paths_are_recorded_resolved_and_resume_reads_them_from_anywhere(finishe
     shutil.copytree(finished_run, one / "tokens")
     (two / "play.txt").write_text("Another text of the same name, much shorter.\n" * 300)
     monkeypatch.chdir(one)
-    assert posattn("train", "--max-steps", "4", "--seq-len", "16", "--batch-size", "2", "--eval-steps", "2",
-                   "--quiet", "--data", "play.txt", "--tokenizer", "tokens", "--output-dir", "model") == 0
+    with stopped_before_finishing():  # a run to continue: a finished one keeps no checkpoint
+        assert posattn("train", "--max-steps", "4", "--seq-len", "16", "--batch-size", "2", "--eval-steps", "2",
+                       "--quiet", "--data", "play.txt", "--tokenizer", "tokens", "--output-dir", "model") == 130
     options = json.loads((one / "model" / RUN_FILE).read_text())["options"]
     assert options["data"] == [str(one / "play.txt")] and options["tokenizer"] == str(one / "tokens")
     assert options["output_dir"] == str(one / "model")
-    first = json.loads((one / "model" / RUN_FILE).read_text())["results"]
+    first = json.loads((finished_run / RUN_FILE).read_text())["results"]  # the same text and tokenizer
     monkeypatch.chdir(two)
     assert posattn("train", "--output-dir", one / "model", "--resume", "--max-steps", "6", "--quiet") == 0
     resumed = json.loads((one / "model" / RUN_FILE).read_text())
@@ -321,7 +340,7 @@ def test_paths_are_recorded_resolved_and_resume_reads_them_from_anywhere(finishe
     assert resumed["results"]["validation_tokens"] == first["validation_tokens"]  # the same text, not two's
     # Given again from here, the same relative name is another file: that changes the run, and is refused.
     assert posattn("train", "--output-dir", one / "model", "--resume", "--max-steps", "8", "--data", "play.txt") == 2
-    assert f"data=['{one / 'play.txt'}'] (now ['{two / 'play.txt'}'])" in capsys.readouterr().err
+    assert f"--data {one / 'play.txt'} (now --data {two / 'play.txt'})" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("held, written", [("real", "link"), ("link", "real"), ("real", "spelled")])
@@ -353,13 +372,13 @@ def test_overwrite_through_a_symbolic_link_replaces_the_run_where_it_points(run,
         assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "model"]  # no lock, staging or old run left
 
 
-def test_files_get_the_modes_an_ordinary_open_gives(finished_run):
+def test_files_get_the_modes_an_ordinary_open_gives(finished_run, unfinished_run):
     """Everything in a run folder, whoever wrote it (this package's temporary files, safetensors, torch.save,
     matplotlib), is 0644 under umask 022, as a file that `open` makes."""
     umask = os.umask(0o022)
     os.umask(umask)
-    modes = {str(path.relative_to(finished_run)): stat.S_IMODE(path.stat().st_mode) for path in finished_run.rglob("*")
-             if path.is_file()}
+    modes = {str(path.relative_to(folder)): stat.S_IMODE(path.stat().st_mode)
+             for folder in (finished_run, unfinished_run) for path in folder.rglob("*") if path.is_file()}
     assert {RUN_FILE, "model.safetensors", "config.json", "README.md", "training.png",
             "checkpoint-4/model.safetensors", "checkpoint-4/optimizer.pt"} <= set(modes)
     assert {name: mode for name, mode in modes.items() if mode != 0o666 & ~umask} == {}

@@ -70,7 +70,7 @@ def test_datasets_sources(tmp_path):
     texts = load_texts([str(path)], text_column="content")
     assert texts["train"].column_names == ["text"]
     assert texts["validation"]["text"] == ["document 18", "document 19"]  # the last rows, in order
-    with pytest.raises(ValueError, match="no column 'text' .*--text-column"):
+    with pytest.raises(ValueError, match=r"no column 'text' .*with text_column\."):  # named as Python names it
         load_texts([str(path)])
 
     saved = tmp_path / "saved"

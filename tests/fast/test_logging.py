@@ -96,3 +96,21 @@ def test_figure_refuses_nothing_to_draw(tmp_path):
         with pytest.raises(ValueError, match="nothing to draw"):
             plot_training(str(tmp_path / "none.png"), runs)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("training, periodic, blocks, says", [
+    (True, 256, 912, "perplexity 150.00  (256 of 912 validation blocks)"),
+    (True, 40, 40, "perplexity 150.00  (all 40 validation blocks)"),
+    (False, 256, 912, "perplexity 150.00  (all 912 validation blocks: the result)"),
+    (False, 40, 40, "perplexity 150.00  (all 40 validation blocks: the result)"),
+])
+def test_each_validation_line_says_what_it_measured(training, periodic, blocks, says):
+    """The evaluations during training score a sample of the validation blocks, the one after training all of them
+    (the run's result): the two numbers differ, and each line says which it is."""
+    import math
+
+    from hf_posattn.training.callbacks import LogLines
+
+    lines = LogLines(periodic, blocks)
+    lines.training = training
+    assert lines.evaluation({"eval_loss": math.log(150)}).endswith(says)

@@ -62,3 +62,48 @@ def test_the_model_folder_imports_only_torch_transformers_and_itself():
                 assert node.level == 1 and node.module in siblings, (path.name, node.module)
             elif isinstance(node, ast.ImportFrom):
                 assert node.module.split(".")[0] in allowed, (path.name, node.module)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_a_checkpoint_resumed_by_the_trainer_misses_no_tensor(tied, tmp_path):
+    """Saving leaves a tied head out (it is the embedding); the Trainer, resuming from such a checkpoint, loads it
+    with `load_state_dict(strict=False)` and must find it whole: the head tied again, no "missing keys" warning. An
+    untied head is saved, and read back."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    import safetensors.torch
+    from transformers import Trainer
+    from transformers import trainer as trainer_module
+
+    tiny_lm(tie_word_embeddings=tied).save_pretrained(tmp_path)
+    saved = safetensors.torch.load_file(tmp_path / "model.safetensors")
+    assert ("lm_head.weight" in saved) == (not tied)
+    resumed = tiny_lm(seed=1, tie_word_embeddings=tied)
+    loaded = resumed.load_state_dict(saved, strict=False)
+    with mock.patch.object(trainer_module.logger, "warning") as warning:
+        Trainer._issue_warnings_after_load(SimpleNamespace(model=resumed), loaded)
+    assert not warning.called, warning.call_args
+    head = saved["lm_head.weight"] if not tied else saved["model.embeddings.word_embeddings.weight"]
+    assert torch.equal(resumed.lm_head.weight, head)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_generation_past_the_table_warns_only_where_it_is_true(scheme):
+    """transformers reminds that generation went past `max_position_embeddings`; a scheme that runs at any length
+    does (its table is a cache), so it is not told so. A bounded one never gets there: it is refused first."""
+    from unittest import mock
+
+    from transformers.generation import stopping_criteria
+
+    from hf_posattn.model.positional import POSITION_SCHEMES
+
+    model = tiny_lm(scheme, max_position_embeddings=16)
+    ids = random_ids(1, 12)
+    if POSITION_SCHEMES[scheme].max_length(model.config) is not None:
+        with pytest.raises(ValueError, match="past max_position_embeddings=16"):
+            model.generate(ids, max_new_tokens=8, do_sample=False)
+        return
+    with mock.patch.object(stopping_criteria.logger, "warning_once") as warning:
+        out = model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    assert out.shape[1] == 20 and not warning.called, warning.call_args

@@ -20,4 +20,19 @@ def task_named(name: str) -> Task:
     return TASKS[name]
 
 
-__all__ = ["LANGUAGE_MODELLING", "TASKS", "TASK_NAMES", "Example", "Task", "task_named", "word_tokenizer"]
+def made_for(tokenizer) -> tuple[str, ...]:
+    """What `tokenizer` was made for: the synthetic tasks whose words it holds, each at the id the task gives it (the
+    tokenizer saved with every run and study of a task; copy and reverse share their words), else
+    `(LANGUAGE_MODELLING,)`: text."""
+    vocabulary = tokenizer.get_vocab()
+    tasks = tuple(name for name, task in TASKS.items() if vocabulary == task.tokenizer().get_vocab())
+    return tasks or (LANGUAGE_MODELLING,)
+
+
+def made_for_text(tasks: tuple[str, ...]) -> str:
+    """What `made_for` found, in words: "text", "the passkey task", "the copy or reverse task"."""
+    return "text" if tasks == (LANGUAGE_MODELLING,) else f"the {' or '.join(tasks)} task"
+
+
+__all__ = ["LANGUAGE_MODELLING", "TASKS", "TASK_NAMES", "Example", "Task", "made_for", "made_for_text", "task_named",
+           "word_tokenizer"]
