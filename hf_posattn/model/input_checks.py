@@ -167,6 +167,30 @@ def checked_sizes(config: PosAttnConfig, input_ids, inputs_embeds, attention_mas
     return sizes
 
 
+def compute_dtype(tensor: torch.Tensor) -> torch.dtype:
+    """The dtype the attention of a model whose hidden states are `tensor` computes in: autocast's where it is on."""
+    device = tensor.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else tensor.dtype
+
+
+def check_numeric_range(scheme, config: PosAttnConfig, position_ids: torch.Tensor, dtype: torch.dtype) -> None:
+    """Raise a ValueError when a position lies past what `scheme` (a PositionScheme class) computes right in `dtype`
+    (`numeric_max_length`): its numbers would overflow, and the logits be NaN or silently wrong. Reads the largest
+    position from the device only for a scheme that has such a limit."""
+    limit = scheme.numeric_max_length(config, dtype)
+    if limit is None or torch.compiler.is_compiling():
+        return
+    largest = int(position_ids.max())
+    if largest >= limit:
+        wider = scheme.numeric_max_length(config, torch.float32)
+        instead = f", or run the model in float32 (up to {wider} positions)" if wider > limit else ""
+        raise ValueError(
+            f"position {largest} is past the {limit} positions that {scheme.name} positions compute right in "
+            f"{dtype}: past them its numbers leave {dtype}'s range and the logits would be NaN or wrong. Use inputs "
+            f"of at most {limit} tokens (e.g. truncate, or evaluate in windows){instead}."
+        )
+
+
 def cache_key_length(cache, query_length: int, past_length: int) -> int:
     """How many keys the new tokens attend to: the cached and new ones, or all of a static cache's slots."""
     return cache.get_mask_sizes(query_length, 0)[0] if cache is not None else past_length + query_length

@@ -12,7 +12,7 @@ from ..data.tasks import LANGUAGE_MODELLING, task_named
 from ..files import resolve_path
 from ..model import positional
 from ..model.positional import POSITION_EMBEDDING_TYPES, POSITION_SCHEMES
-from ..training.options import TrainingOptions, complete, resolve_paths
+from ..training.options import TrainingOptions, check_random_positions, complete, position_limit, resolve_paths
 
 # The schemes a study trains unless --positions says otherwise. The default study trains every built-in scheme, in
 # the registry's order, read from the registry so that a scheme added to positional.py joins it (a scheme registered
@@ -98,21 +98,22 @@ def resolve_study(options: CompareOptions) -> CompareOptions:
     if not options.factors or min(options.factors) < 1:
         raise ValueError(f"--factors {options.factors}: evaluation lengths are multiples of --seq-len, 1 or more.")
     for position in options.positions:  # what each scheme's runs take (learned: --seq-len within its table)
-        complete(TrainingOptions(position=position, **{name: getattr(options, name) for name in SHARED}))
-    check_random_positions(options)
+        run = complete(TrainingOptions(position=position, **{name: getattr(options, name) for name in SHARED}))
+        check_randomized_twin(options, run)
+    if options.random_positions is not None and not any(POSITION_SCHEMES[position].contributes()
+                                                        for position in options.positions):
+        raise ValueError(f"--random-positions: {', '.join(options.positions)} read no position, so random ones would "
+                         f"change nothing. Add a scheme that reads positions, or drop --random-positions.")
     return options
 
 
-def check_random_positions(options: CompareOptions) -> None:
-    """--random-positions N: positions drawn from [0, N) must cover the longest evaluation length, and some scheme
-    of the study must read positions."""
-    if options.random_positions is None:
+def check_randomized_twin(options: CompareOptions, run: TrainingOptions) -> None:
+    """The run of `run`'s scheme on random positions, when the study has one (`--random-positions`, a scheme that
+    reads positions): checked as training checks it (`training.options.check_random_positions`), its positions
+    reaching the longest length the study evaluates at."""
+    if options.random_positions is None or not POSITION_SCHEMES[run.position].contributes():
         return
+    twin = dataclasses.replace(run, random_positions=options.random_positions)
     longest = max(options.lengths)
-    if options.random_positions < longest:
-        raise ValueError(f"--random-positions {options.random_positions}: the models are evaluated at up to {longest} "
-                         f"tokens, so training must draw positions from at least [0, {longest}): give "
-                         f"--random-positions {longest} or more.")
-    if not any(POSITION_SCHEMES[position].contributes() for position in options.positions):
-        raise ValueError(f"--random-positions: {', '.join(options.positions)} read no position, so random ones would "
-                         f"change nothing. Add a scheme that reads positions, or drop --random-positions.")
+    check_random_positions(twin, position_limit(twin),
+                           evaluated=(longest, f"--seq-len {options.seq_len} x --factors {max(options.factors)}"))

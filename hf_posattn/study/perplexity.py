@@ -23,8 +23,11 @@ def length_limit(config) -> int | None:
 
 
 def unbounded_schemes() -> list[str]:
-    """The registered schemes that run at any length (their `max_length` says None)."""
-    return [name for name, scheme in POSITION_SCHEMES.items() if scheme.max_length(PosAttnConfig()) is None]
+    """The registered schemes that run at any length: no table that ends (`max_length`), and numbers that stay in
+    float32's range (`numeric_max_length`)."""
+    config = PosAttnConfig()
+    return [name for name, scheme in POSITION_SCHEMES.items()
+            if scheme.max_length(config) is None and scheme.numeric_max_length(config, torch.float32) is None]
 
 
 def past_limit(config, limit: int) -> str:

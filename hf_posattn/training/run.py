@@ -41,7 +41,7 @@ from ..study.perplexity import EVAL_BATCH_TOKENS
 from .callbacks import NormalModes, NothingLeftToTrain, StopAtMaxSteps, StopOnCtrlC, StopOnNonFinite, show_logs_as_lines
 from .folder import RunPlan, claim, last_complete_checkpoint, write_run_file
 from .logs import run_name
-from .options import PRESETS, TrainingOptions
+from .options import PRESETS, TrainingOptions, training_dtype
 from .outcomes import TrainingDiverged, TrainingInterrupted, TrainingResult, TrainingWriteFailed
 from .plan import TrainingPlan, plan_training
 from .positions import RandomPositions
@@ -114,10 +114,8 @@ def evenly_spaced(dataset, count: int):
 
 
 def mixed_precision() -> dict:
-    """bf16 on GPUs that have it, else fp16 on GPUs; float32 on CPU (bf16 there is slow without AMX units)."""
-    if not torch.cuda.is_available():
-        return {}
-    return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+    """The Trainer's arguments for the dtype runs compute in here (`options.training_dtype`)."""
+    return {torch.bfloat16: {"bf16": True}, torch.float16: {"fp16": True}}.get(training_dtype(), {})
 
 
 def training_arguments(options: TrainingOptions, folder: str) -> TrainingArguments:
