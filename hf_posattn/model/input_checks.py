@@ -67,6 +67,20 @@ def refuse_non_integer(**tensors: torch.Tensor | None) -> None:
                              f"{name}.long() if the values are whole numbers.")
 
 
+def check_labels(labels: torch.Tensor, input_ids, inputs_embeds, vocab_size: int) -> None:
+    """Raise a ValueError unless `labels` are token ids, one per token of the input (or -100, to ignore one): another
+    shape would fail inside the loss with torch's batch-size error, which names no input."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels is a {type(labels).__name__}: pass a tensor of token ids, e.g. labels=input_ids.")
+    shape = tuple(input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1])
+    if tuple(labels.shape) != shape:
+        raise ValueError(f"labels has shape {tuple(labels.shape)}, expected {shape}, the shape of the input: one "
+                         f"label per token (the input ids themselves; -100 for a token to ignore).")
+    refuse_non_integer(labels=labels)
+    refuse_bad_values(outside("labels", labels, vocab_size, "labels are token ids of the model's vocabulary (or "
+                              "-100, for a position to ignore)", ignored=-100))
+
+
 def check_per_token(name: str, values: torch.Tensor | None, batch_size: int, query_length: int) -> None:
     """Raise a ValueError unless `values` (token_type_ids, position_ids) holds one value per token of the input.
     Another shape would fail deep inside with a broadcasting error, or be broadcast silently."""

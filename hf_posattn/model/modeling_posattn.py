@@ -51,12 +51,12 @@ from transformers.utils.output_capturing import capture_outputs
 from .configuration_posattn import PosAttnConfig
 from .input_checks import (
     Sizes,
+    check_labels,
     check_numeric_range,
     checked_sizes,
     compute_dtype,
     outside,
     refuse_bad_values,
-    refuse_non_integer,
     weights_problem,
 )
 from .positional import (POSITION_SCHEMES, SCORE_BIAS, DistanceBias, PositionScheme, Rotation, apply_rotation,
@@ -501,10 +501,8 @@ class PosAttnForCausalLM(PosAttnPreTrainedModel, GenerationMixin):
         logits_to_keep (`int` or `torch.Tensor`): compute logits for the last `logits_to_keep` positions only
             (0: all); `generate` asks for 1.
         """
-        if labels is not None:
-            refuse_non_integer(labels=labels)
-            refuse_bad_values(outside("labels", labels, self.config.vocab_size, "labels are token ids of the model's "
-                                      "vocabulary (or -100, for a position to ignore)", ignored=-100))
+        if labels is not None and (input_ids is not None or inputs_embeds is not None):  # else: the model says
+            check_labels(labels, input_ids, inputs_embeds, self.config.vocab_size)
         outputs: BaseModelOutputWithPast = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,

@@ -273,7 +273,13 @@ def sinusoidal_table(positions: torch.Tensor, dim: int) -> torch.Tensor:
 
     `pos` sets where on each wave a token sits; `i` sets the wave's frequency, from one turn every 2π tokens
     (i = 0) to one every 10000·2π tokens. Computed in float64, so that even far positions are exact in float32.
+    `positions`: a tensor of positions; `dim`: an even number of features (a sine and a cosine per frequency).
     """
+    if not isinstance(positions, torch.Tensor):
+        raise TypeError(f"positions must be a tensor of positions, e.g. torch.arange(16), got {type(positions).__name__}.")
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
+        raise ValueError(f"dim must be an even integer of at least 2 (each frequency gives a sine and a cosine), "
+                         f"got {dim!r}.")
     device = exact_device(positions)
     pos = positions.detach().to(device, torch.float64)[..., None]
     two_i = torch.arange(0, dim, 2, dtype=torch.float64, device=device)

@@ -9,9 +9,12 @@ import os
 from dataclasses import dataclass
 
 from ..data.tasks import LANGUAGE_MODELLING, task_named
+from .. import arguments
+from ..arguments import one_or_more, optional
 from ..files import resolve_path
 from ..model import positional
 from ..model.positional import POSITION_EMBEDDING_TYPES, POSITION_SCHEMES
+from ..training.options import FIELD_CHECKS as TRAINING_FIELD_CHECKS
 from ..training.options import TrainingOptions, check_random_positions, complete, position_limit, resolve_paths
 
 # The schemes a study trains unless --positions says otherwise. The default study trains every built-in scheme, in
@@ -66,10 +69,29 @@ class CompareOptions:
     scale_embeddings: bool = TrainingOptions.scale_embeddings
     report_to: list[str] | tuple[str, ...] = TrainingOptions.report_to
 
+    def __post_init__(self):
+        arguments.check_fields(self, FIELD_CHECKS)
+
     @property
     def lengths(self) -> list[int]:
         """The evaluation lengths: L times each factor (once resolved)."""
         return [self.seq_len * factor for factor in self.factors]
+
+
+# What each option accepts, checked when the options are made (arguments.check_fields): the study's own, and those
+# passed to every run as training checks them.
+FIELD_CHECKS = {
+    "output_dir": optional(arguments.path),
+    "task": arguments.text,
+    "positions": optional(one_or_more(arguments.text)),  # one scheme alone is one scheme
+    "factors": one_or_more(arguments.integer),
+    "seeds": one_or_more(arguments.seed),
+    "eval_tokens": optional(arguments.integer),
+    "quick": arguments.flag,
+    "overwrite": arguments.flag,
+    "random_positions": optional(arguments.integer),
+    **{name: TRAINING_FIELD_CHECKS[name] for name in SHARED},
+}
 
 
 def resolve_study(options: CompareOptions) -> CompareOptions:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .. import arguments
 from ..data.unigram import token_stream
 from ..model.configuration_posattn import PosAttnConfig
 from ..model.positional import POSITION_SCHEMES
@@ -97,12 +98,20 @@ def perplexity_of_ids(model, ids: Sequence[int], length: int, stride: int | None
     return result
 
 
+# What the public entries accept (arguments.checked): the command line's bounds (`posattn evaluate`).
+LENGTH = arguments.bounded(arguments.integer, minimum=2)  # a window scores each token after its first
+WINDOWS = dict(text=arguments.one_or_more(arguments.text), stride=arguments.optional(arguments.integer),
+               batch_size=arguments.optional(arguments.integer))
+
+
+@arguments.checked(length=LENGTH, **WINDOWS)
 def perplexity(model, tokenizer, text: str | Sequence[str], length: int, stride: int | None = None,
                batch_size: int | None = None) -> dict:
     """Perplexity of `model` on `text` (a string, or documents joined with the end-of-text token) at `length`."""
     return perplexity_of_ids(model, token_stream(tokenizer, text), length, stride, batch_size)
 
 
+@arguments.checked(lengths=arguments.one_or_more(LENGTH), **WINDOWS)
 def evaluate_lengths(model, tokenizer, text: str | Sequence[str], lengths: Sequence[int], stride: int | None = None,
                      batch_size: int | None = None) -> list[dict]:
     """`perplexity` at each length (the text tokenised once). A length the model cannot take (a length-bounded scheme

@@ -20,6 +20,7 @@ import time
 from ..common import hardware, notice
 from ..data.tasks import LANGUAGE_MODELLING
 from ..data.tokenizers import has_tokenizer
+from .. import arguments
 from ..files import WriteFailed, resolve_path, saved_whole, write_json
 from ..model.positional import POSITION_SCHEMES
 from ..training.folder import STUDY_FILE, is_free, locked, plan_run, plan_study, read_run_record, remove_checkpoints
@@ -148,6 +149,7 @@ def what_to_do(run: TrainingOptions) -> tuple[str, dict | None]:
     return ("reuse", recorded["results"]) if recorded["results"] is not None else ("resume", None)
 
 
+@arguments.checked(options=arguments.instance(CompareOptions), command=arguments.optional(arguments.text))
 def compare(options: CompareOptions, command: str | None = None) -> dict:
     """Train and evaluate every scheme and seed, write `compare.csv`, `compare.json` and `compare.png` in the
     study's folder and return the study (the JSON's content). Bad input raises `ValueError` before any training."""

@@ -6,13 +6,14 @@ Light to import (no Trainer, no datasets): the command line prints its help from
 """
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 
+from .. import arguments
+from ..arguments import one_or_more, optional
 from ..data.tasks import LANGUAGE_MODELLING, task_named
 from ..files import resolve_path, resolve_source
 from ..model.configuration_posattn import PosAttnConfig
@@ -112,6 +113,39 @@ class TrainingOptions:
     rope_parameters: dict | None = None  # with init_from: a rotary variant applied to it (loading.scaled_config)
     random_positions: int | None = None  # each batch reads an ordered random subset of [0, N) as positions (Ruoss et al.)
 
+    def __post_init__(self):
+        arguments.check_fields(self, FIELD_CHECKS)
+
+
+# What each option accepts, checked when the options are made: a wrong type or a number out of the command line's
+# bounds is refused naming the field, before any work. The bounds between options are `complete`'s.
+FIELD_CHECKS = {
+    "output_dir": optional(arguments.path),
+    "position": arguments.text,
+    "task": arguments.text,
+    "preset": optional(arguments.text),
+    "data": optional(one_or_more(arguments.path)),  # one source alone is one source
+    "text_column": arguments.text,
+    "seq_len": optional(arguments.integer),
+    "max_steps": optional(arguments.integer),
+    "batch_size": optional(arguments.integer),
+    "gradient_accumulation_steps": arguments.integer,
+    "learning_rate": optional(arguments.positive),
+    "vocab_size": optional(arguments.integer),
+    "scale_embeddings": arguments.flag,
+    "tokenizer": optional(arguments.path),
+    "seed": arguments.seed,
+    "eval_steps": optional(arguments.integer),
+    "save_steps": optional(arguments.integer),
+    "resume": arguments.flag,
+    "overwrite": arguments.flag,
+    "sample_prompt": optional(arguments.text),
+    "quiet": arguments.flag,
+    "report_to": one_or_more(arguments.text),  # then logs.check_report_to: the names themselves
+    "init_from": optional(arguments.path),
+    "rope_parameters": optional(arguments.mapping),
+    "random_positions": optional(arguments.integer),
+}
 
 DEFAULTS = {field.name: field.default for field in dataclasses.fields(TrainingOptions)}
 
@@ -286,13 +320,8 @@ def sized_by_tokenizer(options: TrainingOptions, size: int) -> TrainingOptions:
 def check_values(options: TrainingOptions, limit: Limit | None) -> None:
     """Numbers that would fail only later (or train nothing): refused now. `limit`: the most positions the scheme
     takes (`position_limit`)."""
-    for name in ("seq_len", "max_steps", "batch_size", "gradient_accumulation_steps", "vocab_size", "eval_steps",
-                 "save_steps", "learning_rate"):
-        value = getattr(options, name)
-        if not (math.isfinite(value) and value > 0):  # not NaN (which `<= 0` lets through), not infinite
-            raise ValueError(f"{name} must be a positive number, got {value}.")
-    if not 0 <= options.seed < 2**32:  # before anything is written: set_seed would refuse it only after
-        raise ValueError(f"seed must be an integer from 0 to 2**32 - 1, got {options.seed}.")
+    # Each value's own type and range (positive counts, a finite learning rate, a seed set_seed takes) were checked
+    # when the options were made (FIELD_CHECKS).
     if options.seq_len < 2:  # the loss would be NaN from the first step: nothing in a block to predict
         raise ValueError(f"--seq-len {options.seq_len}: the model learns to predict each token of a block from the "
                          f"tokens before it in the same block, so a block of one token has nothing to learn from. "

@@ -32,6 +32,7 @@ from ..data.tasks.training import example_blocks
 from ..data.tokenizers import pack, train_tokenizer
 from ..data.unigram import text_unigram_baseline
 from ..figures.training import write_training_figure
+from .. import arguments
 from ..files import WriteFailed, saved_whole, write_with, writing
 from ..model.configuration_posattn import PosAttnConfig
 from ..model.modeling_posattn import PosAttnForCausalLM
@@ -160,6 +161,7 @@ def training_arguments(options: TrainingOptions, folder: str) -> TrainingArgumen
     )
 
 
+@arguments.checked(options=arguments.instance(TrainingOptions))
 def train(options: TrainingOptions) -> TrainingResult:
     """Train, evaluate, save and sample a model (see the module docstring). Raises `ValueError` on bad input, before
     any training; `TrainingInterrupted` when Ctrl-C stopped the run (after saving a checkpoint) and
