@@ -11,6 +11,8 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 from datasets.exceptions import DatasetsError
 
+from .. import arguments
+
 CORPUS_FILE = files("hf_posattn") / "data" / "shakespeare.jsonl.xz"
 
 
@@ -34,6 +36,7 @@ def load_shakespeare() -> DatasetDict:
     })
 
 
+@arguments.checked(sources=arguments.optional(arguments.one_or_more(arguments.path)), text_column=arguments.text)
 def load_texts(sources: list[str] | None = None, text_column: str = "text") -> DatasetDict:
     """Train and validation text from `sources`: None for the embedded corpus; text files; or one `datasets`
     dataset (a Hub name, a folder written by `save_to_disk`, a data folder, or .json/.jsonl/.csv/.parquet files)

@@ -10,7 +10,7 @@ import torch
 
 from conftest import VOCAB, random_ids, tiny_lm
 from hf_posattn import CompareOptions, TrainingOptions, compare, evaluate_lengths, generate_text, perplexity, train
-from hf_posattn import cli_types, train_tokenizer
+from hf_posattn import cli_types, load_texts, train_tokenizer
 from hf_posattn.arguments import MAX_PLOTTED_DIMENSIONS, MAX_PLOTTED_POSITIONS
 from hf_posattn.figures.positions import plot_positions
 from hf_posattn.lesson.context import context_demo
@@ -152,6 +152,8 @@ ENTRY_MISTAKES = [
     (train_tokenizer, dict(texts=["a b"], vocab_size="300"), TypeError, "vocab_size must be an intege"),
     (train_tokenizer, dict(texts=["a b"], vocab_size=0), ValueError, "vocab_size must be a positive intege"),
     (lookup_demo, dict(output=1), TypeError, "output must be a path"),
+    (load_texts, dict(sources=5), TypeError, "sources must be a path"),
+    (load_texts, dict(sources=["a.txt"], text_column=0), TypeError, "text_column must be a string"),
     (context_demo, dict(steps="200"), TypeError, "steps must be an intege"),
     (context_demo, dict(seed=-1), ValueError, "seed must be an integer from 0"),
     (context_demo, dict(position=None), TypeError, "position must be a string"),
@@ -180,6 +182,13 @@ def test_one_string_is_one_text_to_a_tokenizer():
     tokenizer = train_tokenizer(text, 300)
     words = tokenizer.tokenize(" the cat sat")
     assert len(words) < len(" the cat sat")  # merges were learned: the text was read whole, not as characters
+
+
+def test_one_file_is_one_source(tmp_path):
+    play = tmp_path / "play.txt"
+    play.write_text("".join(f"Line {i} of the play.\n\n" for i in range(40)))
+    texts = load_texts(str(play))
+    assert "Line 3 of the play." in "".join([*texts["train"]["text"], *texts["validation"]["text"]])
 
 
 def test_attend_at_a_positive_temperature_sharpens_as_it_falls():
