@@ -39,7 +39,7 @@ from .cli_types import (
 from huggingface_hub.errors import StrictDataclassError
 
 from .common import Failed, Interrupted, on_command_line
-from .files import resolve_path, resolve_source, write_failure
+from .files import resolve_output, resolve_path, resolve_source, write_failure
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -104,8 +104,9 @@ WHERE_FIGURES_GO = ("Figures: a command that draws writes the PNG that --output 
 
 def figure_path(output: str | None, folder: str | None, name: str) -> str:
     """Where a command writes its figure (`WHERE_FIGURES_GO`): `--output` when given, else `name` in the `folder` of
-    the one model it draws (a run folder admits it), else `name` here; resolved."""
-    return resolve_path(output if output is not None else os.path.join(folder, name) if folder else name, "--output")
+    the one model it draws (a run folder admits it), else `name` here; its folder resolved, its name kept (a link of
+    that name is refused, not followed)."""
+    return resolve_output(output if output is not None else os.path.join(folder, name) if folder else name, "--output")
 
 
 def add_output(parser, name: str) -> None:
@@ -312,7 +313,7 @@ def run_evaluate(args) -> int:
     scaling = rope_parameters(args)
     folder = resolve_path(args.dir, "DIR")
     data = None if args.data is None else [resolve_source(source, "--data") for source in args.data]
-    output = None if args.output is None else resolve_path(args.output, "--output")
+    output = None if args.output is None else resolve_output(args.output, "--output")
     if output:  # checked before the work rather than found wrong after it
         check_output_file(output)
     model, tokenizer = load_model(folder, rope_parameters=scaling)
@@ -428,7 +429,7 @@ def run_plot_attention(args) -> int:
     folder = resolve_path(args.dir, "DIR")
     output = figure_path(args.output, folder, ATTENTION_FIGURE)
     check_output_file(output, example=ATTENTION_FIGURE)
-    html = None if args.html is None else resolve_path(args.html, "--html")
+    html = None if args.html is None else resolve_output(args.html, "--html")
     if html:
         import_head_view()
         check_output_file(html, "--html", example="attention.html")

@@ -7,8 +7,7 @@ import argparse
 import json
 import math
 
-MAX_PLOTTED_POSITIONS = 4096  # plot-positions draws a positions x positions similarity map: 4096² is 64 MB
-MAX_PLOTTED_DIMENSIONS = 4096  # ... and a positions x dimensions table: at most 64 MB too (a model's is smaller)
+from .arguments import MAX_PLOTTED_DIMENSIONS, MAX_PLOTTED_POSITIONS, SEEDS  # the bounds the Python entries share
 
 
 def positive_int(text: str) -> int:
@@ -67,7 +66,7 @@ def valid_text(value: str) -> str:
 def seed(text: str) -> int:
     """A random seed, checked before any work: transformers' `set_seed` takes 0 to 2**32 - 1."""
     value = int(text)
-    if not 0 <= value < 2**32:
+    if not 0 <= value < SEEDS:
         raise argparse.ArgumentTypeError(f"expected a seed from 0 to 2**32 - 1, got {text}")
     return value
 

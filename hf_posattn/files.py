@@ -12,6 +12,10 @@
 - **Write failures are `OSError`s that say what.** safetensors raises `SafetensorError` and `torch.save` a
   `RuntimeError` when the disk is full: `writing` turns them, and plain `OSError`s, into `WriteFailed` (an
   `OSError`) naming what was being written and why.
+- **No write through a link.** A symbolic link at a path a writer is given (a figure's default name in a model
+  folder received from someone else, say) is refused with `LinkRefused`, never followed: following it would
+  overwrite whatever file it points to. `resolve_output` resolves an output file's folder but keeps its own name, so
+  that the link is still there for the writer to see.
 - **One writer at a time.** `lock` holds `.NAME.lock` beside a target, keyed on its real path (a symbolic link and
   the folder it points to share one lock), and removes it on release: nothing is left beside the target.
 """
@@ -46,6 +50,14 @@ def resolve_path(text, flag: str) -> str:
     return os.path.realpath(path)
 
 
+def resolve_output(text, flag: str) -> str:
+    """`resolve_path` for a file to be written: its folder resolved, its own name kept, so that a symbolic link of
+    that name is refused by the writer (`refuse_link`) rather than silently followed here."""
+    path = resolve_path(text, flag)  # the checks of the text; the path itself is resolved below
+    folder, name = os.path.split(os.path.abspath(os.fspath(text)))
+    return os.path.join(os.path.realpath(folder), name) if name else path
+
+
 def resolve_source(text, flag: str) -> str:
     """`resolve_path` for something that exists here; else `text` as given (a Hub name, or a file the reader will
     say is missing)."""
@@ -74,6 +86,21 @@ def remove_leftovers(folder: str) -> None:
             else:
                 with contextlib.suppress(OSError):
                     os.remove(path)
+
+
+# ---- no write through a link ----
+
+class LinkRefused(ValueError):
+    """A writer was given a path that is a symbolic link: it writes files, never through links."""
+
+
+def refuse_link(path: str) -> None:
+    """Raise `LinkRefused` when `path` is a symbolic link (dangling or not): writing there would write the file it
+    points to, which may lie anywhere (a model folder can carry links out of itself)."""
+    if os.path.islink(path):
+        raise LinkRefused(f"{path} is a symbolic link (to {os.readlink(path)}): hf_posattn writes files, never "
+                          f"through a link, which could overwrite any file you can write. Remove the link (rm "
+                          f"{path}), or write elsewhere.")
 
 
 # ---- writing whole ----
@@ -120,7 +147,9 @@ def reserve_temporary(path: str) -> str:
 def write_with(path: str, write: Callable[[str], object], what: str | None = None) -> str:
     """Write `path` whole: `write(temporary)` writes the file at the temporary path it is given (beside `path`),
     which is then flushed to disk and renamed over `path`. On any failure the temporary file is removed and `path`
-    is as it was; a failure to write is an `OSError` naming `what` (default: `path`). Returns `path`."""
+    is as it was; a failure to write is an `OSError` naming `what` (default: `path`). A symbolic link at `path` is
+    refused (`refuse_link`). Returns `path`."""
+    refuse_link(path)
     temporary = reserve_temporary(path)
     try:
         with writing(what or path):
@@ -160,15 +189,20 @@ def write_json(path: str, value) -> str:
 def saved_whole(folder: str, what: str | None = None) -> Iterator[str]:
     """A temporary folder inside `folder` (`SAVING_DIR`) to save files in (e.g. with `save_pretrained`); once the
     block ends without error they are renamed into `folder` (each rename is atomic), else removed. A failure to
-    write is an `OSError` naming `what` (default: `folder`)."""
+    write is an `OSError` naming `what` (default: `folder`); a symbolic link in `folder` under the name of a file
+    saved is refused (`refuse_link`) before anything is moved."""
     temporary = os.path.join(folder, SAVING_DIR)
+    refuse_link(temporary)
     shutil.rmtree(temporary, ignore_errors=True)
     os.makedirs(temporary)
     try:
         with writing(what or folder):
             yield temporary
             normal_modes(temporary)
-            for name in sorted(os.listdir(temporary)):
+            names = sorted(os.listdir(temporary))
+            for name in names:
+                refuse_link(os.path.join(folder, name))
+            for name in names:
                 target = os.path.join(folder, name)
                 if os.path.isdir(target) and not os.path.islink(target):
                     shutil.rmtree(target)
@@ -253,7 +287,8 @@ def lock(target: str) -> Iterator[str]:
 
 def acquire(path: str) -> int:
     while True:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        refuse_link(path)  # O_NOFOLLOW below makes it certain: a link planted in between fails to open
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -100,7 +100,9 @@ def check_output_dir(folder: str, flag: str | None = None) -> None:
 
 
 def check_output_file(path: str, flag: str = "--output", example: str = "results.json") -> None:
-    """A file this process could write: not a folder, under a folder it may write to (made if needed)."""
+    """A file this process could write: not a folder, not a symbolic link (the writer refuses it: checked before any
+    work), under a folder it may write to (made if needed)."""
+    files.refuse_link(path)
     if os.path.isdir(path):
         raise ValueError(f"{flag} {path} is a folder: give a file name, e.g. {os.path.join(path, example)}.")
     check_writable(os.path.dirname(os.path.abspath(path)), flag, what=path)

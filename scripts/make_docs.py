@@ -66,6 +66,8 @@ def cli_page() -> str:
 
 
 def schemes_page() -> str:
+    import torch
+
     from hf_posattn import PosAttnConfig
     from hf_posattn.model import positional
 
@@ -76,8 +78,14 @@ def schemes_page() -> str:
              "| name | what tells the model where a token is | contributes | length | reference | class |",
              "|---|---|---|---|---|---|"]
     for name, scheme in positional.POSITION_SCHEMES.items():
-        limit = scheme.max_length(PosAttnConfig(position_embedding_type=name))
+        config = PosAttnConfig(position_embedding_type=name)
+        limit = scheme.max_length(config)
         length = "any" if limit is None else "at most `max_position_embeddings`"
+        numeric = {dtype: scheme.numeric_max_length(config, dtype)
+                   for dtype in (torch.float32, torch.bfloat16, torch.float16)}
+        if limit is None and numeric[torch.float32] is not None:  # the model refuses positions past its range
+            length = "at most " + ", ".join(f"{value:,} in {str(dtype).removeprefix('torch.')}"
+                                            for dtype, value in numeric.items())
         contributes = ", ".join(sorted(scheme.contributes())) or "nothing"
         lines.append(f"| `{name}` | {cell(scheme.description)} | {contributes} | {length} | {cell(scheme.citation)} "
                      f"| `{scheme.__name__}` |")

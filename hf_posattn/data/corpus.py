@@ -12,6 +12,7 @@ from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 from datasets.exceptions import DatasetsError
 
 from ..common import option
+from .. import arguments
 
 CORPUS_FILE = files("hf_posattn") / "data" / "shakespeare.jsonl.xz"
 
@@ -36,6 +37,7 @@ def load_shakespeare() -> DatasetDict:
     })
 
 
+@arguments.checked(sources=arguments.optional(arguments.one_or_more(arguments.path)), text_column=arguments.text)
 def load_texts(sources: list[str] | None = None, text_column: str = "text") -> DatasetDict:
     """Train and validation text from `sources`: None for the embedded corpus; text files; or one `datasets`
     dataset (a Hub name, a folder written by `save_to_disk`, a data folder, or .json/.jsonl/.csv/.parquet files)

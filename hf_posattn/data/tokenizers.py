@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from .. import arguments
 from ..common import option
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>"}
@@ -17,8 +18,10 @@ SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>"}
 MOST_UNKNOWN = 0.5
 
 
+@arguments.checked(texts=arguments.texts, vocab_size=arguments.integer)
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """A byte-level BPE of at most `vocab_size` tokens (fewer when the text has fewer distinct merges)."""
+    """A byte-level BPE of at most `vocab_size` tokens (fewer when the text has fewer distinct merges), trained on
+    `texts` (one string is one text)."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()

@@ -7,6 +7,7 @@ import textwrap
 
 import torch
 
+from .. import arguments
 from ..model.positional import (
     POSITION_SCHEMES,
     AlibiBias,
@@ -162,12 +163,13 @@ MODEL_PANELS = {
 }
 
 
+@arguments.checked(output=arguments.path,
+                   positions=arguments.bounded(arguments.integer, minimum=2, maximum=arguments.MAX_PLOTTED_POSITIONS),
+                   dim=arguments.optional(arguments.bounded(arguments.even, maximum=arguments.MAX_PLOTTED_DIMENSIONS)))
 def plot_positions(output: str, model=None, positions: int = 128, dim: int | None = None) -> str:
     """Write the positions figure to `output` (PNG): the closed form of the sinusoidal encoding for `positions`
     positions and `dim` dimensions (default: the model's hidden size, else 128), and, given a `PosAttnForCausalLM`,
     a second row with what its position scheme holds. Size: `POSITIONS_WIDTH` x `ROW_HEIGHT` inches per row."""
-    if positions < 2:
-        raise ValueError(f"--positions {positions}: draw at least 2 positions.")
     if model is not None and getattr(model.config, "model_type", None) != "posattn":
         raise ValueError(f"the model is a {model.config.model_type!r} model, not an hf_posattn one: give a folder "
                          f"written by `posattn train`.")

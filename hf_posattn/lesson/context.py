@@ -10,6 +10,7 @@ import time
 
 import torch
 
+from .. import arguments
 from ..figures.attention import attention_weights
 from ..model.configuration_posattn import DEFAULT_POSITION
 
@@ -62,6 +63,8 @@ def next_word(model, tokenizer, text: str) -> tuple[str, float, dict]:
     return tokenizer.decode([best]).strip(), float(probabilities[best]), words
 
 
+@arguments.checked(output=arguments.path, output_dir=arguments.optional(arguments.path), position=arguments.text,
+                   steps=arguments.integer, seed=arguments.seed, overwrite=arguments.flag)
 def context_demo(output: str = "context.png", output_dir: str | None = None, position: str = DEFAULT_POSITION,
                  steps: int = 200, seed: int = 0, overwrite: bool = False) -> dict:
     """Train the tiny model on the toy language (in `output_dir`, replacing the model there if `overwrite`; else in

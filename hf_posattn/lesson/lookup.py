@@ -5,6 +5,8 @@ at a lower temperature; with embeddings, a word that is no key gets a blend of t
 
 import torch
 
+from .. import arguments
+
 # A French-English dictionary, as in the lesson: keys are French words, values English ones.
 DICTIONARY = {"chat": "cat", "chien": "dog", "maison": "house", "voiture": "car"}
 
@@ -34,12 +36,14 @@ def one_hot(index: int, size: int) -> torch.Tensor:
     return torch.nn.functional.one_hot(torch.tensor(index), size).to(torch.float64)
 
 
+@arguments.checked(temperature=arguments.positive)  # 0 divides by zero; below 0 turns the weights upside down
 def attend(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, temperature: float = 1.0):
     """`(softmax(Q Kᵀ / T) V, weights)`: what the model's attention computes for one head (with T = sqrt(d))."""
     weights = torch.softmax(queries @ keys.T / temperature, dim=-1)
     return weights @ values, weights
 
 
+@arguments.checked(output=arguments.path)
 def lookup_demo(output: str = "lookup.png") -> dict:
     """Print and draw the three steps of the lookup; returns the numbers (for tests and notebooks)."""
     french = list(DICTIONARY)

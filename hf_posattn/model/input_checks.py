@@ -67,6 +67,20 @@ def refuse_non_integer(**tensors: torch.Tensor | None) -> None:
                              f"{name}.long() if the values are whole numbers.")
 
 
+def check_labels(labels: torch.Tensor, input_ids, inputs_embeds, vocab_size: int) -> None:
+    """Raise a ValueError unless `labels` are token ids, one per token of the input (or -100, to ignore one): another
+    shape would fail inside the loss with torch's batch-size error, which names no input."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels is a {type(labels).__name__}: pass a tensor of token ids, e.g. labels=input_ids.")
+    shape = tuple(input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1])
+    if tuple(labels.shape) != shape:
+        raise ValueError(f"labels has shape {tuple(labels.shape)}, expected {shape}, the shape of the input: one "
+                         f"label per token (the input ids themselves; -100 for a token to ignore).")
+    refuse_non_integer(labels=labels)
+    refuse_bad_values(outside("labels", labels, vocab_size, "labels are token ids of the model's vocabulary (or "
+                              "-100, for a position to ignore)", ignored=-100))
+
+
 def check_per_token(name: str, values: torch.Tensor | None, batch_size: int, query_length: int) -> None:
     """Raise a ValueError unless `values` (token_type_ids, position_ids) holds one value per token of the input.
     Another shape would fail deep inside with a broadcasting error, or be broadcast silently."""
@@ -165,6 +179,30 @@ def checked_sizes(config: PosAttnConfig, input_ids, inputs_embeds, attention_mas
         mask_values,
     )
     return sizes
+
+
+def compute_dtype(tensor: torch.Tensor) -> torch.dtype:
+    """The dtype the attention of a model whose hidden states are `tensor` computes in: autocast's where it is on."""
+    device = tensor.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else tensor.dtype
+
+
+def check_numeric_range(scheme, config: PosAttnConfig, position_ids: torch.Tensor, dtype: torch.dtype) -> None:
+    """Raise a ValueError when a position lies past what `scheme` (a PositionScheme class) computes right in `dtype`
+    (`numeric_max_length`): its numbers would overflow, and the logits be NaN or silently wrong. Reads the largest
+    position from the device only for a scheme that has such a limit."""
+    limit = scheme.numeric_max_length(config, dtype)
+    if limit is None or torch.compiler.is_compiling():
+        return
+    largest = int(position_ids.max())
+    if largest >= limit:
+        wider = scheme.numeric_max_length(config, torch.float32)
+        instead = f", or run the model in float32 (up to {wider} positions)" if wider > limit else ""
+        raise ValueError(
+            f"position {largest} is past the {limit} positions that {scheme.name} positions compute right in "
+            f"{dtype}: past them its numbers leave {dtype}'s range and the logits would be NaN or wrong. Use inputs "
+            f"of at most {limit} tokens (e.g. truncate, or evaluate in windows){instead}."
+        )
 
 
 def cache_key_length(cache, query_length: int, past_length: int) -> int:

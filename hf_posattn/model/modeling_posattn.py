@@ -49,7 +49,16 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_posattn import PosAttnConfig
-from .input_checks import Sizes, checked_sizes, outside, refuse_bad_values, refuse_non_integer, weights_problem
+from .input_checks import (
+    Sizes,
+    check_labels,
+    check_numeric_range,
+    checked_sizes,
+    compute_dtype,
+    outside,
+    refuse_bad_values,
+    weights_problem,
+)
 from .positional import (POSITION_SCHEMES, SCORE_BIAS, DistanceBias, PositionScheme, Rotation, apply_rotation,
                          position_range)
 
@@ -359,6 +368,7 @@ class PosAttnModel(PosAttnPreTrainedModel):
             cache=cache,
             position_ids=position_ids,
         )
+        check_numeric_range(type(self.positions), self.config, position_ids, compute_dtype(hidden_states))
         rotation, position_bias = self.inside_attention(position_ids, attention_mask, sizes, hidden_states.dtype)
 
         for decoder_layer in self.layers:
@@ -494,10 +504,8 @@ class PosAttnForCausalLM(PosAttnPreTrainedModel, GenerationMixin):
         logits_to_keep (`int` or `torch.Tensor`): compute logits for the last `logits_to_keep` positions only
             (0: all); `generate` asks for 1.
         """
-        if labels is not None:
-            refuse_non_integer(labels=labels)
-            refuse_bad_values(outside("labels", labels, self.config.vocab_size, "labels are token ids of the model's "
-                                      "vocabulary (or -100, for a position to ignore)", ignored=-100))
+        if labels is not None and (input_ids is not None or inputs_embeds is not None):  # else: the model says
+            check_labels(labels, input_ids, inputs_embeds, self.config.vocab_size)
         outputs: BaseModelOutputWithPast = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -538,14 +546,18 @@ class PosAttnForCausalLM(PosAttnPreTrainedModel, GenerationMixin):
         """Also refuse, before the first token, a generation that would run past the positions the scheme has (learned
         positions: `max_position_embeddings`); it would otherwise fail only when it gets there."""
         super()._validate_generated_length(generation_config, input_ids_length, has_default_max_length)
-        limit = POSITION_SCHEMES[self.config.position_embedding_type].max_length(self.config)
-        if limit is not None and generation_config.max_length > limit:
-            raise ValueError(
-                f"generation would reach {generation_config.max_length} tokens (an input of {input_ids_length} and "
-                f"{generation_config.max_length - input_ids_length} new ones), past max_position_embeddings={limit}: "
-                f"{self.config.position_embedding_type} positions have none beyond. Ask for at most "
-                f"{max(limit - input_ids_length, 0)} new tokens (max_new_tokens), or shorten the input."
-            )
+        scheme = POSITION_SCHEMES[self.config.position_embedding_type]
+        limits = {f"past max_position_embeddings={limit}: {scheme.name} positions have none beyond": limit
+                  for limit in [scheme.max_length(self.config)] if limit is not None}
+        limits.update({f"past the {limit} positions that {scheme.name} positions compute right in {self.dtype}": limit
+                       for limit in [scheme.numeric_max_length(self.config, self.dtype)] if limit is not None})
+        for why, limit in limits.items():
+            if generation_config.max_length > limit:
+                raise ValueError(
+                    f"generation would reach {generation_config.max_length} tokens (an input of {input_ids_length} "
+                    f"and {generation_config.max_length - input_ids_length} new ones), {why}. Ask for at most "
+                    f"{max(limit - input_ids_length, 0)} new tokens (max_new_tokens), or shorten the input."
+                )
 
 
 class PosAttnForSequenceClassification(PosAttnPreTrainedModel):

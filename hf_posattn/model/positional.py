@@ -11,7 +11,7 @@ and a scheme answers `None` to the questions it has nothing to say about:
 
 The scheme class is also the one place the rest of the package learns about a scheme: its `name` (the value of
 `PosAttnConfig.position_embedding_type`), a one-line `description`, a `citation`, the longest input it can take
-(`max_length`), the config values it needs (`config_problem`), what it contributes (`contributes`) and a picture
+(`max_length`) and the longest it computes right in a dtype (`numeric_max_length`), the config values it needs (`config_problem`), what it contributes (`contributes`) and a picture
 of itself (`panel`). `POSITION_SCHEMES` is the registry; `register_scheme` adds a class to it at run time, and
 the config, the model and the tools read it live.
 
@@ -94,6 +94,12 @@ class PositionScheme(nn.Module):
     @classmethod
     def max_length(cls, config) -> int | None:
         """The longest input (in positions) a model with this scheme can take, or None if it runs at any length."""
+        return None
+
+    @classmethod
+    def numeric_max_length(cls, config, dtype: torch.dtype) -> int | None:
+        """The longest input (in positions) whose numbers this scheme computes right when the model computes in
+        `dtype`, or None if its numbers stay in range at any length. The model refuses longer inputs."""
         return None
 
     @classmethod
@@ -218,9 +224,11 @@ def schemes_reading(field: str) -> list[str]:
 
 
 def unbounded_schemes() -> list[str]:
-    """The registered schemes that run at any length: those that do not bound it (`PositionScheme.max_length`)."""
+    """The registered schemes that run at any length: no table that ends (`PositionScheme.max_length`) and numbers
+    that stay in range however far (`numeric_max_length`)."""
     return [name for name, scheme in POSITION_SCHEMES.items()
-            if scheme.max_length.__func__ is PositionScheme.max_length.__func__]
+            if scheme.max_length.__func__ is PositionScheme.max_length.__func__
+            and scheme.numeric_max_length.__func__ is PositionScheme.numeric_max_length.__func__]
 
 
 def register_scheme(cls: type[PositionScheme]) -> type[PositionScheme]:
@@ -273,7 +281,13 @@ def sinusoidal_table(positions: torch.Tensor, dim: int) -> torch.Tensor:
 
     `pos` sets where on each wave a token sits; `i` sets the wave's frequency, from one turn every 2π tokens
     (i = 0) to one every 10000·2π tokens. Computed in float64, so that even far positions are exact in float32.
+    `positions`: a tensor of positions; `dim`: an even number of features (a sine and a cosine per frequency).
     """
+    if not isinstance(positions, torch.Tensor):
+        raise TypeError(f"positions must be a tensor of positions, e.g. torch.arange(16), got {type(positions).__name__}.")
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
+        raise ValueError(f"dim must be an even integer of at least 2 (each frequency gives a sine and a cosine), "
+                         f"got {dim!r}.")
     device = exact_device(positions)
     pos = positions.detach().to(device, torch.float64)[..., None]
     two_i = torch.arange(0, dim, 2, dtype=torch.float64, device=device)
@@ -487,14 +501,18 @@ class XPosPositions(RotaryPositions):
 
     with ζ_j = (2j/d + 0.4) / 1.4 per feature pair j (d the head size; ζ < 1, the slowest-turning pairs decay least)
     and γ = `scale_base` = 512. The rotation R is rotary's, `rope_parameters` included. The scales are functions of
-    the absolute position, so cached keys keep theirs; in float32 they stay finite up to about 30 000 positions
-    (ζ^(-n/γ) < e^88), in float16 up to about 4 000.
+    the absolute position, so cached keys keep theirs, and they leave a dtype's range at some length: the key scale
+    of pair 0, (1.4 / 0.4)^(n/γ), passes float16's largest number at n ≈ 4 530, float32's at n ≈ 36 260, and a key
+    multiplied by it overflows earlier. `numeric_max_length` states the limit the model enforces
+    (scripts/xpos_range.py measures where logits go wrong: float16 past 3 808, float32 past 35 552).
     """
 
     name = "xpos"
     description = "rotary with an exponential decay of the score with distance"
     citation = "Sun et al. 2023, A Length-Extrapolatable Transformer"
     scale_base = 512
+    # The largest key value (in magnitude) that `numeric_max_length` leaves room for: the scaled key must stay finite.
+    key_headroom = 2.0**8
 
     def __init__(self, config):
         super().__init__(config)
@@ -503,6 +521,14 @@ class XPosPositions(RotaryPositions):
     def decays(self, device=None) -> torch.Tensor:
         two_j = torch.arange(0, self.config.head_dim, 2, dtype=torch.float32, device=device)
         return (two_j / self.config.head_dim + 0.4) / 1.4
+
+    @classmethod
+    def numeric_max_length(cls, config, dtype):
+        # The key at position n is scaled by ζ^(-n/γ), largest for the smallest ζ (pair 0: 0.4 / 1.4); the scales
+        # are computed in float32, so no dtype holds more than float32 does. The limit is the n at which that scale,
+        # times a key of magnitude `key_headroom`, reaches the dtype's largest number.
+        largest = min(torch.finfo(dtype).max, torch.finfo(torch.float32).max) / cls.key_headroom
+        return math.floor(cls.scale_base * math.log(largest) / math.log(1.4 / 0.4))
 
     def initialize(self, initializer_range):
         init.copy_(self.zeta, self.decays(self.zeta.device))

@@ -2,9 +2,16 @@
 
 from transformers import TextStreamer, pipeline, set_seed
 
+from .. import arguments
+from ..arguments import optional
 from ..data.tokenizers import check_known_tokens
 
 
+
+# The command line's bounds (`posattn generate`); transformers checks the ranges of the sampling settings.
+@arguments.checked(prompt=arguments.text, max_new_tokens=arguments.integer, temperature=optional(arguments.number),
+                   top_p=optional(arguments.number), top_k=optional(arguments.bounded(arguments.integer, minimum=0)),
+                   greedy=arguments.flag, seed=arguments.seed, stream=arguments.flag)
 def generate_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, temperature: float | None = None,
                   top_p: float | None = None, top_k: int | None = None, greedy: bool = False, seed: int = 0,
                   stream: bool = False) -> str:

@@ -7,16 +7,17 @@ Light to import (no Trainer, no datasets): the command line prints its help from
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..data.tasks import LANGUAGE_MODELLING, task_named
+from .. import arguments
+from ..arguments import one_or_more, optional
 from ..files import resolve_path
 from ..model import positional
 from ..model.positional import POSITION_EMBEDDING_TYPES, POSITION_SCHEMES
-from ..training.options import TrainingOptions, complete, resolve_paths
+from ..training.options import FIELD_CHECKS as TRAINING_FIELD_CHECKS
+from ..training.options import TrainingOptions, check_random_positions, complete, position_limit, resolve_paths
+from .slurm import SlurmOptions, check_slurm
 
-if TYPE_CHECKING:
-    from .slurm import SlurmOptions
 
 # The schemes a study trains unless --positions says otherwise. The default study trains every built-in scheme, in
 # the registry's order, read from the registry so that a scheme added to positional.py joins it (a scheme registered
@@ -66,7 +67,7 @@ class CompareOptions:
     overwrite: bool = False
     random_positions: int | None = None  # also train each scheme that reads positions on randomized ones (Ruoss et al.)
     jobs: int = 1  # runs at once on this machine, each in its own process (executors.LocalProcesses)
-    slurm: "SlurmOptions | None" = None  # each run a Slurm job, all in one job array (study/slurm.py)
+    slurm: SlurmOptions | None = None  # each run a Slurm job, all in one job array (study/slurm.py)
     wait: bool = True  # wait for the runs and gather; False: submit them and return (the same call gathers later)
     # Passed to every training run; left out, each is the training run's default (TrainingOptions):
     preset: str = TrainingOptions.preset
@@ -80,10 +81,32 @@ class CompareOptions:
     scale_embeddings: bool = TrainingOptions.scale_embeddings
     report_to: list[str] | tuple[str, ...] = TrainingOptions.report_to
 
+    def __post_init__(self):
+        arguments.check_fields(self, FIELD_CHECKS)
+
     @property
     def lengths(self) -> list[int]:
         """The evaluation lengths: L times each factor (once resolved)."""
         return [self.seq_len * factor for factor in self.factors]
+
+
+# What each option accepts, checked when the options are made (arguments.check_fields): the study's own, and those
+# passed to every run as training checks them.
+FIELD_CHECKS = {
+    "output_dir": optional(arguments.path),
+    "task": arguments.text,
+    "positions": optional(one_or_more(arguments.text)),  # one scheme alone is one scheme
+    "factors": one_or_more(arguments.integer),
+    "seeds": one_or_more(arguments.seed),
+    "eval_tokens": optional(arguments.integer),
+    "quick": arguments.flag,
+    "overwrite": arguments.flag,
+    "random_positions": optional(arguments.integer),
+    "jobs": arguments.integer,
+    "slurm": optional(arguments.instance(SlurmOptions)),
+    "wait": arguments.flag,
+    **{name: TRAINING_FIELD_CHECKS[name] for name in SHARED},
+}
 
 
 def resolve_study(options: CompareOptions) -> CompareOptions:
@@ -111,8 +134,12 @@ def resolve_study(options: CompareOptions) -> CompareOptions:
     if not options.factors or min(options.factors) < 1:
         raise ValueError(f"--factors {options.factors}: evaluation lengths are multiples of --seq-len, 1 or more.")
     for position in options.positions:  # what each scheme's runs take (learned: --seq-len within its table)
-        complete(TrainingOptions(position=position, **{name: getattr(options, name) for name in SHARED}))
-    check_random_positions(options)
+        run = complete(TrainingOptions(position=position, **{name: getattr(options, name) for name in SHARED}))
+        check_randomized_twin(options, run)
+    if options.random_positions is not None and not any(POSITION_SCHEMES[position].contributes()
+                                                        for position in options.positions):
+        raise ValueError(f"--random-positions: {', '.join(options.positions)} read no position, so random ones would "
+                         f"change nothing. Add a scheme that reads positions, or drop --random-positions.")
     check_executor(options)
     return options
 
@@ -120,29 +147,22 @@ def resolve_study(options: CompareOptions) -> CompareOptions:
 def check_executor(options: CompareOptions) -> None:
     """Where the runs run: one of this process, --jobs N processes, or Slurm, checked before anything is submitted
     (the study folder on a shared file system, the partition, the cluster's commands)."""
-    if options.jobs < 1:
-        raise ValueError(f"--jobs {options.jobs}: give the number of runs at once, 1 or more.")
     if options.slurm is not None and options.jobs > 1:
         raise ValueError("--jobs runs the study on this machine and --slurm on a cluster: choose one.")
     if not options.wait and options.slurm is None:
         raise ValueError("--no-wait submits the runs to Slurm and returns: it needs --slurm (on this machine the runs "
                          "are this command's processes, which end with it).")
     if options.slurm is not None:
-        from .slurm import check_slurm
-
         check_slurm(options.output_dir, options.slurm)
 
 
-def check_random_positions(options: CompareOptions) -> None:
-    """--random-positions N: positions drawn from [0, N) must cover the longest evaluation length, and some scheme
-    of the study must read positions."""
-    if options.random_positions is None:
+def check_randomized_twin(options: CompareOptions, run: TrainingOptions) -> None:
+    """The run of `run`'s scheme on random positions, when the study has one (`--random-positions`, a scheme that
+    reads positions): checked as training checks it (`training.options.check_random_positions`), its positions
+    reaching the longest length the study evaluates at."""
+    if options.random_positions is None or not POSITION_SCHEMES[run.position].contributes():
         return
+    twin = dataclasses.replace(run, random_positions=options.random_positions)
     longest = max(options.lengths)
-    if options.random_positions < longest:
-        raise ValueError(f"--random-positions {options.random_positions}: the models are evaluated at up to {longest} "
-                         f"tokens, so training must draw positions from at least [0, {longest}): give "
-                         f"--random-positions {longest} or more.")
-    if not any(POSITION_SCHEMES[position].contributes() for position in options.positions):
-        raise ValueError(f"--random-positions: {', '.join(options.positions)} read no position, so random ones would "
-                         f"change nothing. Add a scheme that reads positions, or drop --random-positions.")
+    check_random_positions(twin, position_limit(twin),
+                           evaluated=(longest, f"--seq-len {options.seq_len} x --factors {max(options.factors)}"))

@@ -10,26 +10,33 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .. import arguments
 from ..data.unigram import token_stream
 from ..model.positional import POSITION_SCHEMES, unbounded_schemes
-from ..training.options import EVAL_BATCH_TOKENS, TrainingOptions, max_length
+from ..training.options import EVAL_BATCH_TOKENS, TrainingOptions, run_config
 
 
-def length_limit(config) -> int | None:
-    """The longest input the model can take, as its scheme says (`PositionScheme.max_length`), or None."""
-    return POSITION_SCHEMES[config.position_embedding_type].max_length(config)
-
-
-def past_limit(position: str, limit: int) -> str:
-    """Why a length past `limit` is not evaluated."""
-    return f"{position} positions: the model has vectors for {limit} positions only (max_position_embeddings)"
+def length_limit(config, dtype: torch.dtype = torch.float32) -> tuple[int, str] | None:
+    """The longest input a model of `config` takes in `dtype`, and why: its scheme's table
+    (`PositionScheme.max_length`) or the positions it computes right in that dtype (`numeric_max_length`), whichever
+    is fewer; None if it runs at any length."""
+    scheme = POSITION_SCHEMES[config.position_embedding_type]
+    name, limits = config.position_embedding_type, []
+    table = scheme.max_length(config)
+    if table is not None:
+        limits.append((table, f"{name} positions: the model has vectors for {table} positions only "
+                              f"(max_position_embeddings)"))
+    numeric = scheme.numeric_max_length(config, dtype)
+    if numeric is not None:
+        limits.append((numeric, f"{name} positions: computed right up to {numeric} positions in {dtype}"))
+    return min(limits, default=None)
 
 
 def skipped_lengths(run: TrainingOptions, lengths: Sequence[int]) -> dict[int, str]:
-    """The lengths that the model `run` trains cannot take (a length-bounded scheme past its table), with why:
-    known from the options, before any training."""
-    limit = max_length(run)
-    return {length: past_limit(run.position, limit) for length in lengths if limit is not None and length > limit}
+    """The lengths that the model `run` trains cannot be evaluated at (`length_limit`, in float32 as the study
+    evaluates), with why: known from the options, before any training."""
+    limit = length_limit(run_config(run))
+    return {length: limit[1] for length in lengths if limit is not None and length > limit[0]}
 
 
 @torch.no_grad()
@@ -50,12 +57,10 @@ def perplexity_of_ids(model, ids: Sequence[int], length: int, stride: int | None
     stride = stride or length
     if not 0 < stride <= length:
         raise ValueError(f"stride={stride} must be between 1 and the evaluation length {length}.")
-    limit = length_limit(model.config)
-    if limit is not None and length > limit:
-        raise ValueError(
-            f"cannot evaluate at length {length}: {past_limit(model.config.position_embedding_type, limit)}. Evaluate at lengths <= {limit}, "
-            f"or train a scheme that runs at any length ({', '.join(unbounded_schemes())})."
-        )
+    limit = length_limit(model.config, model.dtype)
+    if limit is not None and length > limit[0]:
+        raise ValueError(f"cannot evaluate at length {length}: {limit[1]}. Evaluate at lengths <= {limit[0]}, or "
+                         f"train a scheme that runs at any length ({', '.join(unbounded_schemes())}).")
     if len(ids) < length:
         raise ValueError(f"the text has {len(ids)} tokens, fewer than one window of {length}: give more text, "
                          f"or evaluate at a shorter length.")
@@ -93,12 +98,20 @@ def perplexity_of_ids(model, ids: Sequence[int], length: int, stride: int | None
     return result
 
 
+# What the public entries accept (arguments.checked): the command line's bounds (`posattn evaluate`).
+LENGTH = arguments.bounded(arguments.integer, minimum=2)  # a window scores each token after its first
+WINDOWS = dict(text=arguments.one_or_more(arguments.text), stride=arguments.optional(arguments.integer),
+               batch_size=arguments.optional(arguments.integer))
+
+
+@arguments.checked(length=LENGTH, **WINDOWS)
 def perplexity(model, tokenizer, text: str | Sequence[str], length: int, stride: int | None = None,
                batch_size: int | None = None) -> dict:
     """Perplexity of `model` on `text` (a string, or documents joined with the end-of-text token) at `length`."""
     return perplexity_of_ids(model, token_stream(tokenizer, text), length, stride, batch_size)
 
 
+@arguments.checked(lengths=arguments.one_or_more(LENGTH), **WINDOWS)
 def evaluate_lengths(model, tokenizer, text: str | Sequence[str], lengths: Sequence[int], stride: int | None = None,
                      batch_size: int | None = None) -> list[dict]:
     """`perplexity` at each length (the text tokenised once). A length the model cannot take (a length-bounded scheme
@@ -112,12 +125,12 @@ def evaluate_lengths_of_ids(model, ids: Sequence[int], lengths: Sequence[int], s
     """`evaluate_lengths` on a token stream: the same ids at every length (e.g. a stream cut to a multiple of the
     longest length, so that every length scores the same tokens). `per_position`: the longest length the model
     takes also gets its loss at each position of the window (`perplexity_of_ids`)."""
-    limit = length_limit(model.config)
-    usable = [length for length in lengths if limit is None or length <= limit]
+    limit = length_limit(model.config, model.dtype)
+    usable = [length for length in lengths if limit is None or length <= limit[0]]
     results = []
     for length in lengths:
         if length not in usable:
-            results.append({"length": length, "skipped": past_limit(model.config.position_embedding_type, limit)})
+            results.append({"length": length, "skipped": limit[1]})
             continue
         results.append(perplexity_of_ids(model, ids, length, min(stride, length) if stride else None, batch_size,
                                          progress, per_position=per_position and length == max(usable)))

@@ -20,6 +20,7 @@ import dataclasses
 import os
 import time
 
+from .. import arguments
 from ..common import hardware, notice
 from ..files import WriteFailed
 from ..runfolder import EVALUATION_FILE, locked, read_json_record
@@ -53,6 +54,7 @@ def make_executor(options: CompareOptions):
     return LocalProcesses(options.jobs, options.output_dir) if options.jobs > 1 else InProcess()
 
 
+@arguments.checked(options=arguments.instance(CompareOptions), command=arguments.optional(arguments.text))
 def compare(options: CompareOptions, command: str | None = None, executor=None) -> dict | None:
     """Plan, run and gather the study; write `compare.csv`, `compare.json`, `compare.md` and the figures in the
     study's folder and return the study (the JSON's content). Bad input raises `ValueError` before any training.

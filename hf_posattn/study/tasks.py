@@ -14,7 +14,7 @@ import os
 import torch
 
 from ..data.tasks import Task, task_named
-from .perplexity import length_limit, past_limit, skipped_lengths
+from .perplexity import length_limit, skipped_lengths
 from .statistics import mean_interval
 from .tables import interval_cell, length_header, write_tables
 
@@ -71,10 +71,10 @@ def score_lengths(model, tokenizer, task: Task, sets: dict[int, list], seq_len: 
     """Exact match at every length of `sets`, overall and by the task's breakdown; `{"length": n, "skipped": why}`
     at a length the model cannot take (a length-bounded scheme past its table)."""
     results = []
-    limit = length_limit(model.config)
+    limit = length_limit(model.config, model.dtype)
     for length, examples in sets.items():
-        if limit is not None and length > limit:
-            results.append({"length": length, "skipped": past_limit(model.config.position_embedding_type, limit)})
+        if limit is not None and length > limit[0]:
+            results.append({"length": length, "skipped": limit[1]})
             continue
         scored = decode_answers(model, tokenizer, examples)
         by = {}

@@ -6,10 +6,14 @@ Light to import (no Trainer, no datasets): the command line prints its help from
 """
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
+import torch
+
+from .. import arguments
+from ..arguments import one_or_more, optional
 from ..common import option
 from ..data.tasks import LANGUAGE_MODELLING, task_named
 from ..files import resolve_path, resolve_source
@@ -111,6 +115,39 @@ class TrainingOptions:
     rope_parameters: dict | None = None  # with init_from: a rotary variant applied to it (loading.scaled_config)
     random_positions: int | None = None  # each batch reads an ordered random subset of [0, N) as positions (Ruoss et al.)
 
+    def __post_init__(self):
+        arguments.check_fields(self, FIELD_CHECKS)
+
+
+# What each option accepts, checked when the options are made: a wrong type or a number out of the command line's
+# bounds is refused naming the field, before any work. The bounds between options are `complete`'s.
+FIELD_CHECKS = {
+    "output_dir": optional(arguments.path),
+    "position": arguments.text,
+    "task": arguments.text,
+    "preset": optional(arguments.text),
+    "data": optional(one_or_more(arguments.path)),  # one source alone is one source
+    "text_column": arguments.text,
+    "seq_len": optional(arguments.integer),
+    "max_steps": optional(arguments.integer),
+    "batch_size": optional(arguments.integer),
+    "gradient_accumulation_steps": arguments.integer,
+    "learning_rate": optional(arguments.positive),
+    "vocab_size": optional(arguments.integer),
+    "scale_embeddings": arguments.flag,
+    "tokenizer": optional(arguments.path),
+    "seed": arguments.seed,
+    "eval_steps": optional(arguments.integer),
+    "save_steps": optional(arguments.integer),
+    "resume": arguments.flag,
+    "overwrite": arguments.flag,
+    "sample_prompt": optional(arguments.text),
+    "quiet": arguments.flag,
+    "report_to": one_or_more(arguments.text),  # then logs.check_report_to: the names themselves
+    "init_from": optional(arguments.path),
+    "rope_parameters": optional(arguments.mapping),
+    "random_positions": optional(arguments.integer),
+}
 
 DEFAULTS = {field.name: field.default for field in dataclasses.fields(TrainingOptions)}
 
@@ -211,8 +248,9 @@ def complete(options: TrainingOptions, model: PosAttnConfig | None = None,
     steps = max(1, options.max_steps // EVALUATIONS) if options.eval_steps is None else options.eval_steps
     options = dataclasses.replace(options, eval_steps=steps,
                                   save_steps=steps if options.save_steps is None else options.save_steps)
-    check_values(options, max_length(options, model))
-    check_random_positions(options)
+    limit = position_limit(options, model)
+    check_values(options, limit)
+    check_random_positions(options, limit)
     return options
 
 
@@ -236,18 +274,45 @@ def for_task(options: TrainingOptions, user: TrainingOptions) -> TrainingOptions
     return dataclasses.replace(options, vocab_size=task.vocab_size)
 
 
-def check_random_positions(options: TrainingOptions) -> None:
-    """--random-positions N: positions drawn from [0, N), which must hold a block of --seq-len, for a scheme that
-    reads positions."""
-    if options.random_positions is None:
+# The most positions --random-positions may draw from: every scheme computes its angles and distances in float32,
+# which counts whole numbers exactly up to 2**24 only; and the draw holds all N positions (8 bytes each) per batch.
+MAX_RANDOM_POSITIONS = 2**24
+
+
+class Limit(NamedTuple):
+    """The most positions a run may use, and why (for a message that names it)."""
+
+    positions: int
+    why: str
+
+
+def check_random_positions(options: TrainingOptions, limit: Limit | None = None,
+                           evaluated: tuple[int, str] | None = None) -> None:
+    """--random-positions N: positions drawn from [0, N), for a scheme that reads positions. N must hold a block of
+    --seq-len (and reach `evaluated`, the longest length the model will be evaluated at and the options that set it:
+    a study's), and stay within what the scheme can represent (`limit`, from `position_limit`) and what the machine
+    can draw (`MAX_RANDOM_POSITIONS`). Each refusal names the options it weighs against each other."""
+    n = options.random_positions
+    if n is None:
         return
     if not POSITION_SCHEMES[options.position].contributes():
         raise ValueError(f"--random-positions: {options.position} positions read no position, so random ones would "
                          f"change nothing. Drop --random-positions for {options.position}.")
-    if options.random_positions < options.seq_len:
-        raise ValueError(f"--random-positions {options.random_positions}: a block of --seq-len {options.seq_len} "
-                         f"needs at least as many positions to draw from; give at least the longest length the "
-                         f"model will be evaluated at (e.g. --random-positions {8 * options.seq_len}).")
+    needed, by = evaluated or (options.seq_len, f"--seq-len {options.seq_len}")
+    if n < max(needed, options.seq_len):
+        example = "" if evaluated else f" (e.g. {8 * needed}, to evaluate at 8 times the length)"
+        raise ValueError(f"--random-positions {n}: the model meets lengths of up to {needed} tokens ({by}), so "
+                         f"training must draw positions from at least [0, {needed}): give --random-positions "
+                         f"{needed} or more{example}.")
+    if limit is not None and n > limit.positions:
+        raise ValueError(f"--random-positions {n} draws positions up to {n - 1}, past {limit.why}: give "
+                         f"--random-positions {limit.positions} or less, or train a scheme other than "
+                         f"{options.position}.")
+    if n > MAX_RANDOM_POSITIONS:
+        raise ValueError(f"--random-positions {n}: at most {MAX_RANDOM_POSITIONS} (2**24), the positions float32 "
+                         f"counts exactly, in which every scheme computes its angles and distances (and each batch "
+                         f"draws from all of them). Give --random-positions {MAX_RANDOM_POSITIONS} or less.")
+
 
 def fixed_by_model(options: TrainingOptions, model: PosAttnConfig | None) -> TrainingOptions:
     """With `init_from` (`model`: its config): the options that its model fixes, filled in from it; a different
@@ -279,33 +344,57 @@ def sized_by_tokenizer(options: TrainingOptions, size: int, user: TrainingOption
     return dataclasses.replace(options, vocab_size=size)
 
 
-def check_values(options: TrainingOptions, limit: int | None) -> None:
-    """Numbers that would fail only later (or train nothing): refused now. `limit`: the scheme's longest input."""
-    for name in ("seq_len", "max_steps", "batch_size", "gradient_accumulation_steps", "vocab_size", "eval_steps",
-                 "save_steps", "learning_rate"):
-        value = getattr(options, name)
-        if not (math.isfinite(value) and value > 0):  # not NaN (which `<= 0` lets through), not infinite
-            raise ValueError(f"{name} must be a positive number, got {value}.")
-    if not 0 <= options.seed < 2**32:  # before anything is written: set_seed would refuse it only after
-        raise ValueError(f"seed must be an integer from 0 to 2**32 - 1, got {options.seed}.")
+def check_values(options: TrainingOptions, limit: Limit | None) -> None:
+    """Numbers that would fail only later (or train nothing): refused now. `limit`: the most positions the scheme
+    takes (`position_limit`)."""
+    # Each value's own type and range (positive counts, a finite learning rate, a seed set_seed takes) were checked
+    # when the options were made (FIELD_CHECKS).
     if options.seq_len < 2:  # the loss would be NaN from the first step: nothing in a block to predict
         raise ValueError(f"--seq-len {options.seq_len}: the model learns to predict each token of a block from the "
                          f"tokens before it in the same block, so a block of one token has nothing to learn from. "
                          f"Give --seq-len 2 or more.")
-    if limit is not None and options.seq_len > limit:
-        raise ValueError(
-            f"--seq-len {options.seq_len} is above the {limit} positions that {options.position} positions have "
-            f"in {options.init_from or f'preset {options.preset!r}'} (max_position_embeddings): use --seq-len <= "
-            f"{limit}, or a scheme that runs at any length ({', '.join(unbounded_schemes())})."
-        )
+    if limit is not None and options.seq_len > limit.positions:
+        raise ValueError(f"--seq-len {options.seq_len} is above {limit.why}: use --seq-len <= {limit.positions}, or "
+                         f"a scheme that runs at any length ({', '.join(unbounded_schemes())}).")
+
+
+def training_dtype() -> torch.dtype:
+    """The dtype a run computes in on this machine: bf16 on GPUs that have it, else fp16 on GPUs; float32 on CPU
+    (bf16 there is slow without AMX units). `run.mixed_precision` asks the Trainer for it."""
+    if not torch.cuda.is_available():
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def position_limit(options: TrainingOptions, model: PosAttnConfig | None = None) -> Limit | None:
+    """The most positions a run of `options` may use, and why: the scheme's table (`PositionScheme.max_length`) in
+    the model of `init_from` (`model`, its config) or with its preset's, or the positions it computes right in the
+    dtype training computes in (`numeric_max_length`), whichever is fewer; None if it runs at any length."""
+    config = run_config(options, model)
+    scheme = POSITION_SCHEMES[options.position]
+    limits = []
+    table = max_length(options, model)
+    if table is not None:
+        limits.append(Limit(table, f"the {table} positions that {options.position} positions have in "
+                                   f"{options.init_from or f'preset {preset_of(options)!r}'} (max_position_embeddings)"))
+    dtype = training_dtype()
+    numeric = scheme.numeric_max_length(config, dtype)
+    if numeric is not None:
+        limits.append(Limit(numeric, f"the {numeric} positions that {options.position} positions compute right in "
+                                     f"{dtype}, which training computes in here"))
+    return min(limits, default=None)
 
 
 def max_length(options: TrainingOptions, model: PosAttnConfig | None = None) -> int | None:
     """The longest input the scheme of `options` can take (`PositionScheme.max_length`) in the model of `init_from`
     (`model`, its config) or with its preset's table; None if it runs at any length."""
+    return POSITION_SCHEMES[options.position].max_length(run_config(options, model))
+
+
+def run_config(options: TrainingOptions, model: PosAttnConfig | None = None) -> PosAttnConfig:
+    """The config of the model of `init_from` (`model`), else one with the preset's architecture for the scheme."""
     preset = PRESETS[preset_of(options)]
-    config = model or PosAttnConfig(
+    return model or PosAttnConfig(
         position_embedding_type=options.position, hidden_size=preset.hidden_size,
         num_hidden_layers=preset.num_hidden_layers, num_attention_heads=preset.num_attention_heads,
         max_position_embeddings=preset.max_position_embeddings)
-    return POSITION_SCHEMES[options.position].max_length(config)

@@ -33,6 +33,7 @@ from ..data.tasks.training import example_blocks
 from ..data.tokenizers import pack, train_tokenizer
 from ..data.unigram import text_unigram_baseline
 from ..figures.training import write_training_figure
+from .. import arguments
 from ..files import WriteFailed, saved_whole, write_with, writing
 from ..model.configuration_posattn import PosAttnConfig
 from ..model.modeling_posattn import PosAttnForCausalLM
@@ -48,7 +49,7 @@ from .callbacks import (
     StopOnNonFinite,
     show_logs_as_lines,
 )
-from .options import EVAL_BATCH_TOKENS, PRESETS, TrainingOptions
+from .options import EVAL_BATCH_TOKENS, PRESETS, TrainingOptions, training_dtype
 from .outcomes import TrainingDiverged, TrainingInterrupted, TrainingResult, TrainingWriteFailed
 from .plan import TrainingPlan, plan_training
 from .positions import RandomPositions
@@ -124,10 +125,8 @@ def evenly_spaced(dataset, count: int):
 
 
 def mixed_precision() -> dict:
-    """bf16 on GPUs that have it, else fp16 on GPUs; float32 on CPU (bf16 there is slow without AMX units)."""
-    if not torch.cuda.is_available():
-        return {}
-    return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+    """The Trainer's arguments for the dtype runs compute in here (`options.training_dtype`)."""
+    return {torch.bfloat16: {"bf16": True}, torch.float16: {"fp16": True}}.get(training_dtype(), {})
 
 
 def training_arguments(options: TrainingOptions, folder: str) -> TrainingArguments:
@@ -172,6 +171,7 @@ def training_arguments(options: TrainingOptions, folder: str) -> TrainingArgumen
     )
 
 
+@arguments.checked(options=arguments.instance(TrainingOptions))
 def train(options: TrainingOptions) -> TrainingResult:
     """Train, evaluate, save and sample a model (see the module docstring). Raises `ValueError` on bad input, before
     any training; `TrainingInterrupted` when Ctrl-C stopped the run (after saving a checkpoint) and

@@ -99,3 +99,29 @@ def test_context_demo_predicts_every_context_and_attends_to_the_deciding_word(co
         assert shown["heads_on_deciding_word"]
     assert_png(folder / "context.png", (16 * DPI, 8 * DPI))
     assert (folder / "model" / "model.safetensors").is_file()  # kept for `posattn plot-attention`
+
+
+@pytest.mark.parametrize("command, figure", [
+    (["plot-positions"], "positions.png"),
+    (["plot-attention", "{folder}", "i not like tea , i"], "attention.png"),
+    (["plot-training"], "training.png"),
+])
+def test_no_figure_command_writes_through_a_link_in_the_model_folder(command, figure, context, tmp_path, capsys):
+    """A model folder received from someone else may hold a link under a figure's default name: the command refuses
+    it before drawing, and the file it points to is untouched."""
+    folder = context[1] / "model"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    link, kept = folder / figure, tmp_path / figure
+    if link.exists():
+        link.rename(kept)
+    link.symlink_to(victim)
+    try:
+        arguments = [part.format(folder=folder) for part in command] if len(command) > 1 else [*command, folder]
+        assert posattn(*arguments) == 2
+        assert f"{figure} is a symbolic link" in capsys.readouterr().err
+        assert victim.read_text() == "precious" and link.is_symlink()
+    finally:
+        link.unlink()
+        if kept.exists():
+            kept.rename(link)

@@ -26,7 +26,7 @@ def test_the_default_study_keeps_to_the_built_in_schemes(penalty_registered):
 def test_a_length_limit_comes_from_the_scheme(penalty_registered):
     """What makes a scheme length-bounded is its `max_length`, not its name: a registered bounded scheme is refused
     past its limit by train, as learned is."""
-    from hf_posattn.study.perplexity import unbounded_schemes
+    from hf_posattn.model.positional import unbounded_schemes
     from hf_posattn.training.options import TrainingOptions, complete, resolve_paths
 
     class Bounded(DistancePenalty):

@@ -208,7 +208,7 @@ def test_a_study_row_summarises_seeds_and_flags_learning():
     (dict(task="copy", vocab_size=100), "vocab_size=100: the copy task makes its own examples"),
     (dict(task="passkey", seq_len=20), "passkey: an example of 20 tokens cannot hold the task's format"),
     (dict(task="recall", position="none", random_positions=1024), "none positions read no position"),
-    (dict(task="recall", position="alibi", random_positions=32), "--random-positions 32: a block of --seq-len 64"),
+    (dict(task="recall", position="alibi", random_positions=32), "--random-positions 32: the model meets lengths of up to 64 tokens \\(--seq-len 64\\)"),
 ])
 def test_a_training_option_that_does_not_apply_to_the_task_is_refused(options, message):
     with pytest.raises(ValueError, match=message):
@@ -217,7 +217,7 @@ def test_a_training_option_that_does_not_apply_to_the_task_is_refused(options, m
 
 @pytest.mark.parametrize("options, message", [
     (dict(task="sorting"), "unknown task 'sorting'"),
-    (dict(task="passkey", random_positions=256), r"evaluated at up to 512 tokens"),
+    (dict(task="passkey", random_positions=256), r"meets lengths of up to 512 tokens \(--seq-len 64 x --factors 8\)"),
     (dict(task="passkey", positions=["none"], random_positions=512), "read no position"),
     (dict(task="reverse", data=["x.txt"]), r"data=\[.*x.txt'\]: the reverse task"),
 ])
