@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "hf_posattn"
 # The package's door (__init__: it registers the model, and names the public API, imported when first used) sits
 # below the command line, which reads its version.
 FLOORS = {"__main__": 0, "cli": 1, "__init__": 2, "study": 3, "lesson": 3, "training": 4, "sharing": 5, "figures": 6,
-          "data": 7, "runfolder": 8, "cli_types": 9, "files": 9, "common": 9, "model": 10}
+          "data": 7, "runfolder": 8, "cli_types": 9, "files": 9, "common": 9, "arguments": 10, "model": 11}
 
 
 def module_name(path: Path) -> str:
