@@ -25,7 +25,7 @@ from transformers import (
 
 import hf_posattn
 from hf_posattn.model.modeling_posattn import Sizes
-from hf_posattn.model.positional import POSITION_SCHEMES, alibi_slopes, sinusoidal_table
+from hf_posattn.model.positional import alibi_slopes, sinusoidal_table
 
 pytestmark = pytest.mark.usefixtures("no_grad")
 
@@ -44,10 +44,6 @@ def test_auto_classes_build_package_classes(scheme):
 
 def _small():
     return dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)
-
-
-def test_every_config_name_has_a_scheme_class():
-    assert set(POSITION_SCHEMES) == set(hf_posattn.POSITION_EMBEDDING_TYPES)
 
 
 # flex_attention compiles its kernels: its cases are in the end-to-end tier (tests/e2e/test_attention_backends.py).
