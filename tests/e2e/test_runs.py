@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, Trai
 
 from hf_posattn import files
 from hf_posattn.cli import main
-from hf_posattn.training import folder as runs
+from hf_posattn import runfolder as runs
 from hf_posattn.training import run as training
 from hf_posattn.runfolder import RUN_FILE
 from hf_posattn.training.options import TrainingOptions
