@@ -215,6 +215,49 @@ def skip_flex_on_cpu_if(condition: bool, what: str):
         pytest.skip(f"flex_attention on CPU (torch {torch.__version__}) cannot run {what}")
 
 
+# Checks both tiers run: the fast tier (tests/fast/test_model.py) with eager and sdpa attention, the end-to-end tier
+# (tests/e2e/test_attention_backends.py) with flex_attention, which compiles its kernels. Call them under no_grad.
+def check_cache_steps_equal_full_forward(scheme, attn):
+    """A prompt then one token at a time through a dynamic (and, but for flex_attention, a static) cache gives the
+    logits of one full forward."""
+    from transformers import DynamicCache, StaticCache
+
+    skip_flex_on_cpu_if(attn == "flex_attention" and scheme in BIAS_SCHEMES, "decode steps with a score bias")
+    model = tiny_lm(scheme, attn)
+    ids = random_ids(2, 12)
+    full = model(ids).logits
+
+    caches = {"dynamic": DynamicCache(config=model.config)}
+    if attn != "flex_attention":
+        caches["static"] = StaticCache(config=model.config, max_cache_len=20)
+    for name, cache in caches.items():
+        out = model(ids[:, :5], cache=cache, use_cache=True)
+        steps = [out.logits]
+        for t in range(5, 12):
+            out = model(ids[:, t : t + 1], cache=out.cache, use_cache=True)
+            steps.append(out.logits)
+        assert out.cache is cache
+        torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=0, atol=1e-5, msg=f"{name} cache")
+    skip_flex_on_cpu_if(attn == "flex_attention", "static-cache decode steps")
+
+
+def check_left_padding_matches_rows_alone(scheme, attn):
+    """Rows of different lengths, left-padded into one batch, give the logits and the generations of each row alone."""
+    model = tiny_lm(scheme, attn)
+    rows = [random_ids(1, n, seed=n)[0] for n in (4, 9, 6)]
+    ids, mask = pad_left(rows)
+    batch_logits = model(ids, attention_mask=mask).logits
+    for i, row in enumerate(rows):
+        alone = model(row[None]).logits[0]
+        torch.testing.assert_close(batch_logits[i, -len(row) :], alone, rtol=0, atol=1e-5)
+
+    skip_flex_on_cpu_if(attn == "flex_attention", "padded decode steps")
+    generated = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
+    for i, row in enumerate(rows):
+        alone = model.generate(row[None], max_new_tokens=6, do_sample=False)
+        assert generated[i, -6:].tolist() == alone[0, -6:].tolist()
+
+
 @pytest.fixture
 def user_text(tmp_path):
     """A user's text file: the opening of a play from the corpus, about 30 kB."""

@@ -1,5 +1,5 @@
-"""A position scheme is one class: one defined here, penalty_registered at run time, goes through every tool (train, save,
-load, plot, card, compare, the command line's choices) with no other file changed. Tiny settings: seconds each."""
+"""A position scheme is one class: one defined here, registered at run time, goes through every tool (train, save, load,
+plot, card, compare, the command line's choices) with no other file changed. Tiny settings: seconds each."""
 
 import json
 

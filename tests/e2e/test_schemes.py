@@ -1,5 +1,6 @@
-"""The scheme registry (the one place a scheme lives) and each scheme's own formula: T5 buckets, KERPLE, FIRE, xPos,
-rotary variants from `rope_parameters`; schemes half_distance_registered at run time; tables that exist without `_init_weights`."""
+"""Schemes end to end: a scheme registered at run time (defined in conftest) builds, trains, saves and loads, and
+refuses flash attention for its bias; the newer schemes compile as one graph under torch.compile. Each scheme's own
+formula is checked in tests/fast/test_scheme_formulas.py."""
 
 import pytest
 import torch

@@ -9,9 +9,10 @@ from conftest import (
     BOUNDED_SCHEMES,
     SCHEMES,
     VOCAB,
+    check_cache_steps_equal_full_forward,
+    check_left_padding_matches_rows_alone,
     pad_left,
     random_ids,
-    skip_flex_on_cpu_if,
     tiny_config,
     tiny_lm,
 )
@@ -20,13 +21,11 @@ from transformers import (
     AutoModel,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
-    DynamicCache,
-    StaticCache,
 )
 
 import hf_posattn
 from hf_posattn.model.modeling_posattn import Sizes
-from hf_posattn.model.positional import POSITION_SCHEMES, alibi_slopes, sinusoidal_table
+from hf_posattn.model.positional import alibi_slopes, sinusoidal_table
 
 pytestmark = pytest.mark.usefixtures("no_grad")
 
@@ -47,49 +46,17 @@ def _small():
     return dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)
 
 
-def test_every_config_name_has_a_scheme_class():
-    assert set(POSITION_SCHEMES) == set(hf_posattn.POSITION_EMBEDDING_TYPES)
-
-
-# flex_attention compiles its kernels: its cases are in the end-to-end tier (tests/e2e/test_model.py).
+# flex_attention compiles its kernels: its cases are in the end-to-end tier (tests/e2e/test_attention_backends.py).
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_cache_steps_equal_full_forward(scheme, attn):
-    skip_flex_on_cpu_if(attn == "flex_attention" and scheme in BIAS_SCHEMES, "decode steps with a score bias")
-    model = tiny_lm(scheme, attn)
-    ids = random_ids(2, 12)
-    full = model(ids).logits
-
-    caches = {"dynamic": DynamicCache(config=model.config)}
-    if attn != "flex_attention":
-        caches["static"] = StaticCache(config=model.config, max_cache_len=20)
-    for name, cache in caches.items():
-        out = model(ids[:, :5], cache=cache, use_cache=True)
-        steps = [out.logits]
-        for t in range(5, 12):
-            out = model(ids[:, t : t + 1], cache=out.cache, use_cache=True)
-            steps.append(out.logits)
-        assert out.cache is cache
-        torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=0, atol=1e-5, msg=f"{name} cache")
-    skip_flex_on_cpu_if(attn == "flex_attention", "static-cache decode steps")
+    check_cache_steps_equal_full_forward(scheme, attn)
 
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_left_padding_matches_rows_alone(scheme, attn):
-    model = tiny_lm(scheme, attn)
-    rows = [random_ids(1, n, seed=n)[0] for n in (4, 9, 6)]
-    ids, mask = pad_left(rows)
-    batch_logits = model(ids, attention_mask=mask).logits
-    for i, row in enumerate(rows):
-        alone = model(row[None]).logits[0]
-        torch.testing.assert_close(batch_logits[i, -len(row) :], alone, rtol=0, atol=1e-5)
-
-    skip_flex_on_cpu_if(attn == "flex_attention", "padded decode steps")
-    generated = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
-    for i, row in enumerate(rows):
-        alone = model.generate(row[None], max_new_tokens=6, do_sample=False)
-        assert generated[i, -6:].tolist() == alone[0, -6:].tolist()
+    check_left_padding_matches_rows_alone(scheme, attn)
 
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])

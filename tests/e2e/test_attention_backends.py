@@ -1,30 +1,30 @@
-"""The model itself: Auto classes, caches, padding, attention backends, outputs, segments and positions."""
+"""The attention backends: under flex_attention (which compiles its kernels) cache steps equal a full forward and
+left-padded rows equal rows alone, the checks tests/fast/test_model.py runs with eager and sdpa; and eager, sdpa and
+flex_attention give the same logits for every scheme."""
 
 import pytest
 import torch
 from conftest import (
     BACKENDS,
     SCHEMES,
+    check_cache_steps_equal_full_forward,
+    check_left_padding_matches_rows_alone,
     pad_left,
     random_ids,
     tiny_lm,
 )
-
-# The fast tier's checks of caches and padding, run here under flex_attention, which compiles its kernels.
-from fast.test_model import test_cache_steps_equal_full_forward as cache_steps_equal_full_forward
-from fast.test_model import test_left_padding_matches_rows_alone as left_padding_matches_rows_alone
 
 pytestmark = pytest.mark.usefixtures("no_grad")
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_flex_cache_steps_equal_full_forward(scheme):
-    cache_steps_equal_full_forward(scheme, "flex_attention")
+    check_cache_steps_equal_full_forward(scheme, "flex_attention")
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_flex_left_padding_matches_rows_alone(scheme):
-    left_padding_matches_rows_alone(scheme, "flex_attention")
+    check_left_padding_matches_rows_alone(scheme, "flex_attention")
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)

@@ -1,6 +1,7 @@
-"""The study's numbers: intervals over seeds through the study's own summary, the loss at each position of a window,
-the position signal in the embeddings, context-extension rows for rotary-type schemes, and resuming a multi-seed
-study run by run. Tiny settings: 2 training steps per run."""
+"""The study's numbers, on made-up runs and tiny untrained models: the mean and Student-t interval over seeds in the
+study's summary, skipped lengths and extension rows in it, the loss at each position of a window (and the unigram
+baseline's), the position signal in the embeddings, and an extended model's weights and frequencies. Studies that
+train are in tests/e2e/test_study.py."""
 
 import math
 

@@ -1,4 +1,6 @@
-"""save_pretrained / from_pretrained, safetensors, and loading as remote code where hf_posattn is not installed."""
+"""save_pretrained / from_pretrained in process: every scheme reloads identical from safetensors only, the saved
+folder carries its code and auto_map, and that code imports only torch, transformers and itself (so it loads as
+remote code; the load where hf_posattn is not installed is in tests/e2e/test_serialization.py)."""
 
 import ast
 import json

@@ -1,5 +1,7 @@
-"""Rotary context extension without retraining: `load_model(folder, rope_parameters=...)` and the command line's
---rope-scaling/--factor/--rope-parameters on evaluate, generate and `train --init-from`. Tiny models: seconds each."""
+"""Rotary context-extension options refused before any loading: --rope-scaling on a scheme without rotation, a bad
+--factor, --factor without a rope type, --rope-parameters that are not JSON or that transformers refuses (config-only
+folders: the error names the options, never the missing weights). Scaling a trained model is in
+tests/e2e/test_rope_scaling.py."""
 
 import pytest
 from conftest import posattn, tiny_config

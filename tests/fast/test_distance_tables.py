@@ -1,6 +1,8 @@
-"""Score biases under flex_attention: a bias of the distance alone is read from a [heads, keys] table inside the
-kernel (no [batch, heads, T, T] tensor), and gives what sdpa gives with the full tensor: outputs, losses and the
-gradients of the bias parameters. A bias that also depends on the query's position (FIRE) keeps the tensor."""
+"""Distance tables of the score biases: which schemes can be read from a [heads, keys] table (a bias of the distance
+alone: alibi, t5, kerple, a scheme registered here) and which keep the tensor (FIRE, which also reads the query's
+position), and that every table entry the flex_attention kernel can read (`DistanceBias`, its lookup and its
+score_mod) equals the bias tensor, for prefill and decode steps and positions that skip. No kernel is compiled: the
+runs under flex_attention are in tests/e2e/test_flex_bias.py."""
 
 import pytest
 import torch

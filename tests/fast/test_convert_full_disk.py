@@ -1,5 +1,5 @@
-"""Checkpoints and resume: a training run killed with SIGKILL (no chance to clean up) resumes from its last complete
-checkpoint and ends where an uninterrupted run ends; the weights are only ever written as safetensors."""
+"""`posattn convert` on a full disk: the disk fills while the converted model's weights are written; the command
+says what it could not write (exit status 1) and leaves no output folder behind."""
 
 
 def test_a_full_disk_while_a_converted_model_is_saved_is_said_and_leaves_nothing(tmp_path, capsys):

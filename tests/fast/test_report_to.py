@@ -1,7 +1,7 @@
-"""Watching a run: `--report-to` (the Trainer's own integrations), the training figure and `posattn plot-training`.
-
-Two real runs, once for the module: a tiny Trainer (a 2-layer model on random blocks, 6 steps, about 3 s) logging to
-TensorBoard, and a tiny `posattn train` run (about 20 s on 2 CPU cores) for a run folder as training leaves it."""
+"""`--report-to` resolved and checked before any work: names resolve to the Trainer's list (again on --resume),
+`all` is every installed integration, unknown or missing integrations are refused with the choices or the pip
+install that fixes them; also the run name a logger gets from the run folder, and `plot_training` refusing runs with
+nothing to draw. No training: the real runs that log are in tests/e2e/test_logging.py."""
 
 import importlib.util
 

@@ -1,5 +1,7 @@
-"""A position scheme is one class: one defined here, penalty_registered at run time, goes through every tool (train, save,
-load, plot, card, compare, the command line's choices) with no other file changed. Tiny settings: seconds each."""
+"""What a scheme registered at run time may and may not change: the command line refuses an unregistered name and
+lists the registered ones, the default study keeps to the built-in schemes, and a length limit comes from the
+scheme's `max_length` (train refuses past it; evaluation skips or refuses). That a registered scheme goes through
+every tool is tests/e2e/test_registry.py."""
 
 import pytest
 from conftest import DistancePenalty

@@ -1,5 +1,7 @@
-"""The scheme registry (the one place a scheme lives) and each scheme's own formula: T5 buckets, KERPLE, FIRE, xPos,
-rotary variants from `rope_parameters`; schemes registered at run time; tables that exist without `_init_weights`."""
+"""Each position scheme's own formula and what every scheme tells the tools: T5 buckets, KERPLE, FIRE, xPos, rotary
+variants from `rope_parameters`, RoFormer's frequencies, scaled embeddings; `register_scheme`'s refusals; tables that
+exist without `_init_weights`; the tied embedding sharded with the lm_head. Training a scheme registered at run time
+is in tests/e2e/test_schemes.py."""
 
 import math
 

@@ -1,5 +1,7 @@
-"""Bad input gets a clear error, and loses nothing: inputs of the wrong shape or range, truncated or corrupted
-weights, config files with an unknown scheme or missing fields, and pickled weights nobody asked to unpickle."""
+"""Bad input to the model and to its saved folder gets a clear error and loses nothing, in process: inputs, masks,
+ids, caches and labels of the wrong shape, range or dtype; generating past the learned maximum; truncated or corrupted
+weights, config files with an unknown scheme or missing fields (every architecture field is saved), field
+validators' refusals; and pickled weights nobody asked to unpickle."""
 
 import json
 import shutil

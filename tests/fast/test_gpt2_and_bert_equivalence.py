@@ -1,4 +1,6 @@
-"""Peers: GPT-2 converts into an identical hf_posattn model; the embeddings equal BERT's."""
+"""Equivalence with peers, in process: `from_gpt2` turns a GPT-2 model into an hf_posattn model that computes the
+same logits, loss and generations (and refuses what it cannot express), and learned positions with segments and
+LayerNorm equal BERT's embeddings given the same weights. The `convert` script is run in tests/e2e/test_peers.py."""
 
 import pytest
 import torch

@@ -1,8 +1,7 @@
-"""Figures and demos: `posattn plot-positions`, `posattn plot-attention`, `posattn demo lookup|context`.
-
-Every figure is checked as a file: a PNG of the promised size with something drawn on it. The context demo trains
-its tiny model with the real Trainer (about 20 s on 2 CPU cores) once for the module; its folder serves the
-attention plots too."""
+"""Figures that need no training: `posattn plot-positions` of the closed form and of a tiny model's positions, the
+word starts and grid of the attention figure, plot commands refusing a folder without a model, `posattn demo
+lookup`, and a figure the disk cannot hold leaving the previous one whole. Every figure is checked as a file: a PNG
+of the promised size with something drawn on it. Figures of trained models are in tests/e2e/test_pictures.py."""
 
 import pytest
 import torch

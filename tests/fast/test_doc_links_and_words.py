@@ -1,5 +1,6 @@
-"""The documentation stays true to the code: the generated reference pages are current, every local link in the
-README and docs/ leads to a file, the README stays short, and it speaks the user's words."""
+"""The documentation's text: every local link in the README and docs/ leads to a file, the README stays short, and
+the pages speak the user's words (none of the project's bookkeeping). Whether the generated reference pages are
+current is checked in tests/e2e/test_docs.py."""
 
 import os
 import re

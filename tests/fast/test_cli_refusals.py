@@ -1,7 +1,7 @@
-"""A run folder has one owner and one life cycle: a folder with files that are not a run is never written; a
-replacement (--overwrite) that fails at any phase leaves the old run byte-identical, and --resume finishes it;
-a second writer is refused; a finished run is not trained again by --resume; bad input is refused before any
-work, in the order a user fixes it."""
+"""Command-line values refused before any work, in process: an empty path (an unset shell variable) is refused
+naming its option and writes nothing, `plot-positions` caps its positions and dimensions; and a diverged training is
+a ValueError that names the step and the checkpoint to go back to. A run folder's life cycle is in
+tests/e2e/test_runs.py."""
 
 import pytest
 from conftest import TINY_RUN, posattn, snapshot

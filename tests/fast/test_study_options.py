@@ -1,5 +1,6 @@
-"""`posattn compare`, the length-extrapolation study, at tiny settings: a 150 kB text, 2 training steps per scheme,
-evaluation at L, 2L, 4L and 16L (past the 1,024 positions of learned embeddings)."""
+"""The study's option resolution (`resolve_study` of `CompareOptions`): the default study's schemes, lengths, steps
+and evaluation tokens, the --quick study's, and --positions selecting schemes in the order given, once each. Nothing
+is trained."""
 
 from hf_posattn.model.configuration_posattn import POSITION_EMBEDDING_TYPES
 from hf_posattn.study.options import DEFAULT_POSITIONS, QUICK_POSITIONS, CompareOptions, resolve_study
