@@ -38,7 +38,7 @@ from .cli_types import (
 )
 from huggingface_hub.errors import StrictDataclassError
 
-from .common import Failed, Interrupted, on_command_line
+from .common import MAX_NEW_TOKENS, Failed, Interrupted, on_command_line
 from .files import resolve_output, resolve_path, resolve_source, write_failure
 
 
@@ -136,7 +136,7 @@ def add_run_options(parser, defaults: dict[str, str]) -> None:
     with the training run's defaults (`TrainingOptions`); `defaults` says what leaving out one that has no single
     default gives."""
     from .data.tasks import LANGUAGE_MODELLING, TASKS
-    from .training.options import DEFAULT_PRESETS, PRESETS, TrainingOptions
+    from .training.options import DEFAULT_PRESET, PRESETS, TASK_PRESET, TrainingOptions
 
     parser.add_argument("--task", choices=[LANGUAGE_MODELLING, *TASKS], default=TrainingOptions.task,
                         help=f"{LANGUAGE_MODELLING}: language modelling on --data; or a synthetic task that needs a "
@@ -145,8 +145,8 @@ def add_run_options(parser, defaults: dict[str, str]) -> None:
     parser.add_argument("--preset", choices=list(PRESETS),
                         help="model size and budget: " + "; ".join(f"{name}: {preset.description}"
                                                                    for name, preset in PRESETS.items())
-                             + " (default: " + ", ".join(f"{preset} for {'--task ' + task if task != 'lm' else 'lm'}"
-                                                         for task, preset in DEFAULT_PRESETS.items()) + ")")
+                             + f" (default: {DEFAULT_PRESET} for {LANGUAGE_MODELLING}, {TASK_PRESET} for a synthetic "
+                               f"--task)")
     parser.add_argument("--data", nargs="+", metavar="SOURCE",
                         help="text files (UTF-8), or one `datasets` dataset: a Hub name, a folder, or "
                              ".json/.jsonl/.csv/.parquet files (default: the embedded corpus)")
@@ -244,7 +244,8 @@ def add_generate(parser):
                           "they come.")
     parser.add_argument("dir", help="a model folder written by `posattn train`")
     parser.add_argument("prompt", type=valid_text, help="the text to continue")
-    parser.add_argument("--max-new-tokens", type=positive_int, default=200, metavar="N", help="tokens to generate")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=MAX_NEW_TOKENS, metavar="N",
+                        help="tokens to generate (default: %(default)s)")
     parser.add_argument("--temperature", type=finite_float, metavar="T",
                         help="below 1 sharper, above 1 more random (default: the model's generation config)")
     parser.add_argument("--top-p", type=finite_float, metavar="P",
@@ -474,7 +475,15 @@ def run_plot_training(args) -> int:
 # ---- demo ----
 
 def add_demo(parser):
-    from .lesson.parallel import BACKENDS, DEFAULT_BATCH, DEFAULT_HIDDEN, DEFAULT_LENGTHS, DEFAULT_REPEATS
+    from .lesson.parallel import (
+        BACKENDS,
+        DEFAULT_BACKEND,
+        DEFAULT_BATCH,
+        DEFAULT_DEVICE,
+        DEFAULT_HIDDEN,
+        DEFAULT_LENGTHS,
+        DEFAULT_REPEATS,
+    )
     from .model.configuration_posattn import DEFAULT_POSITION
     from .model.positional import POSITION_EMBEDDING_TYPES
 
@@ -500,8 +509,9 @@ def add_demo(parser):
     group.add_argument("--batch", type=positive_int, default=DEFAULT_BATCH, metavar="N", help="sequences per call")
     group.add_argument("--repeats", type=positive_int, default=DEFAULT_REPEATS, metavar="N",
                        help="timed calls per length and model, after one warm-up; the median is shown")
-    group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
-    group.add_argument("--attn-implementation", choices=BACKENDS, default="sdpa", help="the attention backend")
+    group.add_argument("--device", default=DEFAULT_DEVICE, help="cpu, cuda, cuda:N or mps (default: %(default)s)")
+    group.add_argument("--attn-implementation", choices=BACKENDS, default=DEFAULT_BACKEND,
+                       help="the attention backend (default: %(default)s)")
     group.add_argument("--backward", action="store_true", help="time forward + backward (default: forward only)")
     group.add_argument("--threads", type=positive_int, metavar="N",
                        help="CPU threads (default: torch's setting, one per core); on a machine busy with other "

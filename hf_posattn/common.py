@@ -9,6 +9,9 @@ import contextvars
 import platform
 import sys
 
+# What a model writes unless told otherwise: `generate_text`, `posattn generate`, the generation config of a run.
+MAX_NEW_TOKENS = 200
+
 
 def notice(text: str) -> None:
     """Progress and notices go to stderr: stdout is for results (which may be JSON)."""

@@ -23,9 +23,9 @@ DEFAULT_HIDDEN, DEFAULT_BATCH, DEFAULT_REPEATS = 256, 4, 7
 
 
 BACKENDS = ("sdpa", "eager")  # flex_attention compiles a kernel per shape and runs no backward on CPU
-
-
+DEFAULT_BACKEND = BACKENDS[0]
 DEVICE_TYPES = ("cpu", "cuda", "mps")
+DEFAULT_DEVICE = "cpu"  # the device every reader has; --device cuda times a GPU
 
 
 HEAD_DIM = 64  # the default number of heads is hidden // HEAD_DIM, as in GPT-2 and BERT
@@ -249,8 +249,8 @@ def default_heads(hidden: int) -> int:
 
 
 def measure(lengths=DEFAULT_LENGTHS, hidden: int = DEFAULT_HIDDEN, heads: int | None = None,
-            batch: int = DEFAULT_BATCH, repeats: int = DEFAULT_REPEATS, device: str = "cpu",
-            attn_implementation: str = "sdpa", backward: bool = False, threads: int | None = None, seed: int = 0,
+            batch: int = DEFAULT_BATCH, repeats: int = DEFAULT_REPEATS, device: str = DEFAULT_DEVICE,
+            attn_implementation: str = DEFAULT_BACKEND, backward: bool = False, threads: int | None = None, seed: int = 0,
             progress=None) -> list[dict]:
     """Time one attention layer and one GRU layer of width `hidden` on the same random batch at each length; one
     row (a dict) per length. `heads` defaults to hidden // 64 (at least 1); `threads` (CPU threads) to torch's
@@ -331,7 +331,7 @@ def row_line(row: dict, columns) -> str:
 
 def parallel_demo(output: str = "parallel.png", lengths=DEFAULT_LENGTHS, hidden: int = DEFAULT_HIDDEN,
                   heads: int | None = None, batch: int = DEFAULT_BATCH, repeats: int = DEFAULT_REPEATS,
-                  device: str = "cpu", attn_implementation: str = "sdpa", backward: bool = False,
+                  device: str = DEFAULT_DEVICE, attn_implementation: str = DEFAULT_BACKEND, backward: bool = False,
                   threads: int | None = None) -> list[dict]:
     """Time, print the table, draw the figure at `output`; returns the rows (see `measure`)."""
     from ..figures.common import pyplot

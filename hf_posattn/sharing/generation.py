@@ -4,15 +4,15 @@ from transformers import TextStreamer, pipeline, set_seed
 
 from .. import arguments
 from ..arguments import optional
+from ..common import MAX_NEW_TOKENS
 from ..data.tokenizers import check_known_tokens
-
 
 
 # The command line's bounds (`posattn generate`); transformers checks the ranges of the sampling settings.
 @arguments.checked(prompt=arguments.text, max_new_tokens=arguments.integer, temperature=optional(arguments.number),
                    top_p=optional(arguments.number), top_k=optional(arguments.bounded(arguments.integer, minimum=0)),
                    greedy=arguments.flag, seed=arguments.seed, stream=arguments.flag)
-def generate_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, temperature: float | None = None,
+def generate_text(model, tokenizer, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS, temperature: float | None = None,
                   top_p: float | None = None, top_k: int | None = None, greedy: bool = False, seed: int = 0,
                   stream: bool = False) -> str:
     """The prompt and its continuation. Sampling unless `greedy`, with the model's generation config

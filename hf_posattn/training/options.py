@@ -71,7 +71,8 @@ PRESETS = {
                    warmup_steps=100, adam_beta2=0.98, initializer_range=0.1),
 }
 # The preset of a run that does not name one: of language modelling, and of a synthetic task.
-DEFAULT_PRESETS = {"lm": "tiny", "task": "task"}
+DEFAULT_PRESET = "tiny"
+TASK_PRESET = "task"  # of every synthetic task
 
 # The options a preset gives when they are left out.
 PRESET_OPTIONS = ("seq_len", "max_steps", "batch_size", "learning_rate", "vocab_size")
@@ -92,7 +93,7 @@ class TrainingOptions:
     output_dir: str | None = None  # DEFAULT_OUTPUT_DIR
     position: str = DEFAULT_POSITION
     task: str = LANGUAGE_MODELLING  # "lm": text (`data`); or a synthetic task (data/tasks: passkey, recall, ...)
-    preset: str | None = None  # DEFAULT_PRESETS: tiny; a synthetic task: task
+    preset: str | None = None  # DEFAULT_PRESET; a synthetic task: TASK_PRESET
     data: list[str] | None = None  # the embedded corpus; else text files, or one `datasets` dataset (name or path)
     text_column: str = "text"
     seq_len: int | None = None
@@ -188,7 +189,7 @@ def preset_of(options: TrainingOptions) -> str:
     """The preset `options` name, else the default one of their task."""
     if options.preset is not None:
         return options.preset
-    return DEFAULT_PRESETS["lm" if options.task == LANGUAGE_MODELLING else "task"]
+    return DEFAULT_PRESET if options.task == LANGUAGE_MODELLING else TASK_PRESET
 
 
 def moved_with_the_run(started: dict, target: str) -> dict:

@@ -10,15 +10,12 @@ come back here.
 
 from dataclasses import dataclass
 
-from datasets import DatasetDict
-
 from ..common import option
-from ..data.corpus import load_texts
-from ..data.tasks import LANGUAGE_MODELLING, Task, made_for, made_for_text, task_named
-from ..data.tasks.training import task_texts
+from ..data.tasks import LANGUAGE_MODELLING, made_for, made_for_text
 from ..data.tokenizers import has_tokenizer
 from ..model.configuration_posattn import PosAttnConfig
 from ..model.modeling_posattn import PosAttnForCausalLM
+from ..runfolder import RunPlan, plan_run, read_run_record, resume_checkpoint
 from ..sharing.loading import (
     check_json_files,
     load_model_config,
@@ -26,7 +23,7 @@ from ..sharing.loading import (
     load_weights,
     read_tokenizer,
 )
-from ..runfolder import RunPlan, plan_run, read_run_record, resume_checkpoint
+from .data import TaskData, TextData, training_data
 from .options import (
     TrainingOptions,
     complete,
@@ -46,12 +43,11 @@ class TrainingPlan:
 
     options: TrainingOptions
     folder: RunPlan
-    texts: DatasetDict
+    data: TextData | TaskData  # what it trains on: text, or a synthetic task
     max_length: int | None = None
     tokenizer: object = None
     initial_model: PosAttnForCausalLM | None = None
     checkpoint: str | None = None
-    task: Task | None = None  # a synthetic task (None: language modelling on `texts`)
 
 
 def plan_training(options: TrainingOptions) -> TrainingPlan:
@@ -67,9 +63,7 @@ def plan_training(options: TrainingOptions) -> TrainingPlan:
     tokenizer = reused_tokenizer(options, model, folder)
     options = complete(options, model, None if tokenizer is None else len(tokenizer))
     checkpoint = resume_point(options, run["results"], folder) if options.resume else None
-    task = None if options.task == LANGUAGE_MODELLING else task_named(options.task)
-    texts = load_texts(options.data, options.text_column) if task is None else task_texts(
-        task, options.seed, options.seq_len, options.max_steps * options.batch_size * options.gradient_accumulation_steps)
+    data = training_data(options)
     if options.tokenizer and tokenizer is None:
         raise ValueError(f"{option('tokenizer', options.tokenizer)}: no tokenizer.json there; give a folder that "
                          f"holds a tokenizer (e.g. another run's {option('output_dir')}).")
@@ -78,7 +72,7 @@ def plan_training(options: TrainingOptions) -> TrainingPlan:
         initial = load_weights(options.init_from, model)
     if folder is None:
         folder = plan_run(options.output_dir, overwrite=options.overwrite)
-    return TrainingPlan(options, folder, texts, max_length(options, model), tokenizer, initial, checkpoint, task)
+    return TrainingPlan(options, folder, data, max_length(options, model), tokenizer, initial, checkpoint)
 
 
 def reused_tokenizer(options: TrainingOptions, model: PosAttnConfig | None, folder: RunPlan | None):

@@ -27,10 +27,7 @@ from transformers import AutoTokenizer, Trainer, TrainingArguments, default_data
 from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 from transformers.trainer_utils import TrainOutput
 
-from ..common import hardware, notice, progress_bars
-from ..data.corpus import CORPUS_NAME
-from ..data.tasks.training import example_blocks
-from ..data.tokenizers import pack, train_tokenizer
+from ..common import MAX_NEW_TOKENS, hardware, notice, progress_bars
 from ..data.unigram import text_unigram_baseline
 from ..figures.training import write_training_figure
 from .. import arguments
@@ -93,29 +90,12 @@ def tokenizer_for(plan: TrainingPlan, args: TrainingArguments):
     length-bounded scheme (learned), else none, as the other schemes run at any length."""
     if plan.tokenizer is not None:
         tokenizer = plan.tokenizer
-    elif plan.task is not None:
-        tokenizer = plan.task.tokenizer()
-    elif args.should_save:
-        tokenizer = train_tokenizer(plan.texts["train"]["text"], plan.options.vocab_size)
+    elif args.should_save or not plan.data.trains_tokenizer:
+        tokenizer = plan.data.new_tokenizer()
     else:
         tokenizer = AutoTokenizer.from_pretrained(plan.folder.work_dir)
     tokenizer.model_max_length = plan.max_length or VERY_LARGE_INTEGER  # transformers' "no limit"
     return tokenizer
-
-
-def blocks_of(plan: TrainingPlan, tokenizer) -> DatasetDict:
-    """The run's training and validation blocks: text packed into blocks (too little text is refused here), or a
-    synthetic task's examples one a block."""
-    if plan.task is None:
-        return pack(plan.texts, tokenizer, plan.options.seq_len)
-    return example_blocks(plan.texts, tokenizer, plan.options.seq_len)
-
-
-def default_prompt(text: str) -> str:
-    """The first speaker's cue in `text` (a line ending with a colon, as `ROMEO:` in a play), else its first
-    line: something the model has seen how to continue."""
-    lines = [line for line in text.splitlines()[:100] if line.strip()] or ["\n"]
-    return next((line for line in lines if line.endswith(":")), lines[0]) + "\n"
 
 
 def evenly_spaced(dataset, count: int):
@@ -192,7 +172,7 @@ def train_run(options: TrainingOptions) -> TrainingResult:
     with contextlib.ExitStack() as owned:
         with args.main_process_first(local=args.save_on_each_node, desc="tokenizer"):
             tokenizer = tokenizer_for(plan, args)
-            blocks = blocks_of(plan, tokenizer)
+            blocks = plan.data.blocks(tokenizer)
             if args.should_save:  # the folder is touched only now: bad input above leaves it as it was
                 owned.enter_context(claim(folder))
                 record_start(plan.options, folder, tokenizer)
@@ -261,7 +241,7 @@ def fit(trainer: Trainer, plan: TrainingPlan):
 def finish(trainer: Trainer, plan: TrainingPlan, blocks: DatasetDict, train_output, start: float) -> TrainingResult:
     """Evaluate on the whole validation split, save the model whole, sample it, then record the results: the figure,
     the card, and the run file last (a run without results is an unfinished one)."""
-    options, folder, texts = plan.options, plan.folder, plan.texts
+    options, folder, texts = plan.options, plan.folder, plan.data.texts
     args, model, tokenizer = trainer.args, trainer.model, trainer.processing_class
     if args.should_save:  # trainer_state.json in the run folder, for its training figure (checkpoints may go)
         write_with(os.path.join(folder.work_dir, "trainer_state.json"), trainer.state.save_to_json)
@@ -269,12 +249,11 @@ def finish(trainer: Trainer, plan: TrainingPlan, blocks: DatasetDict, train_outp
     baseline = text_unigram_baseline(tokenizer, texts["train"]["text"], texts["validation"]["text"])
     # How the model samples unless told otherwise (`posattn generate`, the pipeline, `generate`); top_k=0: no top-k
     # cut, which transformers would otherwise apply at 50 tokens.
-    model.generation_config.update(do_sample=True, temperature=0.8, top_p=0.95, top_k=0, max_new_tokens=200,
+    model.generation_config.update(do_sample=True, temperature=0.8, top_p=0.95, top_k=0, max_new_tokens=MAX_NEW_TOKENS,
                                    pad_token_id=tokenizer.pad_token_id)
     model.config.use_cache = True  # the Trainer turned it off for training; generation wants it
     save_model(trainer, folder.work_dir)
-    prompt = options.sample_prompt or (default_prompt(texts["validation"]["text"][0]) if plan.task is None else
-                                       plan.task.prompt(plan.task.examples(0, options.seq_len, 1, "validation")[0]))
+    prompt = options.sample_prompt or plan.data.prompt()
     result = TrainingResult(
         output_dir=folder.target, eval_loss=eval_loss, perplexity=math.exp(eval_loss),
         unigram_loss=baseline["loss"], unigram_perplexity=baseline["perplexity"], steps=trainer.state.global_step,
@@ -296,7 +275,7 @@ def record_finish(result: TrainingResult, plan: TrainingPlan, blocks: DatasetDic
     results = result.to_dict()
     del results["options"]  # stored next to the results in the run file
     validation_ids = np.array(blocks["validation"]["input_ids"])
-    results.update(prompt=prompt, data=data_name(plan),
+    results.update(prompt=prompt, data=plan.data.name,
                    train_tokens=int(len(blocks["train"]) * options.seq_len),
                    validation_tokens=int(validation_ids[:, 1:].size))
     run = {"options": result.options, "results": results}
@@ -304,13 +283,6 @@ def record_finish(result: TrainingResult, plan: TrainingPlan, blocks: DatasetDic
     write_model_card(folder.work_dir, config, run)
     write_run_file(folder.work_dir, run["options"], run["results"])
     remove_checkpoints(folder.work_dir)
-
-
-def data_name(plan: TrainingPlan) -> str:
-    """What the run was trained on, as its records name it."""
-    if plan.task is not None:
-        return f"the {plan.task.name} task ({plan.task.description})"
-    return CORPUS_NAME if not plan.options.data else ", ".join(plan.options.data)
 
 
 def save_model(trainer: Trainer, folder: str) -> None:
