@@ -24,7 +24,7 @@ def notice(text: str) -> None:
 # any other caller is Python, whose messages name them as its arguments.
 _COMMAND_LINE = contextvars.ContextVar("command_line", default=False)
 # The flags that are not the option's name with dashes.
-FLAGS = {"gradient_accumulation_steps": "--grad-accum"}
+FLAGS = {"gradient_accumulation_steps": "--grad-accum", "wait": "--no-wait", "slurm": "--slurm"}
 
 
 @contextlib.contextmanager
@@ -44,7 +44,7 @@ def option(name: str, value=None) -> str:
     if not _COMMAND_LINE.get():
         return name if value is None else f"{name}={value!r}"
     flag = FLAGS.get(name, "--" + name.replace("_", "-"))
-    if value is None or value is True:
+    if value is None or value is True or (value is False and flag.startswith("--no-")):
         return flag
     return f"{flag} {' '.join(map(str, value)) if isinstance(value, (list, tuple)) else value}"
 

@@ -54,16 +54,17 @@ def check_study_tokenizer(study: str, source: dict, overwrite: bool) -> None:
     recorded = read_json_record(os.path.join(folder, TOKENIZER_SOURCE))
     if recorded is None:
         raise ValueError(f"{folder} holds a tokenizer that this study did not make (it has no readable "
-                         f"{TOKENIZER_SOURCE}): it is not used. Move it away, pass --overwrite to train the study's "
-                         f"own, or choose another --output-dir.")
+                         f"{TOKENIZER_SOURCE}): it is not used. Move it away, pass {option('overwrite', True)} to "
+                         f"train the study's own, or choose another {option('output_dir')}.")
     if isinstance(recorded.get("data"), list):  # a --data recorded before studies recorded it resolved: from here
         from ..files import resolve_source
 
         recorded["data"] = [resolve_source(source, "--data") for source in recorded["data"]]
     if recorded != source:
         raise ValueError(f"{study} holds a study made with other data or vocabulary, or of another task ({recorded}), "
-                         f"whose runs share its tokenizer. Give the same --task, --data, --text-column and "
-                         f"--vocab-size, --overwrite to start the study again, or another --output-dir.")
+                         f"whose runs share its tokenizer. Give the same {option('task')}, {option('data')}, "
+                         f"{option('text_column')} and {option('vocab_size')}, {option('overwrite', True)} to start "
+                         f"the study again, or another {option('output_dir')}.")
 
 
 def write_study_start(study: str, command: str | None, settings: dict, tokenizer, source: dict) -> None:

@@ -6,6 +6,7 @@ context-extension rows of rotary-type schemes, and how loud the position signal 
 import os
 from typing import TYPE_CHECKING
 
+from ..common import option
 from ..data.corpus import load_texts
 from ..data.tasks import LANGUAGE_MODELLING
 from ..data.tokenizers import has_tokenizer, train_tokenizer
@@ -38,9 +39,10 @@ def study_tokens(options: "CompareOptions"):
     longest = options.seq_len * max(options.factors)
     usable = min(len(ids), options.eval_tokens or len(ids)) // longest * longest
     if usable == 0:
-        raise ValueError(f"the validation text has {len(ids)} tokens (--eval-tokens {options.eval_tokens}), fewer "
-                         f"than one window of the longest evaluation length {longest} (--seq-len {options.seq_len} x "
-                         f"{max(options.factors)}): give more text, or a smaller --seq-len or --factors.")
+        raise ValueError(f"the validation text has {len(ids)} tokens ({option('eval_tokens', options.eval_tokens)}), "
+                         f"fewer than one window of the longest evaluation length {longest} "
+                         f"({option('seq_len', options.seq_len)} x {max(options.factors)}): give more text, or a "
+                         f"smaller {option('seq_len')} or {option('factors')}.")
     # The baseline is scored on the tokens the models are scored on (a multiple of the longest window, or the
     # --eval-tokens subset), so it may differ slightly from `evaluate`'s figure for the whole validation text.
     train_ids = token_stream(tokenizer, texts["train"]["text"])

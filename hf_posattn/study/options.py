@@ -8,9 +8,10 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-from ..data.tasks import LANGUAGE_MODELLING, task_named
 from .. import arguments
 from ..arguments import one_or_more, optional
+from ..common import option
+from ..data.tasks import LANGUAGE_MODELLING, task_named
 from ..files import resolve_path
 from ..model import positional
 from ..model.positional import POSITION_EMBEDDING_TYPES, POSITION_SCHEMES
@@ -130,16 +131,18 @@ def resolve_study(options: CompareOptions) -> CompareOptions:
         raise ValueError(f"unknown position scheme {', '.join(unknown)}: choose from "
                          f"{', '.join(POSITION_EMBEDDING_TYPES)}.")
     if not options.seeds:
-        raise ValueError("--seeds: give at least one seed, e.g. 0 or 0,1,2.")
+        raise ValueError(f"{option('seeds')}: give at least one seed, e.g. 0 or 0,1,2.")
     if not options.factors or min(options.factors) < 1:
-        raise ValueError(f"--factors {options.factors}: evaluation lengths are multiples of --seq-len, 1 or more.")
+        raise ValueError(f"{option('factors', options.factors)}: evaluation lengths are multiples of "
+                         f"{option('seq_len')}, 1 or more.")
     for position in options.positions:  # what each scheme's runs take (learned: --seq-len within its table)
         run = complete(TrainingOptions(position=position, **{name: getattr(options, name) for name in SHARED}))
         check_randomized_twin(options, run)
     if options.random_positions is not None and not any(POSITION_SCHEMES[position].contributes()
                                                         for position in options.positions):
-        raise ValueError(f"--random-positions: {', '.join(options.positions)} read no position, so random ones would "
-                         f"change nothing. Add a scheme that reads positions, or drop --random-positions.")
+        raise ValueError(f"{option('random_positions')}: {', '.join(options.positions)} read no position, so random "
+                         f"ones would change nothing. Add a scheme that reads positions, or drop "
+                         f"{option('random_positions')}.")
     check_executor(options)
     return options
 
@@ -148,10 +151,11 @@ def check_executor(options: CompareOptions) -> None:
     """Where the runs run: one of this process, --jobs N processes, or Slurm, checked before anything is submitted
     (the study folder on a shared file system, the partition, the cluster's commands)."""
     if options.slurm is not None and options.jobs > 1:
-        raise ValueError("--jobs runs the study on this machine and --slurm on a cluster: choose one.")
+        raise ValueError(f"{option('jobs')} runs the study on this machine and {option('slurm')} on a cluster: choose "
+                         f"one.")
     if not options.wait and options.slurm is None:
-        raise ValueError("--no-wait submits the runs to Slurm and returns: it needs --slurm (on this machine the runs "
-                         "are this command's processes, which end with it).")
+        raise ValueError(f"{option('wait', False)} submits the runs to Slurm and returns: it needs {option('slurm')} "
+                         f"(on this machine the runs are this command's processes, which end with it).")
     if options.slurm is not None:
         check_slurm(options.output_dir, options.slurm)
 

@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from ..common import notice
+from ..common import notice, option
 from ..files import write_json
 from ..model.positional import POSITION_SCHEMES
 from ..runfolder import (
@@ -170,7 +170,7 @@ def next_step(run: StudyRun) -> str:
     recorded = read_run_record(folder)
     if recorded is None:
         raise ValueError(f"{folder} holds a model that is not one of the study's runs: move it away, or pass "
-                         f"--overwrite to replace it.")
+                         f"{option('overwrite', True)} to replace it.")
     check_same_run(run.options, recorded["options"])
     if recorded["results"] is None:
         return "resume"
@@ -188,4 +188,5 @@ def check_same_run(run: TrainingOptions, started: dict) -> None:
     if changed:
         was = ", ".join(f"{name}={started.get(name)!r} (now {getattr(run, name)!r})" for name in changed)
         raise ValueError(f"{run.output_dir} holds a run of this study made with other options: {was}. Pass "
-                         f"--overwrite to train the study's runs again, or choose another --output-dir.")
+                         f"{option('overwrite', True)} to train the study's runs again, or choose another "
+                         f"{option('output_dir')}.")
