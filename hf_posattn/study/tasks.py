@@ -13,7 +13,8 @@ import os
 
 import torch
 
-from ..data.tasks import Task, task_named
+from ..data.tasks import Task, task_named, training_recipe
+from ..data.tasks.common import EVERY_TOKEN, FULL_LENGTH, UP_TO_L
 from .perplexity import length_limit, past_limit, skipped_lengths
 from .statistics import mean_interval
 from .tables import interval_cell, length_header, write_tables
@@ -54,6 +55,18 @@ def decode_answers(model, tokenizer, examples) -> list[dict]:
             for row, (_, answer, tags) in zip(written.tolist(), chunk):
                 scored.append({"correct": row == answer, **tags})
     return scored
+
+
+def recipe_phrase(settings: dict) -> str:
+    """What the runs' loss read and how long their examples were, in words: "the loss on the answers only, examples
+    of lengths up to L". A study recorded before tasks declared it read every token of examples as its task drew
+    them."""
+    loss = settings.get("loss", EVERY_TOKEN)
+    lengths = settings.get("train_lengths")
+    phrase = "the loss on every token" if loss == EVERY_TOKEN else "the loss on the answers only"
+    if lengths == FULL_LENGTH:
+        return f"{phrase}, examples of L tokens"
+    return f"{phrase}, examples of lengths drawn up to L" if lengths == UP_TO_L else phrase
 
 
 def breakdown_key(task: Task, value, seq_len: int) -> str:
@@ -162,7 +175,8 @@ class TaskStudy:
         return {}
 
     def settings(self, options, material) -> dict:
-        return {}
+        """The task's training recipe (what its loss read, how long its examples were), for the table's caption."""
+        return training_recipe(self.task.name)
 
     def study_fields(self, material) -> dict:
         return {"task": self.task.name, "task_description": self.task.description, "citation": self.task.citation}
@@ -187,7 +201,7 @@ class TaskStudy:
             lines.append("| " + " | ".join(cells + self.summary_columns(row)) + " |")
         seeds = settings["seeds"]
         lines.append(f"\nExact match of the greedily decoded answer ({study['task']}: {study['task_description']}), "
-                     f"at each length; trained at L = {seq_len}"
+                     f"at each length; trained at L = {seq_len} ({recipe_phrase(settings)})"
                      + (f"; mean over {len(seeds)} seeds ± the half width of the 95 % interval." if len(seeds) > 1
                         else "; one seed."))
         skipped = {f"{n}: {why}" for row in study["table"] for n, why in row.get("skipped", {}).items()}

@@ -28,6 +28,7 @@ from transformers.trainer_utils import TrainOutput
 
 from ..common import hardware, notice, progress_bars
 from ..data.corpus import CORPUS_NAME
+from ..data.tasks import training_recipe
 from ..data.tasks.training import example_blocks
 from ..data.tokenizers import pack, train_tokenizer
 from ..data.unigram import text_unigram_baseline
@@ -104,7 +105,7 @@ def blocks_of(plan: TrainingPlan, tokenizer) -> DatasetDict:
     synthetic task's examples one a block."""
     if plan.task is None:
         return pack(plan.texts, tokenizer, plan.options.seq_len)
-    return example_blocks(plan.texts, tokenizer, plan.options.seq_len)
+    return example_blocks(plan.texts, tokenizer, plan.options.seq_len, plan.task.loss)
 
 
 def default_prompt(text: str) -> str:
@@ -290,7 +291,7 @@ def record_finish(result: TrainingResult, plan: TrainingPlan, blocks: DatasetDic
     results = result.to_dict()
     del results["options"]  # stored next to the results in the run file
     validation_ids = np.array(blocks["validation"]["input_ids"])
-    results.update(prompt=prompt, data=data_name(plan),
+    results.update(prompt=prompt, data=data_name(plan), **training_recipe(options.task),
                    train_tokens=int(len(blocks["train"]) * options.seq_len),
                    validation_tokens=int(validation_ids[:, 1:].size))
     run = {"options": result.options, "results": results}
