@@ -153,10 +153,13 @@ def plan_runs(options: CompareOptions, kind, material, vocab_size: int) -> list[
         if options.random_positions is not None and POSITION_SCHEMES[position].contributes():
             variants.append(options.random_positions)
         for randomized in variants:
+            # A twin is measured as a twin (its kind may score it on positions drawn as in its training): a twin
+            # evaluated before that is evaluated again, a plain run's evaluation stays.
+            measured = measures if randomized is None else {**measures, "random_positions": randomized}
             for seed in options.seeds:
                 runs.append(StudyRun(position, seed, randomized,
                                      run_options(options, position, seed, vocab_size, randomized), kind, material,
-                                     lengths, factor, measures))
+                                     lengths, factor, measured))
     return runs
 
 

@@ -40,7 +40,14 @@ def test_a_task_study_reuses_its_runs_adds_random_position_rows_and_keeps_to_its
     again = json.loads((folder / "compare.json").read_text())
     assert [row["label"] for row in again["table"]] == ["alibi", "alibi + random positions"]
     assert again["table"][0]["exact_match"] == first["table"][0]["exact_match"]
-    assert (folder / "alibi-random64-seed0").is_dir()
+    # The twin is scored both ways and its row shows the positions it was trained on; the plain run keeps its own.
+    twin = json.loads((folder / "alibi-random64-seed0" / "posattn_evaluation.json").read_text())
+    assert [r["length"] for r in twin["results"]] == [r["length"] for r in twin["drawn_position_results"]] == [32, 64]
+    assert "drawn_position_results" not in json.loads((folder / "alibi-seed0" / "posattn_evaluation.json").read_text())
+    assert [row["positions"] for row in again["table"]] == ["plain", "drawn"]
+    assert "plain_exact_match_32" in (folder / "compare.csv").read_text().splitlines()[0]
+    assert "scored on sorted positions drawn from [0, 64)" in (folder / "compare.md").read_text()
+    assert "(the loss on the answers only, examples of lengths drawn up to L)" in (folder / "compare.md").read_text()
     # Another task in the same folder would mix its runs with these: refused, nothing changed.
     before = (folder / "compare.json").read_text()
     assert posattn("compare", "--task", "reverse", *MICRO, "--output-dir", folder) == 2
