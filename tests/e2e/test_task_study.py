@@ -53,3 +53,12 @@ def test_a_task_study_reuses_its_runs_adds_random_position_rows_and_keeps_to_its
     assert posattn("compare", "--task", "reverse", *MICRO, "--output-dir", folder) == 2
     assert "or of another task" in capsys.readouterr().err
     assert (folder / "compare.json").read_text() == before
+    # A finished run whose loss read otherwise than its task now declares (a study made before) is not reused.
+    run_file = folder / "alibi-seed0" / "posattn_run.json"
+    run = json.loads(run_file.read_text())
+    assert run["results"]["loss"] == "answers" and run["results"]["train_lengths"] == "up to L"
+    run["results"]["loss"] = "every token"
+    run_file.write_text(json.dumps(run))
+    assert posattn("compare", "--task", "copy", *MICRO, "--output-dir", folder) == 2
+    assert "trained with the loss on every token, and the copy task now trains with the loss on answers" in (
+        capsys.readouterr().err)
