@@ -8,6 +8,7 @@ import pytest
 from conftest import posattn
 
 from hf_posattn.data.tasks import TASKS
+from hf_posattn.figures.study import read_study
 
 MICRO = ["--positions", "alibi", "--max-steps", "4", "--seq-len", "32", "--batch-size", "4", "--factors", "1,2"]
 
@@ -45,6 +46,7 @@ def test_a_task_study_reuses_its_runs_adds_random_position_rows_and_keeps_to_its
     assert [r["length"] for r in twin["results"]] == [r["length"] for r in twin["drawn_position_results"]] == [32, 64]
     assert "drawn_position_results" not in json.loads((folder / "alibi-seed0" / "posattn_evaluation.json").read_text())
     assert [row["positions"] for row in again["table"]] == ["plain", "drawn"]
+    assert set(read_study(str(folder))["table"][1]["plain"]["exact_match"]) == {32, 64}
     assert "plain_exact_match_32" in (folder / "compare.csv").read_text().splitlines()[0]
     assert "scored on sorted positions drawn from [0, 64)" in (folder / "compare.md").read_text()
     assert "(the loss on the answers only, examples of lengths drawn up to L)" in (folder / "compare.md").read_text()
