@@ -339,5 +339,8 @@ def test_a_recorded_passkey_study_gives_its_table_and_figures(tmp_path):
     assert markdown_table(passkey) == (ROOT / "docs" / "tasks-passkey-quick.md").read_text().rstrip("\n")
     assert_png(plot_accuracy(passkey, str(tmp_path / "accuracy.png")), (1000, 550))
     assert_png(plot_depth_grid(passkey, str(tmp_path / "depths.png")), (1300, 480))
+    recall = read_study(str(ROOT / "docs" / "tasks-recall-quick.json"))  # its own recipe, said in the caption
+    assert markdown_table(recall) == (ROOT / "docs" / "tasks-recall-quick.md").read_text().rstrip("\n")
+    assert "(the loss on the answers only, examples of lengths drawn up to L)" in markdown_table(recall)
     lm = read_study(str(ROOT / "docs" / "study-compare.json"))
     assert_png(plot_perplexity_beside_passkey(lm, passkey, str(tmp_path / "beside.png")), (1200, 320))
