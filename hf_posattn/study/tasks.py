@@ -76,8 +76,8 @@ def decode_answers(model, tokenizer, examples, positions: list[list[int]] | None
 
 def recipe_phrase(settings: dict) -> str:
     """What the runs' loss read and how long their examples were, in words: "the loss on the answers only, examples
-    of lengths up to L". A study recorded before tasks declared it read every token of examples as its task drew
-    them."""
+    of lengths drawn up to L". A study recorded before tasks declared their recipe read every token (and its
+    settings do not say how long its examples were)."""
     loss = settings.get("loss", EVERY_TOKEN)
     lengths = settings.get("train_lengths")
     phrase = "the loss on every token" if loss == EVERY_TOKEN else "the loss on the answers only"
