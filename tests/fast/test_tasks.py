@@ -342,5 +342,8 @@ def test_a_recorded_passkey_study_gives_its_table_and_figures(tmp_path):
     recall = read_study(str(ROOT / "docs" / "tasks-recall-quick.json"))  # its own recipe, said in the caption
     assert markdown_table(recall) == (ROOT / "docs" / "tasks-recall-quick.md").read_text().rstrip("\n")
     assert "(the loss on the answers only, examples of lengths drawn up to L)" in markdown_table(recall)
+    twin = read_study(str(ROOT / "docs" / "tasks-passkey-alibi-twin.json"))  # a twin's row: its drawn positions
+    assert markdown_table(twin) == (ROOT / "docs" / "tasks-passkey-alibi-twin.md").read_text().rstrip("\n")
+    assert twin["table"][1]["positions"] == "drawn" and twin["table"][1]["plain"]["exact_match"][64] == 0.01
     lm = read_study(str(ROOT / "docs" / "study-compare.json"))
     assert_png(plot_perplexity_beside_passkey(lm, passkey, str(tmp_path / "beside.png")), (1200, 320))
