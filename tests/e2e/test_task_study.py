@@ -38,6 +38,7 @@ def test_a_task_study_reuses_its_runs_adds_random_position_rows_and_keeps_to_its
     assert posattn("compare", "--task", "copy", *MICRO, "--random-positions", "64", "--output-dir", folder) == 0
     err = capsys.readouterr().err
     assert "reusing the finished run" in err  # the plain run is not trained again
+    assert "alibi (random positions), seed 0: on drawn positions exact match 32: " in err
     again = json.loads((folder / "compare.json").read_text())
     assert [row["label"] for row in again["table"]] == ["alibi", "alibi + random positions"]
     assert again["table"][0]["exact_match"] == first["table"][0]["exact_match"]
