@@ -19,9 +19,10 @@ def read_study(path: str) -> dict:
         study = json.load(handle)
     study["settings"].setdefault("task", LANGUAGE_MODELLING)  # recorded before studies had tasks
     for row in study["table"]:
-        for key, value in row.items():
-            if isinstance(value, dict) and value and all(name.isdigit() for name in value):
-                row[key] = {int(name): number for name, number in value.items()}
+        for numbers in (row, row.get("plain", {})):  # a twin's row holds its plain-position numbers too
+            for key, value in numbers.items():
+                if isinstance(value, dict) and value and all(name.isdigit() for name in value):
+                    numbers[key] = {int(name): number for name, number in value.items()}
     return study
 
 

@@ -81,14 +81,18 @@ def check_labels(labels: torch.Tensor, input_ids, inputs_embeds, vocab_size: int
                               "-100, for a position to ignore)", ignored=-100))
 
 
-def check_per_token(name: str, values: torch.Tensor | None, batch_size: int, query_length: int) -> None:
-    """Raise a ValueError unless `values` (token_type_ids, position_ids) holds one value per token of the input.
-    Another shape would fail deep inside with a broadcasting error, or be broadcast silently."""
+def check_per_token(name: str, values: torch.Tensor | None, batch_size: int, query_length: int,
+                    with_past: int | None = None) -> None:
+    """Raise a ValueError unless `values` (token_type_ids, position_ids) holds one value per token of the input, or,
+    where `with_past` is given, one per token of the cache and the input (`with_past` of them). Another shape would
+    fail deep inside with a broadcasting error, or be broadcast silently."""
+    lengths = dict.fromkeys((query_length, with_past or query_length))
     if values is not None and (values.ndim != 2 or values.shape[0] not in (1, batch_size)
-                               or values.shape[1] != query_length):
+                               or values.shape[1] not in lengths):
+        also = f" (or {with_past}: one per cached token too)" if len(lengths) > 1 else ""
         raise ValueError(
-            f"{name} has shape {tuple(values.shape)}, expected ({batch_size}, {query_length}): one value per token "
-            f"of the input."
+            f"{name} has shape {tuple(values.shape)}, expected ({batch_size}, {query_length}){also}: one value per "
+            f"token of the input."
         )
 
 
@@ -163,7 +167,8 @@ def checked_sizes(config: PosAttnConfig, input_ids, inputs_embeds, attention_mas
     sizes = Sizes(batch_size, query_length, past_length, cache_key_length(cache, query_length, past_length))
     check_mask_shape(attention_mask, sizes)
     check_per_token("token_type_ids", token_type_ids, batch_size, query_length)
-    check_per_token("position_ids", position_ids, batch_size, query_length)
+    # Positions may cover the cached tokens as well: where they skip, the cached keys' cannot be counted.
+    check_per_token("position_ids", position_ids, batch_size, query_length, with_past=past_length + query_length)
     # Positions are counted over a 2-D mask (its cumulative sum): a value other than 0 and 1 would shift them. 4-D
     # masks are added to the scores, and may hold any value.
     mask_values = None

@@ -344,7 +344,9 @@ class PosAttnModel(PosAttnPreTrainedModel):
             padding is fine: positions are counted from each row's first real token.
         token_type_ids (`torch.LongTensor` of shape `(batch, seq)`): segment of each token, in
             `[0, type_vocab_size)`; all 0 when not given.
-        position_ids (`torch.LongTensor` of shape `(batch, seq)`): overrides the positions derived from the mask.
+        position_ids (`torch.LongTensor` of shape `(batch, seq)` or `(batch, past + seq)`): overrides the positions
+            derived from the mask; with `past + seq` columns, the cached tokens' positions come first (`generate`
+            passes them so), which is how a score bias knows its keys' positions where they skip.
         cache (`Cache`): keys and values of earlier tokens (a `DynamicCache` is made when `use_cache`).
         inputs_embeds (`torch.Tensor` of shape `(batch, seq, hidden)`): instead of `input_ids`.
         """
@@ -352,8 +354,11 @@ class PosAttnModel(PosAttnPreTrainedModel):
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
         device = input_ids.device if input_ids is not None else inputs_embeds.device
+        past_positions = None
         if position_ids is None:
             position_ids = self.position_ids_from_mask(attention_mask, sizes.past_length, sizes.query_length, device)
+        elif position_ids.shape[-1] > sizes.query_length:
+            past_positions, position_ids = position_ids[:, : sizes.past_length], position_ids[:, sizes.past_length :]
 
         hidden_states = self.embeddings(
             input_ids=input_ids,
@@ -369,7 +374,9 @@ class PosAttnModel(PosAttnPreTrainedModel):
             position_ids=position_ids,
         )
         check_numeric_range(type(self.positions), self.config, position_ids, compute_dtype(hidden_states))
-        rotation, position_bias = self.inside_attention(position_ids, attention_mask, sizes, hidden_states.dtype)
+        rotation, position_bias = self.inside_attention(
+            position_ids, attention_mask, sizes, hidden_states.dtype, past_positions
+        )
 
         for decoder_layer in self.layers:
             # The bias goes in by position: under gradient checkpointing only positional tensors are the checkpoint's
@@ -386,15 +393,17 @@ class PosAttnModel(PosAttnPreTrainedModel):
         return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), cache=cache)
 
     def inside_attention(
-        self, position_ids, attention_mask, sizes: Sizes, dtype
+        self, position_ids, attention_mask, sizes: Sizes, dtype, past_positions=None
     ) -> tuple[Rotation | None, torch.Tensor | DistanceBias | None]:
         """What the position scheme does inside attention, computed once for all layers: the rotation of queries and
-        keys, and the bias of the scores."""
+        keys, and the bias of the scores (`past_positions`: the cached keys' positions, when the caller gave them)."""
         rotation = self.positions.rotation(position_ids)
-        position_bias = self.score_bias(position_ids, attention_mask, sizes, dtype)
+        position_bias = self.score_bias(position_ids, attention_mask, sizes, dtype, past_positions)
         return (rotation.to(dtype) if rotation is not None else None), position_bias
 
-    def score_bias(self, position_ids, attention_mask, sizes: Sizes, dtype) -> torch.Tensor | DistanceBias | None:
+    def score_bias(
+        self, position_ids, attention_mask, sizes: Sizes, dtype, past_positions=None
+    ) -> torch.Tensor | DistanceBias | None:
         """The bias of the scores: a `[batch, heads, queries, keys]` tensor, or, under flex_attention and for a bias
         of the distance alone, a `[heads, distances]` table that the kernel reads entry by entry (`DistanceBias`): a
         T x T bias per forward is what makes prefill memory grow faster than T otherwise."""
@@ -403,7 +412,7 @@ class PosAttnModel(PosAttnPreTrainedModel):
         # How far back a key lies from a query is the difference of their positions: slots in the cache would say the
         # same for ordinary inputs (left padding is masked, packed documents cannot see each other), but not for
         # positions that skip (randomized positions in training, Ruoss et al. 2023).
-        key_positions = self.key_positions(position_ids, attention_mask, sizes)
+        key_positions = self.key_positions(position_ids, attention_mask, sizes, past_positions)
         if self.config._attn_implementation == "flex_attention":
             # Positions that never skip (left padding, packed documents, a cache) put every key a query can see as
             # many slots back as positions back, so the kernel reads distances from slots; positions that skip are
@@ -423,10 +432,10 @@ class PosAttnModel(PosAttnPreTrainedModel):
         return position_bias
 
     @staticmethod
-    def key_positions(position_ids, attention_mask, sizes: Sizes) -> torch.LongTensor:
-        """`[batch or 1, keys]`: the position of every key the new tokens attend to. The cached ones' are counted
-        over a 2-D mask, as `generate` counts them (else 0, 1, ...), then come the new tokens' own; a static
-        cache's slots not yet written (masked) continue from there."""
+    def key_positions(position_ids, attention_mask, sizes: Sizes, past_positions=None) -> torch.LongTensor:
+        """`[batch or 1, keys]`: the position of every key the new tokens attend to. The cached ones' are those
+        given (`past_positions`), else counted over a 2-D mask, as `generate` counts them (else 0, 1, ...), then
+        come the new tokens' own; a static cache's slots not yet written (masked) continue from there."""
         if torch.compiler.is_compiling():
             # A compiled graph cannot branch on the length of a static cache (a tensor): every key's position is
             # counted over the mask (as for the queries), or is its slot.
@@ -437,7 +446,9 @@ class PosAttnModel(PosAttnPreTrainedModel):
             return PosAttnModel.written_and_unwritten(keys, sizes.key_length)
         keys = position_ids
         if sizes.past_length:
-            if attention_mask is not None and attention_mask.ndim == 2:
+            if past_positions is not None:
+                past = past_positions
+            elif attention_mask is not None and attention_mask.ndim == 2:
                 past = (attention_mask[:, : sizes.past_length].long().cumsum(-1) - 1).clamp(min=0)
             else:
                 past = torch.arange(sizes.past_length, device=position_ids.device)[None]
@@ -541,6 +552,35 @@ class PosAttnForCausalLM(PosAttnPreTrainedModel, GenerationMixin):
                 if isinstance(criterion, MaxLengthCriteria):
                     criterion.max_position_embeddings = None
         return criteria
+
+    def prepare_inputs_for_generation(self, input_ids, next_sequence_length=None, cache=None, **kwargs):
+        """`generate`'s inputs for one step, with the positions of every token so far (the cached ones first),
+        where transformers hands the model the new tokens' alone.
+
+        `generate` continues the positions it was given by one per new token, after their end. A caller decoding on
+        positions that skip (a model trained on randomized positions, Ruoss et al. 2023) gives the positions of the
+        whole sequence it will write, prompt and new tokens: each step takes the ones up to its last token, so the
+        new tokens read the drawn positions, and the continuation is never reached. The cached tokens' positions go
+        along because a score bias (ALiBi, T5, KERPLE, FIRE) measures distances from its keys' positions, which
+        the cache's slots do not give where positions skip. A static cache keeps transformers' way: compiled graphs
+        take positions that never skip (`PosAttnModel.key_positions`)."""
+        position_ids = kwargs.pop("position_ids", None)
+        model_inputs = super().prepare_inputs_for_generation(
+            input_ids, next_sequence_length=next_sequence_length, cache=cache, **kwargs
+        )
+        if position_ids is None or getattr(cache, "is_compileable", False):
+            if position_ids is not None:
+                model_inputs["position_ids"] = position_ids[..., -self.step_length(model_inputs) :].contiguous()
+            return model_inputs
+        past = cache.get_seq_length() if isinstance(cache, Cache) else 0
+        model_inputs["position_ids"] = position_ids[..., : past + self.step_length(model_inputs)].contiguous()
+        return model_inputs
+
+    @staticmethod
+    def step_length(model_inputs) -> int:
+        """How many new tokens this step of `generate` feeds the model (as ids, or as embeddings on the first)."""
+        new = model_inputs.get("input_ids")
+        return (new if new is not None else model_inputs["inputs_embeds"]).shape[1]
 
     def _validate_generated_length(self, generation_config, input_ids_length, has_default_max_length):
         """Also refuse, before the first token, a generation that would run past the positions the scheme has (learned

@@ -24,6 +24,7 @@ import time
 from ..common import Failed, notice
 from ..runfolder import PROGRESS_FILE, read_json_record, staging_dir
 from .folder import LOGS_DIR
+from .summary import DRAWN_RESULTS
 
 PROGRESS_SECONDS = 60  # how often the waiting command shows where the running runs are
 
@@ -188,7 +189,10 @@ class Watcher(threading.Thread):
     def finished(self, run, record: dict) -> None:
         self.done.add(run.name)
         self.seconds.append(record.get("train_seconds", 0) + record.get("evaluation_seconds", 0))
-        notice(f"{run.label}: {run.kind.result_line(record['results'])} ({len(self.done)}/{len(self.runs)} done)")
+        line = run.kind.result_line(record["results"])
+        if DRAWN_RESULTS in record:  # a twin: first what its table row shows
+            line = f"on drawn positions {run.kind.result_line(record[DRAWN_RESULTS])}; on plain positions {line}"
+        notice(f"{run.label}: {line} ({len(self.done)}/{len(self.runs)} done)")
 
     def run(self) -> None:
         while not self.stopped.wait(PROGRESS_SECONDS):

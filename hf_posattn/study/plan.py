@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 
 from ..common import notice, option
+from ..data.tasks import training_recipe
+from ..data.tasks.common import EVERY_TOKEN
 from ..files import write_json
 from ..model.positional import POSITION_SCHEMES
 from ..runfolder import (
@@ -76,7 +78,8 @@ class StudyRun:
         results = read_run_record(self.options.output_dir)["results"]
         record = {"position": self.position, "seed": self.seed, "random_positions": self.random_positions,
                   "run": self.name, "parameters": results["parameters"], "train_seconds": results["train_seconds"],
-                  "wall_seconds": results["wall_seconds"], "measures": self.measures, **evaluate(self)}
+                  "wall_seconds": results["wall_seconds"], "loss": trained_loss(results), "measures": self.measures,
+                  **evaluate(self)}
         record["evaluation_seconds"] = time.perf_counter() - start
         write_json(os.path.join(self.options.output_dir, EVALUATION_FILE), record)
         return record
@@ -148,10 +151,13 @@ def plan_runs(options: CompareOptions, kind, material, vocab_size: int) -> list[
         if options.random_positions is not None and POSITION_SCHEMES[position].contributes():
             variants.append(options.random_positions)
         for randomized in variants:
+            # A twin is measured as a twin (its kind may score it on positions drawn as in its training): a twin
+            # evaluated before that is evaluated again, a plain run's evaluation stays.
+            measured = measures if randomized is None else {**measures, "random_positions": randomized}
             for seed in options.seeds:
                 runs.append(StudyRun(position, seed, randomized,
                                      run_options(options, position, seed, vocab_size, randomized), kind, material,
-                                     lengths, factor, measures))
+                                     lengths, factor, measured))
     return runs
 
 
@@ -174,6 +180,7 @@ def next_step(run: StudyRun) -> str:
     check_same_run(run.options, recorded["options"])
     if recorded["results"] is None:
         return "resume"
+    check_same_loss(run.options, recorded["results"])
     evaluation = read_json_record(os.path.join(folder, EVALUATION_FILE))
     if evaluation is not None and evaluation.get("measures") == run.measures:
         return "done"
@@ -190,3 +197,19 @@ def check_same_run(run: TrainingOptions, started: dict) -> None:
         raise ValueError(f"{run.output_dir} holds a run of this study made with other options: {was}. Pass "
                          f"{option('overwrite', True)} to train the study's runs again, or choose another "
                          f"{option('output_dir')}.")
+
+
+def trained_loss(results: dict) -> str:
+    """What the finished run's loss read, as its results record it: every token for a run recorded before tasks
+    declared their loss (every run then read every token)."""
+    return results.get("loss", EVERY_TOKEN)
+
+
+def check_same_loss(run: TrainingOptions, results: dict) -> None:
+    """A finished run whose loss read otherwise than its task's does now (a study made before the task changed its
+    recipe) is not one of this study's runs: its scores would be put under the wrong caption."""
+    now = training_recipe(run.task)["loss"]
+    if trained_loss(results) != now:
+        raise ValueError(f"{run.output_dir} was trained with the loss on {trained_loss(results)}, and the {run.task} "
+                         f"task now trains with the loss on {now}: pass {option('overwrite', True)} to train the "
+                         f"study's runs again, or choose another {option('output_dir')}.")

@@ -7,6 +7,10 @@ from .options import EXTENSIONS
 from .statistics import mean_interval
 
 RANDOM_POSITIONS = "random positions"  # the label's suffix of a run trained on randomized positions
+# A run's record may hold, beside its `results` on the plain positions 0 .. M - 1, its results on positions drawn as
+# in its training (a twin trained on randomized positions, scored as Ruoss et al. score theirs): where every run of a
+# row has them, the row shows those, and the plain ones beside them (`plain`).
+DRAWN_RESULTS = "drawn_position_results"
 
 
 def seed_summary(values: list[float]) -> dict:
@@ -18,13 +22,15 @@ def seed_summary(values: list[float]) -> dict:
 def summarize(records: list[dict], positions: list[str], lengths: list[int], kind) -> list[dict]:
     """One row per scheme (its runs on randomized positions next, in a row of their own), then one per context
     extension of a rotary-type scheme: at every length the mean over seeds with its 95 % interval of what `kind`
-    (the study's `StudyKind`) measures."""
+    (the study's `StudyKind`) measures. A row of twins shows their results on drawn positions where they were
+    measured (`DRAWN_RESULTS`; `positions` says which the row shows), its plain ones in `plain`."""
     rows = []
     trained = [(position, randomized) for position in positions for randomized in (False, True)
                if any(r["position"] == position and bool(r.get("random_positions")) == randomized for r in records)]
     for position, randomized in trained:
         runs = [r for r in records if r["position"] == position and bool(r.get("random_positions")) == randomized]
-        variants = [(None, [r["results"] for r in runs])]
+        drawn = randomized and all(DRAWN_RESULTS in r for r in runs)
+        variants = [(None, [r[DRAWN_RESULTS] if drawn else r["results"] for r in runs])]
         variants += [(rope_type, [r["extensions"][rope_type] for r in runs])
                      for rope_type in EXTENSIONS if all(rope_type in r.get("extensions", {}) for r in runs)]
         for extension, results in variants:
@@ -34,8 +40,11 @@ def summarize(records: list[dict], positions: list[str], lengths: list[int], kin
                    "parameters": runs[0]["parameters"], "seeds": len(runs),
                    "train_minutes": mean_interval([r["train_seconds"] for r in runs]).mean / 60,
                    **kind.summarize_results(results, lengths)}
+            row["positions"] = "drawn" if drawn and extension is None else "plain"
             if extension is None:
                 row.update(kind.summarize_runs(runs))
+                if drawn:
+                    row["plain"] = kind.summarize_results([r["results"] for r in runs], lengths)
             rows.append(row)
     return rows
 

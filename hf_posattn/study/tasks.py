@@ -13,9 +13,12 @@ import os
 
 import torch
 
-from ..data.tasks import Task, task_named
+from ..data.tasks import Task, task_named, training_recipe
+from ..data.tasks.common import EVERY_TOKEN, FULL_LENGTH, UP_TO_L
+from ..training.positions import drawn_positions
 from .perplexity import length_limit, skipped_lengths
 from .statistics import mean_interval
+from .summary import DRAWN_RESULTS
 from .tables import interval_cell, length_header, write_tables
 
 EVAL_EXAMPLES = 100  # per evaluation length (passkey: 20 at each of its 5 depths)
@@ -32,28 +35,55 @@ def evaluation_sets(task: Task, lengths: list[int], count: int = EVAL_EXAMPLES) 
     return {length: task.evaluation_examples(length, count) for length in lengths}
 
 
+def evaluation_positions(sets: dict[int, list], limit: int) -> dict[int, list[list[int]]]:
+    """The positions a twin trained on positions drawn from [0, `limit`) is scored on: one sorted draw per example
+    for its whole sequence, the answers' positions included, seeded by the length and the example's place, so that
+    every model reads the same ones."""
+    return {length: [drawn_positions(limit, len(example), f"evaluation-positions-{limit}-{length}-{index}")
+                     for index, example in enumerate(examples)]
+            for length, examples in sets.items()}
+
+
 @torch.no_grad()
-def decode_answers(model, tokenizer, examples) -> list[dict]:
+def decode_answers(model, tokenizer, examples, positions: list[list[int]] | None = None) -> list[dict]:
     """Every answer of `examples`, decoded greedily from the true words before it: one dict per answer with
-    `correct` and the answer's tags. Prompts of one length are decoded together, without padding."""
+    `correct` and the answer's tags. Prompts of one length are decoded together, without padding. With `positions`
+    (one list per example, a position per word), the model reads those, the decoded answer's included, instead of
+    0, 1, ...: `generate` is given the positions of the prompt and the answer, and continues on them."""
     by_prompt = {}
-    for example in examples:
+    for index, example in enumerate(examples):
         ids = tokenizer.convert_tokens_to_ids(list(example.words))
         for (start, end), tags in zip(example.answers, example.tags or [{}] * len(example.answers)):
-            by_prompt.setdefault((start, end - start), []).append((ids[:start], ids[start:end], tags))
+            read = None if positions is None else positions[index][:end]
+            by_prompt.setdefault((start, end - start), []).append((ids[:start], ids[start:end], read, tags))
     model.eval()
     scored = []
     for (start, size), items in by_prompt.items():
         batch = max(1, DECODE_BATCH_TOKENS // max(start, 1))
         for first in range(0, len(items), batch):
             chunk = items[first:first + batch]
-            prompts = torch.tensor([prompt for prompt, _, _ in chunk], device=model.device)
+            prompts = torch.tensor([prompt for prompt, _, _, _ in chunk], device=model.device)
+            drawn = {} if positions is None else {
+                "position_ids": torch.tensor([read for _, _, read, _ in chunk], device=model.device)}
             written = model.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=False,
                                      max_new_tokens=size, min_new_tokens=size, temperature=None, top_p=None,
-                                     top_k=None, pad_token_id=tokenizer.pad_token_id, use_cache=True)[:, start:]
-            for row, (_, answer, tags) in zip(written.tolist(), chunk):
+                                     top_k=None, pad_token_id=tokenizer.pad_token_id, use_cache=True,
+                                     **drawn)[:, start:]
+            for row, (_, answer, _, tags) in zip(written.tolist(), chunk):
                 scored.append({"correct": row == answer, **tags})
     return scored
+
+
+def recipe_phrase(settings: dict) -> str:
+    """What the runs' loss read and how long their examples were, in words: "the loss on the answers only, examples
+    of lengths drawn up to L". A study recorded before tasks declared their recipe read every token (and its
+    settings do not say how long its examples were)."""
+    loss = settings.get("loss", EVERY_TOKEN)
+    lengths = settings.get("train_lengths")
+    phrase = "the loss on every token" if loss == EVERY_TOKEN else "the loss on the answers only"
+    if lengths == FULL_LENGTH:
+        return f"{phrase}, examples of L tokens"
+    return f"{phrase}, examples of lengths drawn up to L" if lengths == UP_TO_L else phrase
 
 
 def breakdown_key(task: Task, value, seq_len: int) -> str:
@@ -67,16 +97,18 @@ def breakdown_key(task: Task, value, seq_len: int) -> str:
     return f"<{bound}"
 
 
-def score_lengths(model, tokenizer, task: Task, sets: dict[int, list], seq_len: int) -> list[dict]:
+def score_lengths(model, tokenizer, task: Task, sets: dict[int, list], seq_len: int,
+                  positions: dict[int, list] | None = None) -> list[dict]:
     """Exact match at every length of `sets`, overall and by the task's breakdown; `{"length": n, "skipped": why}`
-    at a length the model cannot take (a length-bounded scheme past its table)."""
+    at a length the model cannot take (a length-bounded scheme past its table). `positions`: the positions each
+    example is read at (`evaluation_positions`), else 0, 1, ..."""
     results = []
     limit = length_limit(model.config, model.dtype)
     for length, examples in sets.items():
         if limit is not None and length > limit[0]:
             results.append({"length": length, "skipped": limit[1]})
             continue
-        scored = decode_answers(model, tokenizer, examples)
+        scored = decode_answers(model, tokenizer, examples, None if positions is None else positions[length])
         by = {}
         for answer in scored:
             key = breakdown_key(task, answer.get(task.breakdown, 0), seq_len)
@@ -131,7 +163,11 @@ class TaskStudy:
         refused before any work)."""
         for length in options.lengths:
             self.task.check_length(length)
-        return self.task.tokenizer(), {"sets": evaluation_sets(self.task, options.lengths), "seq_len": options.seq_len}
+        sets = evaluation_sets(self.task, options.lengths)
+        material = {"sets": sets, "seq_len": options.seq_len}
+        if options.random_positions is not None:  # the twins' positions, drawn once for every twin
+            material["positions"] = evaluation_positions(sets, options.random_positions)
+        return self.task.tokenizer(), material
 
     def describe(self, options, material) -> str:
         return (f"the {self.task.name} task ({self.task.description}), {len(material['sets'][options.lengths[0]])} "
@@ -147,7 +183,12 @@ class TaskStudy:
         return score_lengths(model, tokenizer, self.task, material["sets"], material["seq_len"])
 
     def evaluate_run(self, model, tokenizer, run, material, lengths: list[int]) -> dict:
-        return {}
+        """A twin trained on randomized positions is also scored on positions drawn as in its training (Ruoss et
+        al. 2023 randomize at test time too): its table row shows those."""
+        if run.random_positions is None:
+            return {}
+        return {DRAWN_RESULTS: score_lengths(model, tokenizer, self.task, material["sets"], material["seq_len"],
+                                             material["positions"])}
 
     def result_line(self, results: list[dict]) -> str:
         return "exact match " + ", ".join(f"{r['length']}: skipped" if "skipped" in r else
@@ -162,7 +203,8 @@ class TaskStudy:
         return {}
 
     def settings(self, options, material) -> dict:
-        return {}
+        """The task's training recipe (what its loss read, how long its examples were), for the table's caption."""
+        return training_recipe(self.task.name)
 
     def study_fields(self, material) -> dict:
         return {"task": self.task.name, "task_description": self.task.description, "citation": self.task.citation}
@@ -187,9 +229,14 @@ class TaskStudy:
             lines.append("| " + " | ".join(cells + self.summary_columns(row)) + " |")
         seeds = settings["seeds"]
         lines.append(f"\nExact match of the greedily decoded answer ({study['task']}: {study['task_description']}), "
-                     f"at each length; trained at L = {seq_len}"
+                     f"at each length; trained at L = {seq_len} ({recipe_phrase(settings)})"
                      + (f"; mean over {len(seeds)} seeds ± the half width of the 95 % interval." if len(seeds) > 1
                         else "; one seed."))
+        if any(row.get("positions") == "drawn" for row in study["table"]):
+            lines.append(f"Rows \"+ random positions\": trained and scored on sorted positions drawn from [0, "
+                         f"{settings['random_positions']}) for the whole sequence, the decoded answer's included (one "
+                         f"draw per example, the same for every model), as Ruoss et al. score theirs; their scores on "
+                         f"the plain positions 0 .. M − 1 are in compare.csv and compare.json (plain_exact_match_*).")
         skipped = {f"{n}: {why}" for row in study["table"] for n, why in row.get("skipped", {}).items()}
         if skipped:
             lines.append(f"Skipped (not measured): {'; '.join(sorted(skipped))}.")
@@ -202,11 +249,16 @@ class TaskStudy:
         from ..figures.training import plot_study_training
 
         lengths = study["settings"]["lengths"]
-        header = (["scheme", "position", "extension", "random_positions", "parameters", "seeds", "train_minutes",
-                   "learned"] + [f"{column}_{length}" for column in ("exact_match", "low", "high") for length in lengths])
-        rows = [[row["label"], row["position"], row["extension"] or "", row["random_positions"], row["parameters"],
-                 row["seeds"], f"{row['train_minutes']:.2f}", row["learned"]]
-                + [row[column].get(length) for column in ("exact_match", "low", "high") for length in lengths]
+        columns = ("exact_match", "low", "high")
+        header = (["scheme", "position", "extension", "random_positions", "positions", "parameters", "seeds",
+                   "train_minutes", "learned"] + [f"{column}_{length}" for column in columns for length in lengths]
+                  + [f"plain_{column}_{length}" for column in columns for length in lengths])
+        rows = [[row["label"], row["position"], row["extension"] or "", row["random_positions"],
+                 row.get("positions", "plain"), row["parameters"], row["seeds"], f"{row['train_minutes']:.2f}",
+                 row["learned"]]
+                + [row[column].get(length) for column in columns for length in lengths]
+                + [row["plain"][column].get(length) if "plain" in row else None for column in columns
+                   for length in lengths]
                 for row in study["table"]]
         write_tables(study, folder, header, rows, self.markdown_table(study))
         plot_accuracy(study, os.path.join(folder, "compare.png"))
@@ -242,10 +294,12 @@ class RecallStudy(TaskStudy):
     def evaluate_run(self, model, tokenizer, run, material, lengths: list[int]) -> dict:
         from ..figures.tasks import lookup_weights
 
+        scored = super().evaluate_run(model, tokenizer, run, material, lengths)
         model.set_attn_implementation("eager")  # the one kernel that returns attention weights
         measured = [n for n in dict.fromkeys((lengths[0], lengths[-1])) if n not in self.skipped_lengths(run, lengths)]
-        return {"lookup": {str(n): lookup_weights(model, tokenizer, material["sets"][n][:LOOKUP_EXAMPLES]).tolist()
-                           for n in measured}}
+        return {**scored, "lookup": {str(n): lookup_weights(model, tokenizer,
+                                                            material["sets"][n][:LOOKUP_EXAMPLES]).tolist()
+                                     for n in measured}}
 
     def write_task_figures(self, study: dict, folder: str) -> None:
         from ..figures.tasks import plot_lookup

@@ -49,7 +49,7 @@ class TaskData:
         return self.task.tokenizer()
 
     def blocks(self, tokenizer):
-        return example_blocks(self.texts, tokenizer, self.options.seq_len)
+        return example_blocks(self.texts, tokenizer, self.options.seq_len, self.task.loss)
 
     def prompt(self) -> str:
         return self.task.prompt(self.task.examples(0, self.options.seq_len, 1, "validation")[0])

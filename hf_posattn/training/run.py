@@ -27,16 +27,17 @@ from transformers import AutoTokenizer, Trainer, TrainingArguments, default_data
 from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 from transformers.trainer_utils import TrainOutput
 
+from .. import arguments
 from ..common import MAX_NEW_TOKENS, hardware, notice, progress_bars
+from ..data.tasks import training_recipe
 from ..data.unigram import text_unigram_baseline
 from ..figures.training import write_training_figure
-from .. import arguments
 from ..files import WriteFailed, saved_whole, write_with, writing
 from ..model.configuration_posattn import PosAttnConfig
 from ..model.modeling_posattn import PosAttnForCausalLM
+from ..runfolder import RunPlan, claim, last_complete_checkpoint, remove_checkpoints, run_name, write_run_file
 from ..sharing.card import write_model_card
 from ..sharing.generation import generate_text
-from ..runfolder import RunPlan, claim, last_complete_checkpoint, remove_checkpoints, run_name, write_run_file
 from .callbacks import (
     NormalModes,
     NothingLeftToTrain,
@@ -275,7 +276,7 @@ def record_finish(result: TrainingResult, plan: TrainingPlan, blocks: DatasetDic
     results = result.to_dict()
     del results["options"]  # stored next to the results in the run file
     validation_ids = np.array(blocks["validation"]["input_ids"])
-    results.update(prompt=prompt, data=plan.data.name,
+    results.update(prompt=prompt, data=plan.data.name, **training_recipe(options.task),
                    train_tokens=int(len(blocks["train"]) * options.seq_len),
                    validation_tokens=int(validation_ids[:, 1:].size))
     run = {"options": result.options, "results": results}

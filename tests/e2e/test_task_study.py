@@ -9,6 +9,7 @@ import pytest
 from conftest import posattn
 
 from hf_posattn.data.tasks import TASKS
+from hf_posattn.figures.study import read_study
 
 MICRO = ["--positions", "alibi", "--max-steps", "4", "--seq-len", "32", "--batch-size", "4", "--factors", "1,2"]
 
@@ -38,15 +39,33 @@ def test_a_task_study_reuses_its_runs_adds_random_position_rows_and_keeps_to_its
     assert posattn("compare", "--task", "copy", *MICRO, "--random-positions", "64", "--output-dir", folder) == 0
     err = capsys.readouterr().err
     assert "reusing the finished run" in err  # the plain run is not trained again
+    assert "alibi (random positions), seed 0: on drawn positions exact match 32: " in err
     again = json.loads((folder / "compare.json").read_text())
     assert [row["label"] for row in again["table"]] == ["alibi", "alibi + random positions"]
     assert again["table"][0]["exact_match"] == first["table"][0]["exact_match"]
-    assert (folder / "alibi-random64-seed0").is_dir()
+    # The twin is scored both ways and its row shows the positions it was trained on; the plain run keeps its own.
+    twin = json.loads((folder / "alibi-random64-seed0" / "posattn_evaluation.json").read_text())
+    assert [r["length"] for r in twin["results"]] == [r["length"] for r in twin["drawn_position_results"]] == [32, 64]
+    assert "drawn_position_results" not in json.loads((folder / "alibi-seed0" / "posattn_evaluation.json").read_text())
+    assert [row["positions"] for row in again["table"]] == ["plain", "drawn"]
+    assert set(read_study(str(folder))["table"][1]["plain"]["exact_match"]) == {32, 64}
+    assert "plain_exact_match_32" in (folder / "compare.csv").read_text().splitlines()[0]
+    assert "scored on sorted positions drawn from [0, 64)" in (folder / "compare.md").read_text()
+    assert "(the loss on the answers only, examples of lengths drawn up to L)" in (folder / "compare.md").read_text()
     # Another task in the same folder would mix its runs with these: refused, nothing changed.
     before = (folder / "compare.json").read_text()
     assert posattn("compare", "--task", "reverse", *MICRO, "--output-dir", folder) == 2
     assert "or of another task" in capsys.readouterr().err
     assert (folder / "compare.json").read_text() == before
+    # A finished run whose loss read otherwise than its task now declares (a study made before) is not reused.
+    run_file = folder / "alibi-seed0" / "posattn_run.json"
+    run = json.loads(run_file.read_text())
+    assert run["results"]["loss"] == "answers" and run["results"]["train_lengths"] == "up to L"
+    run["results"]["loss"] = "every token"
+    run_file.write_text(json.dumps(run))
+    assert posattn("compare", "--task", "copy", *MICRO, "--output-dir", folder) == 2
+    assert "trained with the loss on every token, and the copy task now trains with the loss on answers" in (
+        capsys.readouterr().err)
 
 
 def test_a_moved_study_continues_where_it_is_and_retrains_only_a_run_that_lost_its_model(tmp_path, capsys):

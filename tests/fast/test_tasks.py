@@ -1,14 +1,16 @@
 """The synthetic tasks: each generator's format and answers on known seeds, exact match by decoding on a model whose
-answers are known, randomized positions, the accuracy tables, and the bad input the tasks add."""
+answers are known, each task's training recipe (what its loss reads), randomized positions in training and in
+decoding, the accuracy tables, and the bad input the tasks add."""
 
 import random
 
 import pytest
 import torch
-from conftest import BIAS_SCHEMES, ROOT, TABLE_SCHEMES, assert_png, posattn, tiny_lm
+from conftest import BIAS_SCHEMES, ROOT, SCHEMES, TABLE_SCHEMES, assert_png, posattn, tiny_lm
 
 from hf_posattn import PosAttnConfig, PosAttnForCausalLM
 from hf_posattn.data.tasks import TASKS, Example
+from hf_posattn.data.tasks.common import EVERY_TOKEN, LOSSES
 from hf_posattn.data.tasks.passkey import DEPTHS, KEY_DIGITS
 from hf_posattn.data.tasks.recall import PAIRS, QUERIES
 from hf_posattn.data.tasks.training import example_blocks, task_texts
@@ -16,7 +18,14 @@ from hf_posattn.figures.study import read_study
 from hf_posattn.figures.tasks import plot_accuracy, plot_depth_grid, plot_perplexity_beside_passkey
 from hf_posattn.study.options import CompareOptions, resolve_study
 from hf_posattn.study.kind import markdown_table, study_kind
-from hf_posattn.study.tasks import breakdown_key, decode_answers, passkey_summaries
+from hf_posattn.study.summary import DRAWN_RESULTS, summarize
+from hf_posattn.study.tasks import (
+    breakdown_key,
+    decode_answers,
+    evaluation_positions,
+    evaluation_sets,
+    passkey_summaries,
+)
 from hf_posattn.training.options import TrainingOptions, complete, resolve_paths
 from hf_posattn.training.positions import RandomPositions
 
@@ -64,7 +73,8 @@ def test_recall_answers_are_the_values_of_the_pairs_asked_again():
     for example in TASKS["recall"].examples(5, 64, 20, "evaluation"):
         pairs = {example.words[i]: example.words[i + 1] for i in range(1, len(example) - 1)
                  if example.words[i].startswith("k") and example.words[i + 1].startswith("v")}
-        assert len(example.answers) == QUERIES and len(pairs) == PAIRS
+        assert len(example.answers) == QUERIES == PAIRS and len(pairs) == PAIRS
+        assert {example.words[start - 1] for start, _ in example.answers} == set(pairs)  # every key queried
         for (start, end), tags in zip(example.answers, example.tags):
             key, value = example.words[start - 1], example.words[start:end]
             assert value == (pairs[key],)
@@ -90,6 +100,29 @@ def test_training_blocks_pad_each_example_to_the_length_and_leave_padding_out_of
         kept = sum(row["attention_mask"])
         assert len(row["input_ids"]) == 32 and row["labels"][:kept] == row["input_ids"][:kept]
         assert set(row["labels"][kept:]) <= {-100} and row["input_ids"][0] == task.tokenizer().bos_token_id
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("name", list(TASKS))
+def test_the_loss_reads_every_real_token_or_only_the_answers(name, loss):
+    task = TASKS[name]
+    texts = task_texts(task, 0, 64, 12)
+    blocks = example_blocks(texts, task.tokenizer(), 64, loss)
+    for split in ("train", "validation"):
+        for row, spans in zip(blocks[split], texts[split]["answers"]):
+            answers = {i for start, end in spans for i in range(start, end)}
+            read = {i for i, label in enumerate(row["labels"]) if label != -100}
+            assert answers and read == (set(range(sum(row["attention_mask"]))) if loss == EVERY_TOKEN else answers)
+            assert all(row["labels"][i] == row["input_ids"][i] for i in read)  # the model shifts them itself
+
+
+def test_each_task_declares_what_its_loss_reads_and_how_long_its_examples_are():
+    recipes = {name: (task.loss, task.train_lengths) for name, task in TASKS.items()}
+    assert recipes == {"passkey": ("every token", "L"), "recall": ("answers", "up to L"),
+                       "copy": ("answers", "up to L"), "reverse": ("answers", "up to L")}
+    assert min(len(e) for e in TASKS["recall"].examples(0, 64, 100)) < 32  # pairs at every distance that fits L
+    assert {len(e) for e in TASKS["passkey"].examples(0, 64, 20)} == {64}
+    assert study_kind("recall").settings(None, None) == {"loss": "answers", "train_lengths": "up to L"}
 
 
 def always_says(word: str, task) -> PosAttnForCausalLM:
@@ -173,6 +206,57 @@ def test_random_positions_reach_the_score_bias_schemes(scheme):
         torch.testing.assert_close(skipping, shifted, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_decoding_on_drawn_positions_reads_them_as_teacher_forcing_does(scheme):
+    """`generate` given the positions of the prompt and of the tokens to come decodes what a forward over the same
+    positions predicts: the new tokens read the drawn positions (not the last prompt position + 1), and a score
+    bias reads the cached keys' drawn positions (not their slots). Scales large enough for positions to matter."""
+    model = tiny_lm(scheme, max_position_embeddings=512, initializer_range=0.3)
+    generator = torch.Generator().manual_seed(1)
+    prompt = torch.randint(3, 97, (3, 10), generator=generator)
+    positions = torch.randperm(400, generator=generator)[:16].sort().values.expand(3, 16).clone()
+    written = model.generate(prompt, attention_mask=torch.ones_like(prompt), position_ids=positions,
+                             do_sample=False, max_new_tokens=6, min_new_tokens=6, pad_token_id=0, use_cache=True)
+    with torch.no_grad():
+        forced = model(written, position_ids=positions).logits[:, 9:15].argmax(-1)
+    assert torch.equal(forced, written[:, 10:])
+
+
+def test_evaluation_positions_are_one_sorted_draw_per_example_the_same_for_every_model():
+    sets = evaluation_sets(TASKS["copy"], [32, 64], count=5)
+    drawn = evaluation_positions(sets, 64)
+    assert drawn == evaluation_positions(sets, 64)
+    for length, examples in sets.items():
+        for example, positions in zip(examples, drawn[length]):
+            assert len(positions) == len(example) and positions == sorted(set(positions))
+            assert 0 <= positions[0] and positions[-1] < 64
+    assert len({tuple(positions) for positions in drawn[32]}) == 5  # one draw per example
+
+
+def test_a_twin_is_scored_on_drawn_positions_beside_plain_ones_and_its_row_shows_the_drawn():
+    task, kind = TASKS["copy"], study_kind("copy")
+    sets = evaluation_sets(task, [32, 64], count=5)
+    material = {"sets": sets, "seq_len": 32, "positions": evaluation_positions(sets, 64)}
+    model, tokenizer = always_says("a", task), task.tokenizer()
+    assert kind.evaluate_run(model, tokenizer, TrainingOptions(task="copy"), material, [32, 64]) == {}
+    twin = kind.evaluate_run(model, tokenizer, TrainingOptions(task="copy", random_positions=64), material, [32, 64])
+    assert [r["length"] for r in twin[DRAWN_RESULTS]] == [32, 64] and all(
+        r["answers"] == 5 for r in twin[DRAWN_RESULTS])
+
+    def scored(at_l):
+        return [{"length": 32, "exact_match": at_l, "answers": 5, "by": {}},
+                {"length": 64, "exact_match": 0.0, "answers": 5, "by": {}}]
+
+    record = {"position": "alibi", "random_positions": 64, "parameters": 1, "train_seconds": 60.0,
+              "results": scored(0.2), DRAWN_RESULTS: scored(1.0)}
+    [row] = summarize([record], ["alibi"], [32, 64], kind)
+    assert row["positions"] == "drawn" and row["exact_match"][32] == 1.0 and row["learned"]
+    assert row["plain"]["exact_match"][32] == 0.2
+    study = task_study([{**row, "label": "alibi + random positions", "parameters": 4e5}], task="copy")
+    study["settings"].update(lengths=[32, 64], seq_len=32, random_positions=64)
+    assert "scored on sorted positions drawn from [0, 64)" in markdown_table(study)
+
+
 def task_study(rows, task="passkey", seeds=(0,)):
     return {"settings": {"lengths": [64, 128], "seq_len": 64, "seeds": list(seeds), "task": task, "preset": "task",
                          "max_steps": 10},
@@ -190,6 +274,14 @@ def test_the_accuracy_table_marks_a_scheme_that_did_not_learn_the_task():
     table = markdown_table(task_study([accuracy_row("alibi", 1.0, 0.9), accuracy_row("rotary", 0.4, 0.0)]))
     assert "| alibi | 0.40M | 1.00 | 0.90 |" in table
     assert "rotary (did not learn at L)" in table and "one seed" in table
+
+
+@pytest.mark.parametrize("loss, phrase", [("answers", "the loss on the answers only"),
+                                          ("every token", "the loss on every token")])
+def test_the_table_says_what_the_loss_read(loss, phrase):
+    study = task_study([accuracy_row("alibi", 1.0, 0.9)])
+    study["settings"].update(loss=loss, train_lengths="up to L")
+    assert f"trained at L = 64 ({phrase}, examples of lengths drawn up to L)" in markdown_table(study)
 
 
 def test_a_study_row_summarises_seeds_and_flags_learning():
@@ -248,5 +340,11 @@ def test_a_recorded_passkey_study_gives_its_table_and_figures(tmp_path):
     assert markdown_table(passkey) == (ROOT / "docs" / "tasks-passkey-quick.md").read_text().rstrip("\n")
     assert_png(plot_accuracy(passkey, str(tmp_path / "accuracy.png")), (1000, 550))
     assert_png(plot_depth_grid(passkey, str(tmp_path / "depths.png")), (1300, 480))
+    recall = read_study(str(ROOT / "docs" / "tasks-recall-quick.json"))  # its own recipe, said in the caption
+    assert markdown_table(recall) == (ROOT / "docs" / "tasks-recall-quick.md").read_text().rstrip("\n")
+    assert "(the loss on the answers only, examples of lengths drawn up to L)" in markdown_table(recall)
+    twin = read_study(str(ROOT / "docs" / "tasks-passkey-alibi-twin.json"))  # a twin's row: its drawn positions
+    assert markdown_table(twin) == (ROOT / "docs" / "tasks-passkey-alibi-twin.md").read_text().rstrip("\n")
+    assert twin["table"][1]["positions"] == "drawn" and twin["table"][1]["plain"]["exact_match"][64] == 0.01
     lm = read_study(str(ROOT / "docs" / "study-compare.json"))
     assert_png(plot_perplexity_beside_passkey(lm, passkey, str(tmp_path / "beside.png")), (1200, 320))

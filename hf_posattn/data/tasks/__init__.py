@@ -3,7 +3,7 @@ vocabulary (common.py has the format). `lm`, language modelling on text, is the 
 generator here (its text is the corpus, its tokenizer a trained BPE).
 """
 
-from .common import Example, Task, word_tokenizer
+from .common import EVERY_TOKEN, FULL_LENGTH, Example, Task, word_tokenizer
 from .passkey import Passkey
 from .recall import Recall
 from .strings import Copy, Reverse
@@ -34,5 +34,15 @@ def made_for_text(tasks: tuple[str, ...]) -> str:
     return "text" if tasks == (LANGUAGE_MODELLING,) else f"the {' or '.join(tasks)} task"
 
 
+def training_recipe(name: str) -> dict:
+    """What a run of the task `name` trains on, as its records and the study's table say it: what its loss reads
+    (`Task.loss`) and how long its examples are (`Task.train_lengths`). Language modelling: every token of blocks
+    of L tokens."""
+    if name == LANGUAGE_MODELLING:
+        return {"loss": EVERY_TOKEN, "train_lengths": FULL_LENGTH}
+    task = task_named(name)
+    return {"loss": task.loss, "train_lengths": task.train_lengths}
+
+
 __all__ = ["LANGUAGE_MODELLING", "TASKS", "TASK_NAMES", "Example", "Task", "made_for", "made_for_text", "task_named",
-           "word_tokenizer"]
+           "training_recipe", "word_tokenizer"]

@@ -8,8 +8,10 @@ word, with the spans of it that are answers:
     words    <bos> ... what is the pass key ? the pass key is 7 2 9 1 4
     answers                                                    [-------]      (start, end) into `words`
 
-Training reads the words, one example a block from position 0 (the language model's loss on every token: the loss
-on the answers alone teaches too little per step to learn at this size). Evaluation gives the model the words before
+Training reads the words, one example a block from position 0. What the loss reads is the task's (`Task.loss`):
+every token, as a language model's, or only the answer words, as the papers train these tasks (Zoology's MQAR labels
+are -100 but for the value after each query; Kazemnejad et al. mask the loss to the output). So is how long its
+training examples are (`Task.train_lengths`). Evaluation gives the model the words before
 an answer, lets it decode the answer greedily (`generate`, KV cache) and scores it by exact match of the answer's
 words; an example with several answers (recall) gives each one the true words before it.
 
@@ -23,6 +25,12 @@ from dataclasses import dataclass, field
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_WORDS = (PAD, BOS, EOS, UNK)
+
+# What a task's training loss reads: every token (the language model's loss), or only the answers' tokens.
+EVERY_TOKEN, ANSWERS = "every token", "answers"
+LOSSES = (EVERY_TOKEN, ANSWERS)
+# How long a task's training examples are: all L tokens, or drawn uniformly from the shortest the format allows to L.
+FULL_LENGTH, UP_TO_L = "L", "up to L"
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,10 @@ class Task:
     words: tuple[str, ...] = ()
     min_length: int = 1  # the shortest example the format allows, in tokens
     breakdown: str | None = None  # the tag that evaluation breaks exact match down by
+    # The task's training recipe: what the loss reads (LOSSES) and how long its examples are (FULL_LENGTH, UP_TO_L).
+    # The model and the number of steps are the `task` preset's (training/options.py).
+    loss: str = EVERY_TOKEN
+    train_lengths: str = FULL_LENGTH
 
     def example(self, rng: random.Random, length: int) -> Example:
         raise NotImplementedError
@@ -81,9 +93,9 @@ class Task:
         return len(SPECIAL_WORDS) + len(self.words)
 
     def train_length(self, rng: random.Random, length: int) -> int:
-        """How long a training example for training length `length` is: all of it (a task whose examples come in
-        sizes, copy and reverse, draws one that fits)."""
-        return length
+        """How long a training example for training length `length` is, as `train_lengths` says: all of it, or a
+        length drawn uniformly from the shortest the format allows up to it."""
+        return length if self.train_lengths == FULL_LENGTH else rng.randint(self.min_length, length)
 
     def examples(self, seed: int, length: int, count: int, purpose: str = "train") -> list[Example]:
         """`count` examples: for training, of the lengths `train_length` draws to fit `length` tokens; for

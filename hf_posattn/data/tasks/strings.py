@@ -14,7 +14,7 @@ whole answer, by string length.
 
 import random
 
-from .common import BOS, Example, Task
+from .common import ANSWERS, BOS, UP_TO_L, Example, Task
 
 ALPHABET = tuple("abcdefghijklmnopqrstuvwxyz")
 SEPARATOR = "="
@@ -27,14 +27,13 @@ class Copy(Task):
     words = (SEPARATOR, *ALPHABET)
     min_length = 4  # <bos> a = a
     breakdown = "string_length"
+    # Kazemnejad et al. mask the loss to the output tokens: the string itself is random, nothing to learn there.
+    loss = ANSWERS
+    train_lengths = UP_TO_L  # strings of every size that fits L
 
     @staticmethod
     def answer(string: list[str]) -> list[str]:
         return string
-
-    def train_length(self, rng: random.Random, length: int) -> int:
-        """Training strings of every size that fits `length` tokens, drawn uniformly."""
-        return rng.randint(self.min_length, length)
 
     def example(self, rng: random.Random, length: int) -> Example:
         """One example of `length` tokens (`length - 1` when it is odd)."""
