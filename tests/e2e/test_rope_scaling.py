@@ -127,7 +127,7 @@ def test_init_from_fine_tunes_longer_with_a_scaling(rotary, tmp_path):
 
 @pytest.mark.parametrize("extra, named", [
     (["--position", "alibi"], "position"),
-    (["--vocab-size", "999"], "vocab_size"),
+    (["--vocab-size", "999"], "--vocab-size 999"),  # named as it was given
     (["--tokenizer", "elsewhere"], "tokenizer"),
 ])
 def test_init_from_refuses_options_its_model_fixes(rotary, tmp_path, extra, named, capsys):

@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, Trai
 from hf_posattn import files
 from hf_posattn.cli import main
 from hf_posattn import runfolder as runs
+from hf_posattn.training import data as training_data
 from hf_posattn.training import run as training
 from hf_posattn.runfolder import RUN_FILE
 from hf_posattn.training.options import TrainingOptions
@@ -95,7 +96,7 @@ def test_non_finite_or_non_positive_options_are_refused_up_front(value, play_tex
     with pytest.raises(SystemExit) as exited:
         posattn("train", *TINY_RUN, "--data", play_text, "--output-dir", tmp_path / "m", f"--learning-rate={value}")
     assert exited.value.code == 2 and "expected a positive number" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="learning_rate must be a positive number"):
+    with pytest.raises(ValueError, match="learning_rate must be a finite number greater than 0"):
         train(options(tmp_path / "m", play_text, learning_rate=float(value)))
     assert not (tmp_path / "m").exists()
 
@@ -121,7 +122,7 @@ def fail_after_training(original):
 
 
 PHASES = {
-    "tokens": (training, "pack", fail),
+    "tokens": (training_data, "pack", fail),
     "trainer": (training, "make_trainer", fail),
     "record-start": (training, "write_run_file", fail),
     "training": (Trainer, "train", fail),
