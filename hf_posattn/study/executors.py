@@ -139,9 +139,15 @@ def run_all(runs: list, executor, log_of=None, wait: bool = True) -> tuple[dict,
         if not wait:
             return records, failures
         pending = dict(futures)
+        lost = getattr(executor, "lost", lambda future: None)  # a job its scheduler forgot (Slurm)
         while pending:
             for name, (run, future) in list(pending.items()):
                 if not future.done():
+                    why = lost(future)
+                    if why is not None:
+                        del pending[name]
+                        failures.append(RunFailed(run, RuntimeError(why), log_of(run)))
+                        notice(f"{run.label}: failed ({why})")
                     continue
                 del pending[name]
                 try:

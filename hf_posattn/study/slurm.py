@@ -264,6 +264,15 @@ def failure(job, run=None) -> JobFailure | None:
                       error=str(error))
 
 
+LOST_SECONDS = 30  # how long a job may be unknown to squeue and sacct before it is taken as cancelled
+
+
+def queued_jobs() -> set[str]:
+    """The ids of the jobs Slurm holds now (pending or running), array tasks one by one."""
+    out = subprocess.run(["squeue", "--noheader", "--array", "--format=%i"], capture_output=True, text=True)
+    return set(out.stdout.split()) if out.returncode == 0 else set()
+
+
 SUBMITTED_FILE = "submitted.json"  # in STUDY/slurm/: the job of each run submitted, so that a later call waits for it
 
 
@@ -277,6 +286,7 @@ class SlurmExecutor:
         self.study_dir, self.options = Path(study_dir), options
         self.executor = make_executor(study_dir, options)
         self.jobs: dict[str, object] = {}
+        self.missing: dict[str, float] = {}  # job id: since when neither squeue nor sacct knows it (`lost`)
         self.starting = f"submitted as a Slurm job (partition {options.partition or 'the default'})"
 
     @property
@@ -315,6 +325,20 @@ class SlurmExecutor:
             return None
         self.jobs[run.name] = job
         return job
+
+    def lost(self, job) -> str | None:
+        """Why `job` will never end as far as submitit can tell, or None: an array task cancelled before it started
+        leaves no trace in Slurm's accounting, so its state stays UNKNOWN and it is never "done". Once neither
+        `squeue` nor `sacct` has known it for `LOST_SECONDS`, it is taken as cancelled."""
+        state = job.watcher.get_state(job.job_id, mode="standard").split()[0].upper()
+        if state != "UNKNOWN" or job.paths.result_pickle.exists() or job.job_id in queued_jobs():
+            self.missing.pop(job.job_id, None)
+            return None
+        first = self.missing.setdefault(job.job_id, time.monotonic())
+        if time.monotonic() - first < LOST_SECONDS:
+            return None
+        return (f"Slurm job {job.job_id} ended without a trace in its accounting (cancelled before it started?); "
+                f"the same command submits its run again")
 
     def log_of(self, run) -> str | None:
         job = self.jobs.get(run.name)
