@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-from ..common import Failed, notice
+from ..common import Failed, Interrupted, notice
 from ..runfolder import PROGRESS_FILE, read_json_record, staging_dir
 from .folder import LOGS_DIR
 from .summary import DRAWN_RESULTS
@@ -152,11 +152,9 @@ def run_all(runs: list, executor, log_of=None, wait: bool = True) -> tuple[dict,
                 del pending[name]
                 try:
                     records[name] = future.result()
-                except (KeyboardInterrupt, SystemExit):
+                except Interrupted:  # Ctrl-C stopped a run: the study, not one run, is what stops
                     raise
                 except Exception as error:  # a run's failure: the others go on
-                    if is_interruption(error):
-                        raise
                     failures.append(RunFailed(run, error, log_of(run)))
                     notice(f"{run.label}: failed ({type(error).__name__}: {error})")
                     continue
@@ -164,12 +162,6 @@ def run_all(runs: list, executor, log_of=None, wait: bool = True) -> tuple[dict,
             if pending:
                 time.sleep(1)
     return records, failures
-
-
-def is_interruption(error: BaseException) -> bool:
-    from ..common import Interrupted
-
-    return isinstance(error, Interrupted)
 
 
 class Watcher(threading.Thread):
