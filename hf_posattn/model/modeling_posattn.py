@@ -587,11 +587,14 @@ class PosAttnForCausalLM(PosAttnPreTrainedModel, GenerationMixin):
         positions: `max_position_embeddings`); it would otherwise fail only when it gets there."""
         super()._validate_generated_length(generation_config, input_ids_length, has_default_max_length)
         scheme = POSITION_SCHEMES[self.config.position_embedding_type]
-        limits = {f"past max_position_embeddings={limit}: {scheme.name} positions have none beyond": limit
-                  for limit in [scheme.max_length(self.config)] if limit is not None}
-        limits.update({f"past the {limit} positions that {scheme.name} positions compute right in {self.dtype}": limit
-                       for limit in [scheme.numeric_max_length(self.config, self.dtype)] if limit is not None})
-        for why, limit in limits.items():
+        table, numeric = scheme.max_length(self.config), scheme.numeric_max_length(self.config, self.dtype)
+        limits = []
+        if table is not None:
+            limits.append((table, f"past max_position_embeddings={table}: {scheme.name} positions have none beyond"))
+        if numeric is not None:
+            limits.append((numeric, f"past the {numeric} positions that {scheme.name} positions compute right in "
+                                    f"{self.dtype}"))
+        for limit, why in limits:
             if generation_config.max_length > limit:
                 raise ValueError(
                     f"generation would reach {generation_config.max_length} tokens (an input of {input_ids_length} "
