@@ -296,12 +296,12 @@ def plan_run(target: str, resume: bool = False, overwrite: bool = False, stage_n
     check_output_dir(target, flag)
     staging = staging_dir(target)
     if resume:
-        if is_run(staging):  # a replacement run that stopped before it was swapped in
-            return RunPlan(target, staging, resume=True)
-        if not is_run(target):
+        work_dir = staging if is_run(staging) else target  # staging: a replacement run stopped before its swap
+        if not is_run(work_dir):
             raise ValueError(f"{option('resume', True)}: {target} holds no run of `posattn train` to continue (no "
                              f"{RUN_FILE}). Start one without {option('resume')}.")
-        return RunPlan(target, target, resume=True)
+        files.refuse_links_in(work_dir)  # training writes there again, under names it chose (checkpoints, logs)
+        return RunPlan(target, work_dir, resume=True)
     if is_free(target):
         return RunPlan(target, staging if stage_new else target, stage_new=stage_new)
     foreign = foreign_entries(target)

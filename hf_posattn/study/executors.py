@@ -23,7 +23,7 @@ import time
 
 from ..common import Failed, Interrupted, notice
 from ..runfolder import PROGRESS_FILE, read_json_record, staging_dir
-from .folder import LOGS_DIR
+from .folder import LOGS_DIR, study_path
 from .summary import DRAWN_RESULTS
 
 PROGRESS_SECONDS = 60  # how often the waiting command shows where the running runs are
@@ -57,7 +57,7 @@ class LocalProcesses(concurrent.futures.ProcessPoolExecutor):
             slots.put(str(slot % gpus) if gpus else None)
         super().__init__(max_workers=jobs, mp_context=context, initializer=set_up_worker,
                          initargs=(slots, threads))
-        self.logs = os.path.join(study_dir, LOGS_DIR)
+        self.logs = study_path(study_dir, LOGS_DIR)
         where = f"{gpus} GPU{'s' if gpus > 1 else ''}" if gpus else f"{threads} CPU thread{'s' * (threads > 1)} each"
         self.starting = f"started ({jobs} at once on this machine, {where})"
 
@@ -227,6 +227,6 @@ class Watcher(threading.Thread):
 
 def log_in(study_dir: str):
     """Where `LocalProcesses` (and Slurm) put a run's output."""
-    return lambda run: os.path.join(study_dir, LOGS_DIR, f"{run.name}.log")
+    return lambda run: os.path.join(study_path(study_dir, LOGS_DIR), f"{run.name}.log")
 
 

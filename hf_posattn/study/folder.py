@@ -9,7 +9,7 @@ into another.
 import os
 
 from ..common import option
-from ..files import saved_whole, write_json
+from ..files import refuse_link, saved_whole, write_json
 from ..runfolder import check_output_dir, entries, is_free, read_json_record
 
 STUDY_FILE = "posattn_study.json"  # what makes a folder a study of `posattn compare` (its command and settings)
@@ -19,6 +19,15 @@ TOKENIZER_SOURCE = "source.json"  # beside it: what it was made for (the data an
 # `posattn compare` writes.
 EARLIER_STUDY_FILE = os.path.join(TOKENIZER_DIR, TOKENIZER_SOURCE)
 LOGS_DIR = "logs"  # each run's output when it runs in another process or a Slurm job, and its progress
+
+
+def study_path(study: str, name: str) -> str:
+    """`name` inside the study's folder: the one place the study makes a path of its own (a run's folder, the
+    tokenizer, the logs). A symbolic link there is refused, never followed: the study chose the name, and a link
+    planted under it (in a study folder received from someone else) would send a run's files anywhere."""
+    path = os.path.join(study, name)
+    refuse_link(path)
+    return path
 
 
 def is_study(folder: str) -> bool:
@@ -39,7 +48,7 @@ def plan_study(folder: str, flag: str | None = None) -> None:
 
 
 def tokenizer_dir(study: str) -> str:
-    return os.path.join(study, TOKENIZER_DIR)
+    return study_path(study, TOKENIZER_DIR)
 
 
 def check_study_tokenizer(study: str, source: dict, overwrite: bool) -> None:
@@ -70,7 +79,7 @@ def check_study_tokenizer(study: str, source: dict, overwrite: bool) -> None:
 def write_study_start(study: str, command: str | None, settings: dict, tokenizer, source: dict) -> None:
     """The study file (its command and settings), then the shared tokenizer with the record of what it was made
     for, each written whole."""
-    write_json(os.path.join(study, STUDY_FILE), {"command": command, "settings": settings})
+    write_json(study_path(study, STUDY_FILE), {"command": command, "settings": settings})
     folder = tokenizer_dir(study)
     os.makedirs(folder, exist_ok=True)
     with saved_whole(folder) as temporary:

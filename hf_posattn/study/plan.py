@@ -33,7 +33,7 @@ from ..runfolder import (
     staging_dir,
 )
 from ..training.options import RUN_IDENTITY, TrainingOptions, moved_with_the_run
-from .folder import tokenizer_dir
+from .folder import study_path, tokenizer_dir
 from .options import EXTENSIONS, SHARED, CompareOptions
 
 
@@ -128,7 +128,7 @@ def run_options(options: CompareOptions, position: str, seed: int, vocab_size: i
     shared = {name: getattr(options, name) for name in SHARED if name != "vocab_size"}
     name = f"{position}-seed{seed}" if random_positions is None else f"{position}-random{random_positions}-seed{seed}"
     return TrainingOptions(
-        output_dir=os.path.join(options.output_dir, name), position=position, seed=seed,
+        output_dir=study_path(options.output_dir, name), position=position, seed=seed,
         tokenizer=tokenizer_dir(options.output_dir), vocab_size=vocab_size, eval_steps=options.max_steps,
         save_steps=max(1, options.max_steps // CHECKPOINTS), quiet=True, overwrite=options.overwrite,
         random_positions=random_positions, **shared)

@@ -31,7 +31,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .folder import study_path
+
 INSTALL = 'pip install "hf-posattn[slurm]"'
+SLURM_DIR = "slurm"  # in the study's folder: submitit's files, the jobs' logs, and the record of what was submitted
 # Folders that are each machine's own on a cluster: what a job on a compute node would find there is not what the
 # login node wrote. The temporary folder of this process (TMPDIR) is added when the check runs.
 NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm")
@@ -126,7 +129,7 @@ def check_slurm(study_dir, options: SlurmOptions) -> None:
 def log_folder(study_dir) -> Path:
     """Where submitit keeps each job's submission, result and logs: STUDY/slurm/<job id>/ (an array task's id
     reads ARRAY_TASK)."""
-    return Path(study_dir).absolute() / "slurm" / "%j"
+    return Path(study_path(os.path.abspath(study_dir), SLURM_DIR)) / "%j"
 
 
 def make_executor(study_dir, options: SlurmOptions):
@@ -291,7 +294,7 @@ class SlurmExecutor:
 
     @property
     def record(self) -> Path:
-        return self.study_dir / "slurm" / SUBMITTED_FILE
+        return Path(study_path(str(self.study_dir), SLURM_DIR)) / SUBMITTED_FILE
 
     def batch(self):
         return self.executor.batch()

@@ -175,6 +175,22 @@ def test_a_study_is_known_by_its_own_file_and_leftovers_of_a_kill_do_not_block_i
     assert "holds a tokenizer that this study did not make" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name, extra", [("none-seed0", []), ("tokenizer", []), ("logs", ["--jobs", "2"])])
+def test_a_link_planted_under_a_name_the_study_chose_is_refused_not_followed(name, extra, text, tmp_path, capsys):
+    """A study folder received from someone else may hold a symbolic link where a run's folder, the tokenizer or the
+    logs go: the study writes nothing through it (the folder it points to stays as it was), and says which link."""
+    study, elsewhere = tmp_path / "study", tmp_path / "elsewhere"
+    assert posattn("compare", *SMALL, "--data", text, "--output-dir", study) == 0
+    elsewhere.mkdir()
+    (elsewhere / "precious.txt").write_text("not the study's")
+    shutil.rmtree(study / name, ignore_errors=True)
+    (study / name).symlink_to(elsewhere, target_is_directory=True)
+    before = snapshot(elsewhere)
+    assert posattn("compare", *SMALL, "--data", text, "--output-dir", study, "--overwrite", *extra) == 2
+    assert f"{study / name} is a symbolic link (to {elsewhere})" in capsys.readouterr().err
+    assert snapshot(elsewhere) == before and (study / name).is_symlink()
+
+
 def test_ctrl_c_says_how_to_continue_the_study(text, tmp_path):
     study = tmp_path / "study"
     arguments = ["compare", *SMALL[:-5], "100000", *SMALL[-4:], "--data", str(text), "--output-dir", str(study)]

@@ -114,3 +114,22 @@ def test_no_writer_opens_a_file_without_refusing_links():
                 text = open(os.path.join(folder, name), encoding="utf-8").read()
                 writing += [name for mode in ('"w")', '"wb")', "'w')", "'wb')", '"a")') if mode in text]
     assert writing == ["context.py"]  # the lesson's toy corpus, in a temporary folder of its own
+
+
+@pytest.mark.parametrize("where", ["checkpoint-4", "runs", "checkpoint-2/optimizer.pt"])
+@pytest.mark.parametrize("kind", ["file", "folder", "dangling"])
+def test_a_run_continued_with_a_link_in_its_folder_is_refused(where, kind, tmp_path):
+    """Training writes again into a run it continues, under names it chose (checkpoints, the trackers' logs): a
+    link anywhere in that folder is refused before any work, wherever it points."""
+    from hf_posattn.runfolder import RUN_FILE, plan_run
+
+    run, outside = tmp_path / "run", tmp_path / "outside"
+    (run / "checkpoint-2").mkdir(parents=True)
+    (run / RUN_FILE).write_text("{}")
+    outside.mkdir()
+    (outside / "victim.txt").write_text("precious")
+    plant(run / where, kind, outside)
+    with pytest.raises(files.LinkRefused, match=f"{run / where} is a symbolic link"):
+        plan_run(str(run), resume=True)
+    (run / where).unlink()
+    assert plan_run(str(run), resume=True).work_dir == str(run)
