@@ -324,7 +324,8 @@ def plan_run(target: str, resume: bool = False, overwrite: bool = False, stage_n
 @contextlib.contextmanager
 def locked(target: str) -> Iterator[None]:
     """Hold `target`'s lock (`files.lock`: keyed on its real path, removed on release) while the block runs; refuse
-    at once when another process holds it."""
+    at once when another process holds it, and first a `target` that could not be a folder of this process's."""
+    check_output_dir(target)
     with contextlib.ExitStack() as held:
         try:
             held.enter_context(files.lock(target))

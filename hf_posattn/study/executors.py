@@ -23,7 +23,6 @@ import time
 
 from ..common import Failed, Interrupted, notice
 from ..runfolder import PROGRESS_FILE, read_json_record, staging_dir
-from .folder import LOGS_DIR, study_path
 from .summary import DRAWN_RESULTS
 
 PROGRESS_SECONDS = 60  # how often the waiting command shows where the running runs are
@@ -44,9 +43,9 @@ class InProcess:
 class LocalProcesses(concurrent.futures.ProcessPoolExecutor):
     """`jobs` runs at once, each in a fresh process (spawned: nothing of this process's torch state is shared) with
     `cores // jobs` CPU threads, or one GPU of the machine's (round robin: more jobs than GPUs share them). Each run's
-    output goes to `STUDY/logs/NAME.log`."""
+    output goes to `LOGS/NAME.log` (a study's: `STUDY/logs`)."""
 
-    def __init__(self, jobs: int, study_dir: str):
+    def __init__(self, jobs: int, logs: str):
         import torch
 
         gpus = torch.cuda.device_count()
@@ -57,13 +56,16 @@ class LocalProcesses(concurrent.futures.ProcessPoolExecutor):
             slots.put(str(slot % gpus) if gpus else None)
         super().__init__(max_workers=jobs, mp_context=context, initializer=set_up_worker,
                          initargs=(slots, threads))
-        self.logs = study_path(study_dir, LOGS_DIR)
+        self.logs = logs
         where = f"{gpus} GPU{'s' if gpus > 1 else ''}" if gpus else f"{threads} CPU thread{'s' * (threads > 1)} each"
         self.starting = f"started ({jobs} at once on this machine, {where})"
 
+    def log_of(self, run) -> str:
+        return os.path.join(self.logs, f"{run.name}.log")
+
     def submit(self, fn, *args) -> concurrent.futures.Future:
         os.makedirs(self.logs, exist_ok=True)
-        return super().submit(run_logged, fn, os.path.join(self.logs, f"{fn.name}.log"), *args)
+        return super().submit(run_logged, fn, self.log_of(fn), *args)
 
 
 def set_up_worker(slots, threads: int) -> None:
@@ -128,12 +130,12 @@ def submit_all(runs: list, executor) -> dict:
     return futures
 
 
-def run_all(runs: list, executor, log_of=None, wait: bool = True) -> tuple[dict, list[RunFailed]]:
+def run_all(runs: list, executor, wait: bool = True) -> tuple[dict, list[RunFailed]]:
     """Submit every run to `executor`, show where the running ones are while waiting, and return the records of the
-    runs that finished (by run name) and the failures. `log_of(run)`: where a run's output is, for the messages
-    (the executor's own `log_of` first). `wait=False`: submit and return nothing."""
+    runs that finished (by run name) and the failures, each with where its output is (`executor.log_of(run)`, for
+    an executor whose runs write it elsewhere than this terminal). `wait=False`: submit and return nothing."""
     records, failures = {}, []
-    log_of = getattr(executor, "log_of", None) or log_of or (lambda run: None)
+    log_of = getattr(executor, "log_of", lambda run: None)
     with Watcher(runs, executor) as watcher:
         futures = submit_all(runs, executor)
         if not wait:
@@ -223,10 +225,5 @@ class Watcher(threading.Thread):
         pace = sum(self.seconds) / len(self.seconds)
         return (f"  {len(self.done)}/{len(self.runs)} runs done, {waiting} waiting: about {waiting * pace / 60:.0f} "
                 f"min of runs left after the running ones")
-
-
-def log_in(study_dir: str):
-    """Where `LocalProcesses` (and Slurm) put a run's output."""
-    return lambda run: os.path.join(study_path(study_dir, LOGS_DIR), f"{run.name}.log")
 
 

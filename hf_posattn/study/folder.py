@@ -10,7 +10,7 @@ import os
 
 from ..common import option
 from ..files import refuse_link, saved_whole, write_json
-from ..runfolder import check_output_dir, entries, is_free, read_json_record
+from ..runfolder import entries, is_free, read_json_record
 
 STUDY_FILE = "posattn_study.json"  # what makes a folder a study of `posattn compare` (its command and settings)
 TOKENIZER_DIR = "tokenizer"  # one tokenizer for every run, so that all see the same tokens
@@ -18,7 +18,8 @@ TOKENIZER_SOURCE = "source.json"  # beside it: what it was made for (the data an
 # A study made before the study file existed is known by the record beside its shared tokenizer, which only
 # `posattn compare` writes.
 EARLIER_STUDY_FILE = os.path.join(TOKENIZER_DIR, TOKENIZER_SOURCE)
-LOGS_DIR = "logs"  # each run's output when it runs in another process or a Slurm job, and its progress
+LOGS_DIR = "logs"  # each run's output when it runs in another process of this machine
+SLURM_DIR = "slurm"  # submitit's files, the jobs' logs, and the record of what was submitted
 
 
 def study_path(study: str, name: str) -> str:
@@ -36,9 +37,9 @@ def is_study(folder: str) -> bool:
 
 def plan_study(folder: str, flag: str | None = None) -> None:
     """Refuse, with the fix, a study folder that is neither free nor a study's: a folder of a user's own files
-    (a compare.csv, a tokenizer/) is never written into, nor read as the study's, with or without --overwrite."""
+    (a compare.csv, a tokenizer/) is never written into, nor read as the study's, with or without --overwrite. Under
+    the folder's lock (`runfolder.locked`, which has checked that it can be a folder of ours)."""
     flag = flag or option("output_dir")
-    check_output_dir(folder, flag)
     if is_free(folder) or is_study(folder):
         return
     names = entries(folder)

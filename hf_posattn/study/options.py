@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from .. import arguments
 from ..arguments import one_or_more, optional
 from ..common import option
-from ..data.tasks import LANGUAGE_MODELLING, task_named
+from ..data.tasks import LANGUAGE_MODELLING
 from ..files import resolve_path
 from ..model import positional
 from ..model.positional import POSITION_EMBEDDING_TYPES, POSITION_SCHEMES
@@ -113,19 +113,16 @@ FIELD_CHECKS = {
 def resolve_study(options: CompareOptions) -> CompareOptions:
     """`options` with the study's values and the preset's filled in, paths resolved, and everything checked that
     can be before any work (each scheme's runs too: learned positions take --seq-len within their table)."""
-    if options.task not in BUDGETS:
-        task_named(options.task)  # an unknown task is named, with the choices
     study = BUDGETS.get(options.task, TASK_STUDIES)["quick" if options.quick else "default"]
     options = dataclasses.replace(
-        options,
-        output_dir=resolve_path(study["output_dir"].format(task=options.task) if options.output_dir is None
-                                else options.output_dir, "--output-dir"),
-        factors=sorted(set(options.factors)), seeds=list(dict.fromkeys(options.seeds)),
+        options, factors=sorted(set(options.factors)), seeds=list(dict.fromkeys(options.seeds)),
         **{name: value for name, value in study.items() if name != "output_dir" and getattr(options, name) is None})
     options = dataclasses.replace(options, positions=list(dict.fromkeys(options.positions)))
-    # The preset's values for what neither the options nor the study set (and their checks).
+    # The preset's values for what neither the options nor the study set, and their checks (an unknown task too).
     run = complete(resolve_paths(TrainingOptions(**{name: getattr(options, name) for name in SHARED})))
-    options = dataclasses.replace(options, **{name: getattr(run, name) for name in SHARED})
+    output_dir = study["output_dir"].format(task=options.task) if options.output_dir is None else options.output_dir
+    options = dataclasses.replace(options, output_dir=resolve_path(output_dir, "--output-dir"),
+                                  **{name: getattr(run, name) for name in SHARED})
     unknown = [name for name in options.positions if name not in POSITION_EMBEDDING_TYPES]
     if unknown:
         raise ValueError(f"unknown position scheme {', '.join(unknown)}: choose from "

@@ -25,8 +25,16 @@ from ..common import hardware, notice
 from ..files import WriteFailed
 from ..runfolder import EVALUATION_FILE, locked, read_json_record
 from ..training.outcomes import TrainingInterrupted, TrainingWriteFailed
-from .executors import InProcess, LocalProcesses, RunsFailed, log_in, run_all
-from .folder import check_study_tokenizer, plan_study, tokenizer_dir, write_study_start
+from .executors import InProcess, LocalProcesses, RunsFailed, run_all
+from .folder import (
+    LOGS_DIR,
+    SLURM_DIR,
+    check_study_tokenizer,
+    plan_study,
+    study_path,
+    tokenizer_dir,
+    write_study_start,
+)
 from .kind import study_kind
 from .options import CompareOptions, resolve_study
 from .plan import next_step, plan_runs
@@ -50,8 +58,10 @@ def make_executor(options: CompareOptions):
     if options.slurm is not None:
         from .slurm import SlurmExecutor
 
-        return SlurmExecutor(options.output_dir, options.slurm)
-    return LocalProcesses(options.jobs, options.output_dir) if options.jobs > 1 else InProcess()
+        return SlurmExecutor(study_path(options.output_dir, SLURM_DIR), options.slurm)
+    if options.jobs > 1:
+        return LocalProcesses(options.jobs, study_path(options.output_dir, LOGS_DIR))
+    return InProcess()
 
 
 @arguments.checked(options=arguments.instance(CompareOptions), command=arguments.optional(arguments.text))
@@ -65,9 +75,8 @@ def compare(options: CompareOptions, command: str | None = None, executor=None) 
 
     pyplot()  # without matplotlib, fail now rather than after training every model
     options = resolve_study(options)
-    plan_study(options.output_dir)  # a free folder, or a study's: never a folder of other files
     with locked(options.output_dir):  # one study at a time in a folder
-        plan_study(options.output_dir)  # again, under the lock: another process may have written since
+        plan_study(options.output_dir)  # a free folder, or a study's: never a folder of other files
         owned = executor is None
         executor = make_executor(options) if owned else executor
         try:
@@ -109,8 +118,7 @@ def run_study(options: CompareOptions, command: str | None, executor) -> dict:
     for run in runs:
         if run.name in done:
             notice(f"{run.label}: reusing the finished run in {run.options.output_dir} (its evaluation is recorded)")
-    records, failures = run_all([run for run in runs if run.name not in done], executor, log_in(options.output_dir),
-                                wait=options.wait)
+    records, failures = run_all([run for run in runs if run.name not in done], executor, wait=options.wait)
     if not options.wait:
         notice(f"submitted: the runs go on without this command. Run the same command again to wait for them and "
                f"gather the study (runs still queued or running are waited for, not submitted again).")

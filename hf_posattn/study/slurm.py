@@ -1,8 +1,8 @@
 """A study's runs as Slurm jobs, through submitit (one job array for all the runs a study has left to do).
 
     options = SlurmOptions(partition="gpu", time_min=120, gpus_per_run=1, extra=parse_extra(["account=abc"]))
-    check_slurm(study_dir, options)              # before anything is submitted: clear errors, nothing half done
-    executor = make_executor(study_dir, options)  # logs and submitit's files in STUDY/slurm/<job id>/
+    check_slurm(study_dir, options)           # before anything is submitted: clear errors, nothing half done
+    executor = make_executor(folder, options)  # logs and submitit's files in FOLDER/<job id>/ (a study's: STUDY/slurm)
     jobs = submit_runs(executor, runs)            # one array; each job has submit/result's `.result()`
     job_counts(jobs)                              # {"pending": 3, "running": 2, "done": 0, "failed": 0}
     cancel_command(jobs)                          # "scancel 1234": for a user who stops waiting
@@ -31,10 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .folder import study_path
-
 INSTALL = 'pip install "hf-posattn[slurm]"'
-SLURM_DIR = "slurm"  # in the study's folder: submitit's files, the jobs' logs, and the record of what was submitted
 # Folders that are each machine's own on a cluster: what a job on a compute node would find there is not what the
 # login node wrote. The temporary folder of this process (TMPDIR) is added when the check runs.
 NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm")
@@ -126,16 +123,16 @@ def check_slurm(study_dir, options: SlurmOptions) -> None:
                          f"and {options.gpus_per_run} GPUs per run")
 
 
-def log_folder(study_dir) -> Path:
-    """Where submitit keeps each job's submission, result and logs: STUDY/slurm/<job id>/ (an array task's id
-    reads ARRAY_TASK)."""
-    return Path(study_path(os.path.abspath(study_dir), SLURM_DIR)) / "%j"
+def log_folder(folder) -> Path:
+    """Where submitit keeps each job's submission, result and logs: FOLDER/<job id>/ (an array task's id reads
+    ARRAY_TASK)."""
+    return Path(folder).absolute() / "%j"
 
 
-def make_executor(study_dir, options: SlurmOptions):
-    """A submitit SlurmExecutor for the study's runs, its files under `log_folder(study_dir)`."""
+def make_executor(folder, options: SlurmOptions):
+    """A submitit SlurmExecutor for the study's runs, its files under `log_folder(folder)`."""
     submitit = _submitit()
-    executor = submitit.SlurmExecutor(folder=log_folder(study_dir), max_num_timeout=options.max_timeouts)
+    executor = submitit.SlurmExecutor(folder=log_folder(folder), max_num_timeout=options.max_timeouts)
     parameters = dict(job_name=options.job_name, time=options.time_min, cpus_per_task=options.cpus_per_run,
                       additional_parameters=dict(options.extra))
     if options.partition is not None:
@@ -285,16 +282,16 @@ class SlurmExecutor:
     so that the same command, run again while they are queued or running (after Ctrl-C, or `--no-wait`), waits for
     them (`attach`) instead of submitting them twice."""
 
-    def __init__(self, study_dir, options: SlurmOptions):
-        self.study_dir, self.options = Path(study_dir), options
-        self.executor = make_executor(study_dir, options)
+    def __init__(self, folder, options: SlurmOptions):
+        self.folder, self.options = Path(folder), options  # the jobs' files: the study's STUDY/slurm
+        self.executor = make_executor(folder, options)
         self.jobs: dict[str, object] = {}
         self.missing: dict[str, float] = {}  # job id: since when neither squeue nor sacct knows it (`lost`)
         self.starting = f"submitted as a Slurm job (partition {options.partition or 'the default'})"
 
     @property
     def record(self) -> Path:
-        return Path(study_path(str(self.study_dir), SLURM_DIR)) / SUBMITTED_FILE
+        return self.folder / SUBMITTED_FILE
 
     def batch(self):
         return self.executor.batch()
@@ -322,7 +319,7 @@ class SlurmExecutor:
         if job_id is None:
             return None
         submitit = _submitit()
-        job = submitit.SlurmJob(folder=log_folder(self.study_dir), job_id=job_id)
+        job = submitit.SlurmJob(folder=log_folder(self.folder), job_id=job_id)
         state = job.watcher.get_state(job_id, mode="force").split()[0].upper()
         if state not in PENDING_STATES - {"UNKNOWN"} | RUNNING_STATES:
             return None

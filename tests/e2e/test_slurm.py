@@ -57,7 +57,7 @@ def test_runs_go_as_one_array_and_return_their_results(slurm_cluster, study):
                            extra=parse_extra(["comment=posattn-test"]))
     check_slurm(study, options)
     runs = [CountingRun(str(study / f"run{i}"), steps=2 + i) for i in range(2)]  # the node runs 2 jobs at once
-    jobs = submit_runs(make_executor(study, options), runs)
+    jobs = submit_runs(make_executor(study / "slurm", options), runs)
 
     # One array, a task per run in order: "ARRAY_0", "ARRAY_1".
     arrays = {job.job_id.split("_")[0] for job in jobs}
@@ -82,7 +82,7 @@ def test_a_cancelled_job_and_a_failing_run_are_named_with_their_logs(slurm_clust
     options = SlurmOptions(partition=slurm_cluster.partition, time_min=TIME_MIN)
     slow = CountingRun(str(study / "slow"), steps=1000, seconds=0.2)
     failing = CountingRun(str(study / "failing"), steps=1, fail=True)
-    cancelled, failed = submit_runs(make_executor(study, options), [slow, failing])
+    cancelled, failed = submit_runs(make_executor(study / "slurm", options), [slow, failing])
 
     wait_for(lambda: count(slow.folder) >= 1, what="the slow run's first step")
     slurm_cluster.run("scancel", cancelled.job_id)
@@ -108,7 +108,7 @@ def test_a_job_warned_of_its_end_is_requeued_and_continues(slurm_cluster, study)
     options = SlurmOptions(partition=slurm_cluster.partition, time_min=TIME_MIN)
     long = CountingRun(str(study / "long"), steps=12, seconds=0.4)
     short = CountingRun(str(study / "short"), steps=2)
-    warned, other = submit_runs(make_executor(study, options), [long, short])
+    warned, other = submit_runs(make_executor(study / "slurm", options), [long, short])
 
     wait_for(lambda: count(long.folder) >= 3, what="three steps of the long run")
     slurm_cluster.run("scancel", "--signal=USR2", warned.job_id)

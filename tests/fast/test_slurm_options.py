@@ -42,10 +42,10 @@ def test_without_submitit_the_error_says_how_to_install_it(monkeypatch):
 
 def test_a_link_planted_where_the_jobs_files_go_is_refused(tmp_path):
     from hf_posattn.files import LinkRefused
-    from hf_posattn.study.slurm import log_folder
+    from hf_posattn.study.run import CompareOptions, make_executor
 
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "study").mkdir()
     (tmp_path / "study" / "slurm").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(LinkRefused, match=r"study/slurm is a symbolic link"):
-        log_folder(tmp_path / "study")
+        make_executor(CompareOptions(output_dir=str(tmp_path / "study"), slurm=SlurmOptions()))
