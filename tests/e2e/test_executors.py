@@ -57,8 +57,9 @@ def test_jobs_run_side_by_side_in_processes_of_their_own(in_process, text, tmp_p
 
 
 @pytest.mark.parametrize("study", ["lm", "passkey"])
-def test_a_study_gives_the_table_it_gave_before_runs_recorded_their_evaluations(study, tmp_path):
-    command = (BEFORE / study / "command.txt").read_text().split()
+def test_a_study_gives_the_table_it_gave_before_runs_recorded_their_evaluations(study, tmp_path, tmp_path_factory):
+    play = play_file(tmp_path_factory, 150_000)  # the whole play: a validation text that holds a window of 2,048
+    command = (BEFORE / study / "command.txt").read_text().format(play=play).split()
     assert posattn(*command[1:], "--output-dir", tmp_path / study) == 0
     # The rows, to the last printed digit (the caption below the table now also says what the task's loss read).
     assert table_rows(tmp_path / study / "compare.md") == table_rows(BEFORE / study / "compare.md")
