@@ -19,10 +19,10 @@ TRAINED_LENGTH = 32
 
 
 @pytest.fixture(scope="module")
-def rotary(tmp_path_factory):
-    """A tiny rotary model trained at length 32."""
+def rotary(tmp_path_factory, play_text):
+    """A tiny rotary model trained at length 32, on a user's text."""
     folder = tmp_path_factory.mktemp("rope") / "rotary"
-    assert posattn("train", "--position", "rotary", *FAST, "--output-dir", folder) == 0
+    assert posattn("train", "--position", "rotary", *FAST, "--data", play_text, "--output-dir", folder) == 0
     return folder
 
 
@@ -77,9 +77,9 @@ def test_default_changes_nothing(rotary):
     torch.testing.assert_close(logits(scaled, 3 * TRAINED_LENGTH), logits(plain, 3 * TRAINED_LENGTH))
 
 
-def test_evaluate_records_the_rope_parameters_used(rotary, tmp_path):
+def test_evaluate_records_the_rope_parameters_used(rotary, play_text, tmp_path):
     scaled, plain = tmp_path / "scaled.json", tmp_path / "plain.json"
-    common = ["--lengths", "32,96", "--quiet"]
+    common = ["--lengths", "32,96", "--data", play_text, "--quiet"]
     assert posattn("evaluate", rotary, *common, "--rope-scaling", "yarn", "--factor", "4", "--output", scaled) == 0
     assert posattn("evaluate", rotary, *common, "--output", plain) == 0
     scaled, plain = json.loads(scaled.read_text()), json.loads(plain.read_text())
@@ -99,12 +99,12 @@ def test_generate_with_a_scaling_runs_past_the_training_length(rotary, capsys):
     assert capsys.readouterr().out.startswith("ROMEO:")
 
 
-def test_init_from_fine_tunes_longer_with_a_scaling(rotary, tmp_path):
+def test_init_from_fine_tunes_longer_with_a_scaling(rotary, play_text, tmp_path):
     """`train --init-from` starts from the model's weights (at a learning rate too small to move them, they stay),
     with its tokenizer and scheme, at a longer --seq-len; its config.json loads as remote code with the scaling."""
     output = tmp_path / "longer"
     assert posattn("train", "--init-from", rotary, "--seq-len", 64, "--rope-scaling", "yarn", "--factor", "2",
-                   "--learning-rate", "1e-12", "--max-steps", 2, "--batch-size", 2, "--quiet",
+                   "--learning-rate", "1e-12", "--max-steps", 2, "--batch-size", 2, "--quiet", "--data", play_text,
                    "--output-dir", output) == 0
     source, _ = load_model(str(rotary))
     tuned, _ = load_model(str(output))
@@ -144,7 +144,8 @@ def test_rope_scaling_without_a_model_to_scale_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("damaged", ["model.safetensors", "tokenizer.json"])
-def test_a_damaged_init_from_is_refused_before_the_run_folder_is_touched(damaged, rotary, tmp_path, capsys):
+def test_a_damaged_init_from_is_refused_before_the_run_folder_is_touched(damaged, rotary, play_text, tmp_path,
+                                                                         capsys):
     """The model of --init-from is read whole before the run's folder is claimed: refused, it leaves nothing, and
     the same command succeeds once the model is mended (no half-started run is in the way)."""
     import shutil
@@ -154,7 +155,7 @@ def test_a_damaged_init_from_is_refused_before_the_run_folder_is_touched(damaged
     good = (source / damaged).read_bytes()
     (source / damaged).write_bytes(good[: len(good) // 2])
     command = ["train", "--init-from", source, "--max-steps", 2, "--seq-len", 32, "--batch-size", 2, "--quiet",
-               "--output-dir", tmp_path / "tuned"]
+               "--data", play_text, "--output-dir", tmp_path / "tuned"]
     assert posattn(*command) == 2
     err = capsys.readouterr().err
     assert f"{source / damaged}" in err and "Traceback" not in err, err
