@@ -56,9 +56,9 @@ def test_it_is_drawn(trained, tmp_path):
     assert_png(output, (1600, 900))
 
 
-def test_it_is_evaluated(trained, tmp_path):
+def test_it_is_evaluated(trained, text, tmp_path):
     output = tmp_path / "eval.json"
-    assert posattn("evaluate", trained, "--lengths", "32,64", "--quiet", "--output", output) == 0
+    assert posattn("evaluate", trained, "--lengths", "32,64", "--data", text, "--quiet", "--output", output) == 0
     report = json.loads(output.read_text())
     assert report["position_embedding_type"] == DistancePenalty.name and report["rope_parameters"] is None
     assert [row["length"] for row in report["results"]] == [32, 64]
