@@ -60,7 +60,7 @@ from .input_checks import (
     weights_problem,
 )
 from .positional import (POSITION_SCHEMES, SCORE_BIAS, DistanceBias, PositionScheme, Rotation, apply_rotation,
-                         position_range)
+                         length_limit, position_range)
 
 
 logger = logging.get_logger(__name__)
@@ -586,21 +586,13 @@ class PosAttnForCausalLM(PosAttnPreTrainedModel, GenerationMixin):
         """Also refuse, before the first token, a generation that would run past the positions the scheme has (learned
         positions: `max_position_embeddings`); it would otherwise fail only when it gets there."""
         super()._validate_generated_length(generation_config, input_ids_length, has_default_max_length)
-        scheme = POSITION_SCHEMES[self.config.position_embedding_type]
-        table, numeric = scheme.max_length(self.config), scheme.numeric_max_length(self.config, self.dtype)
-        limits = []
-        if table is not None:
-            limits.append((table, f"past max_position_embeddings={table}: {scheme.name} positions have none beyond"))
-        if numeric is not None:
-            limits.append((numeric, f"past the {numeric} positions that {scheme.name} positions compute right in "
-                                    f"{self.dtype}"))
-        for limit, why in limits:
-            if generation_config.max_length > limit:
-                raise ValueError(
-                    f"generation would reach {generation_config.max_length} tokens (an input of {input_ids_length} "
-                    f"and {generation_config.max_length - input_ids_length} new ones), {why}. Ask for at most "
-                    f"{max(limit - input_ids_length, 0)} new tokens (max_new_tokens), or shorten the input."
-                )
+        limit = length_limit(self.config, self.dtype)
+        if limit is not None and generation_config.max_length > limit.positions:
+            raise ValueError(
+                f"generation would reach {generation_config.max_length} tokens (an input of {input_ids_length} and "
+                f"{generation_config.max_length - input_ids_length} new ones), past {limit.why}. Ask for at most "
+                f"{max(limit.positions - input_ids_length, 0)} new tokens (max_new_tokens), or shorten the input."
+            )
 
 
 class PosAttnForSequenceClassification(PosAttnPreTrainedModel):

@@ -231,6 +231,32 @@ def unbounded_schemes() -> list[str]:
             and scheme.numeric_max_length.__func__ is PositionScheme.numeric_max_length.__func__]
 
 
+class LengthLimit(NamedTuple):
+    """The most positions a model takes, and why, phrased to follow "past": "past the 1024 positions that learned
+    positions have (max_position_embeddings)"."""
+
+    positions: int
+    why: str
+
+
+def length_limit(config, dtype: torch.dtype = torch.float32, where: str = "") -> LengthLimit | None:
+    """The longest input a model of `config` takes in `dtype`, and why: its scheme's table (`max_length`) or the
+    positions it computes right in that dtype (`numeric_max_length`), whichever is fewer; None if it runs at any
+    length. The one statement of it that generation, evaluation, the study and training's checks give. `where`:
+    where the table's size comes from, for a message about options (e.g. " in preset 'tiny'")."""
+    scheme = POSITION_SCHEMES[config.position_embedding_type]
+    limits = []
+    table = scheme.max_length(config)
+    if table is not None:
+        limits.append(LengthLimit(table, f"the {table} positions that {scheme.name} positions have{where} "
+                                         f"(max_position_embeddings)"))
+    numeric = scheme.numeric_max_length(config, dtype)
+    if numeric is not None:
+        limits.append(LengthLimit(numeric, f"the {numeric} positions that {scheme.name} positions compute right in "
+                                           f"{dtype}"))
+    return min(limits, default=None)
+
+
 def register_scheme(cls: type[PositionScheme]) -> type[PositionScheme]:
     """Add a scheme class to the registry, under `cls.name`; also usable as a class decorator.
 

@@ -12,31 +12,15 @@ from tqdm.auto import tqdm
 
 from .. import arguments
 from ..data.unigram import token_stream
-from ..model.positional import POSITION_SCHEMES, unbounded_schemes
+from ..model.positional import length_limit, unbounded_schemes
 from ..training.options import EVAL_BATCH_TOKENS, TrainingOptions, run_config
-
-
-def length_limit(config, dtype: torch.dtype = torch.float32) -> tuple[int, str] | None:
-    """The longest input a model of `config` takes in `dtype`, and why: its scheme's table
-    (`PositionScheme.max_length`) or the positions it computes right in that dtype (`numeric_max_length`), whichever
-    is fewer; None if it runs at any length."""
-    scheme = POSITION_SCHEMES[config.position_embedding_type]
-    name, limits = config.position_embedding_type, []
-    table = scheme.max_length(config)
-    if table is not None:
-        limits.append((table, f"{name} positions: the model has vectors for {table} positions only "
-                              f"(max_position_embeddings)"))
-    numeric = scheme.numeric_max_length(config, dtype)
-    if numeric is not None:
-        limits.append((numeric, f"{name} positions: computed right up to {numeric} positions in {dtype}"))
-    return min(limits, default=None)
 
 
 def skipped_lengths(run: TrainingOptions, lengths: Sequence[int]) -> dict[int, str]:
     """The lengths that the model `run` trains cannot be evaluated at (`length_limit`, in float32 as the study
     evaluates), with why: known from the options, before any training."""
     limit = length_limit(run_config(run))
-    return {length: limit[1] for length in lengths if limit is not None and length > limit[0]}
+    return {length: f"past {limit.why}" for length in lengths if limit is not None and length > limit.positions}
 
 
 @torch.no_grad()
@@ -58,8 +42,9 @@ def perplexity_of_ids(model, ids: Sequence[int], length: int, stride: int | None
     if not 0 < stride <= length:
         raise ValueError(f"stride={stride} must be between 1 and the evaluation length {length}.")
     limit = length_limit(model.config, model.dtype)
-    if limit is not None and length > limit[0]:
-        raise ValueError(f"cannot evaluate at length {length}: {limit[1]}. Evaluate at lengths <= {limit[0]}, or "
+    if limit is not None and length > limit.positions:
+        raise ValueError(f"cannot evaluate at length {length}, past {limit.why}. Evaluate at lengths <= "
+                         f"{limit.positions}, or "
                          f"train a scheme that runs at any length ({', '.join(unbounded_schemes())}).")
     if len(ids) < length:
         raise ValueError(f"the text has {len(ids)} tokens, fewer than one window of {length}: give more text, "
@@ -126,11 +111,11 @@ def evaluate_lengths_of_ids(model, ids: Sequence[int], lengths: Sequence[int], s
     longest length, so that every length scores the same tokens). `per_position`: the longest length the model
     takes also gets its loss at each position of the window (`perplexity_of_ids`)."""
     limit = length_limit(model.config, model.dtype)
-    usable = [length for length in lengths if limit is None or length <= limit[0]]
+    usable = [length for length in lengths if limit is None or length <= limit.positions]
     results = []
     for length in lengths:
         if length not in usable:
-            results.append({"length": length, "skipped": limit[1]})
+            results.append({"length": length, "skipped": f"past {limit.why}"})
             continue
         results.append(perplexity_of_ids(model, ids, length, min(stride, length) if stride else None, batch_size,
                                          progress, per_position=per_position and length == max(usable)))

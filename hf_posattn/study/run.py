@@ -111,7 +111,7 @@ def run_study(options: CompareOptions, command: str | None, executor) -> dict:
     for position in options.positions:
         skipped = kind.skipped_lengths(runs[[run.position for run in runs].index(position)].options, options.lengths)
         if skipped:
-            notice(f"{position}: not evaluated at {', '.join(map(str, skipped))} ({next(iter(skipped.values()))})")
+            notice(f"{position}: not evaluated at {', '.join(map(str, skipped))}, {next(iter(skipped.values()))}")
 
     done = {run.name: read_json_record(os.path.join(run.options.output_dir, EVALUATION_FILE))
             for run in runs if steps[run.name] == "done"}

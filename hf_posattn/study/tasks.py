@@ -15,8 +15,9 @@ import torch
 
 from ..data.tasks import Task, task_named, training_recipe
 from ..data.tasks.common import EVERY_TOKEN, FULL_LENGTH, UP_TO_L
+from ..model.positional import length_limit
 from ..training.positions import drawn_positions
-from .perplexity import length_limit, skipped_lengths
+from .perplexity import skipped_lengths
 from .statistics import mean_interval
 from .summary import DRAWN_RESULTS
 from .tables import interval_cell, length_header, write_tables
@@ -105,8 +106,8 @@ def score_lengths(model, tokenizer, task: Task, sets: dict[int, list], seq_len: 
     results = []
     limit = length_limit(model.config, model.dtype)
     for length, examples in sets.items():
-        if limit is not None and length > limit[0]:
-            results.append({"length": length, "skipped": limit[1]})
+        if limit is not None and length > limit.positions:
+            results.append({"length": length, "skipped": f"past {limit.why}"})
             continue
         scored = decode_answers(model, tokenizer, examples, None if positions is None else positions[length])
         by = {}

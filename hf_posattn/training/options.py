@@ -8,7 +8,6 @@ Light to import (no Trainer, no datasets): the command line prints its help from
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 
@@ -18,7 +17,7 @@ from ..common import option
 from ..data.tasks import LANGUAGE_MODELLING, task_named
 from ..files import resolve_path, resolve_source
 from ..model.configuration_posattn import DEFAULT_POSITION, PosAttnConfig
-from ..model.positional import POSITION_SCHEMES, unbounded_schemes
+from ..model.positional import POSITION_SCHEMES, LengthLimit, length_limit, unbounded_schemes
 from .logs import REPORT_TO_DEFAULT, check_report_to
 
 
@@ -280,14 +279,7 @@ def for_task(options: TrainingOptions, user: TrainingOptions) -> TrainingOptions
 MAX_RANDOM_POSITIONS = 2**24
 
 
-class Limit(NamedTuple):
-    """The most positions a run may use, and why (for a message that names it)."""
-
-    positions: int
-    why: str
-
-
-def check_random_positions(options: TrainingOptions, limit: Limit | None = None,
+def check_random_positions(options: TrainingOptions, limit: LengthLimit | None = None,
                            evaluated: tuple[int, str] | None = None) -> None:
     """--random-positions N: positions drawn from [0, N), for a scheme that reads positions. N must hold a block of
     --seq-len (and reach `evaluated`, the longest length the model will be evaluated at and the options that set it:
@@ -345,7 +337,7 @@ def sized_by_tokenizer(options: TrainingOptions, size: int, user: TrainingOption
     return dataclasses.replace(options, vocab_size=size)
 
 
-def check_values(options: TrainingOptions, limit: Limit | None) -> None:
+def check_values(options: TrainingOptions, limit: LengthLimit | None) -> None:
     """Numbers that would fail only later (or train nothing): refused now. `limit`: the most positions the scheme
     takes (`position_limit`)."""
     # Each value's own type and range (positive counts, a finite learning rate, a seed set_seed takes) were checked
@@ -367,23 +359,12 @@ def training_dtype() -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def position_limit(options: TrainingOptions, model: PosAttnConfig | None = None) -> Limit | None:
-    """The most positions a run of `options` may use, and why: the scheme's table (`PositionScheme.max_length`) in
-    the model of `init_from` (`model`, its config) or with its preset's, or the positions it computes right in the
-    dtype training computes in (`numeric_max_length`), whichever is fewer; None if it runs at any length."""
-    config = run_config(options, model)
-    scheme = POSITION_SCHEMES[options.position]
-    limits = []
-    table = max_length(options, model)
-    if table is not None:
-        limits.append(Limit(table, f"the {table} positions that {options.position} positions have in "
-                                   f"{options.init_from or f'preset {preset_of(options)!r}'} (max_position_embeddings)"))
-    dtype = training_dtype()
-    numeric = scheme.numeric_max_length(config, dtype)
-    if numeric is not None:
-        limits.append(Limit(numeric, f"the {numeric} positions that {options.position} positions compute right in "
-                                     f"{dtype}, which training computes in here"))
-    return min(limits, default=None)
+def position_limit(options: TrainingOptions, model: PosAttnConfig | None = None) -> LengthLimit | None:
+    """The most positions a run of `options` may use, and why (`positional.length_limit`): of the model of
+    `init_from` (`model`, its config) or of its preset's, in the dtype training computes in; None if it runs at any
+    length."""
+    where = f" in {options.init_from or f'preset {preset_of(options)!r}'}"
+    return length_limit(run_config(options, model), training_dtype(), where)
 
 
 def max_length(options: TrainingOptions, model: PosAttnConfig | None = None) -> int | None:

@@ -103,7 +103,7 @@ def test_generation_past_the_table_warns_only_where_it_is_true(scheme):
     model = tiny_lm(scheme, max_position_embeddings=16)
     ids = random_ids(1, 12)
     if POSITION_SCHEMES[scheme].max_length(model.config) is not None:
-        with pytest.raises(ValueError, match="past max_position_embeddings=16"):
+        with pytest.raises(ValueError, match="past the 16 positions that learned positions have"):
             model.generate(ids, max_new_tokens=8, do_sample=False)
         return
     with mock.patch.object(stopping_criteria.logger, "warning_once") as warning:
