@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..common import Failed
+
 INSTALL = 'pip install "hf-posattn[slurm]"'
 # Folders that are each machine's own on a cluster: what a job on a compute node would find there is not what the
 # login node wrote. The temporary folder of this process (TMPDIR) is added when the check runs.
@@ -40,11 +42,19 @@ PENDING_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZIN
 RUNNING_STATES = {"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING", "PREEMPTED"}
 
 
+class SlurmUnavailable(Failed):
+    """Slurm cannot be reached from here (submitit not installed, Slurm's commands missing or not answering): the
+    message says what to do; the command line prints it without a traceback."""
+
+
+LOGIN_NODE = "run the study from a machine of the cluster that submits jobs (a login node)"
+
+
 def _submitit():
     try:
         import submitit
     except ImportError as error:
-        raise ImportError(f"running a study on Slurm needs submitit: {INSTALL}") from error
+        raise SlurmUnavailable(f"running a study on Slurm needs submitit: {INSTALL}") from error
     return submitit
 
 
@@ -101,7 +111,8 @@ def partitions(env: dict | None = None) -> list[str]:
     out = subprocess.run(["sinfo", "--noheader", "--all", "--format=%R"], capture_output=True, text=True,
                          env=env, timeout=60)
     if out.returncode != 0:
-        raise RuntimeError(f"Slurm did not answer (`sinfo` failed: {out.stderr.strip() or out.returncode})")
+        raise SlurmUnavailable(f"Slurm did not answer (`sinfo` failed: {out.stderr.strip() or out.returncode}): "
+                               f"{LOGIN_NODE}, where `sinfo` lists the partitions")
     return list(dict.fromkeys(out.stdout.split()))
 
 
@@ -112,8 +123,7 @@ def check_slurm(study_dir, options: SlurmOptions) -> None:
     _submitit()
     missing = [name for name in ("sinfo", "sbatch", "sacct", "srun") if shutil.which(name) is None]
     if missing:
-        raise RuntimeError(f"Slurm's commands are not here ({', '.join(missing)} not on PATH): run the study from "
-                           f"a machine of the cluster that submits jobs (a login node)")
+        raise SlurmUnavailable(f"Slurm's commands are not here ({', '.join(missing)} not on PATH): {LOGIN_NODE}")
     known = partitions()
     if options.partition is not None and options.partition not in known:
         raise ValueError(f"Slurm has no partition {options.partition!r}; its partitions: "

@@ -2,11 +2,20 @@
 folder on a node's own disk refused, and submitit asked for by name where it is not installed (the Slurm cases on a
 real cluster are in tests/e2e/test_slurm.py)."""
 
+import os
 import sys
+from pathlib import Path
 
 import pytest
 
-from hf_posattn.study.slurm import SlurmOptions, check_shared_folder, check_slurm, make_executor, parse_extra
+from hf_posattn.study.slurm import (
+    SlurmOptions,
+    SlurmUnavailable,
+    check_shared_folder,
+    check_slurm,
+    make_executor,
+    parse_extra,
+)
 
 
 def test_extra_options_read_as_sbatch_long_names():
@@ -36,7 +45,7 @@ def test_without_submitit_the_error_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)  # as where it is not installed: `import submitit` fails
     for call in (lambda: make_executor("/work/study", SlurmOptions()),
                  lambda: check_slurm("/work/study", SlurmOptions())):
-        with pytest.raises(ImportError, match=r'pip install "hf-posattn\[slurm\]"'):
+        with pytest.raises(SlurmUnavailable, match=r'pip install "hf-posattn\[slurm\]"'):
             call()
 
 
@@ -49,3 +58,24 @@ def test_a_link_planted_where_the_jobs_files_go_is_refused(tmp_path):
     (tmp_path / "study" / "slurm").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(LinkRefused, match=r"study/slurm is a symbolic link"):
         make_executor(CompareOptions(output_dir=str(tmp_path / "study"), slurm=SlurmOptions()))
+
+
+@pytest.mark.parametrize("broken", ["no commands", "no answer"])
+def test_a_machine_where_slurm_cannot_be_reached_is_told_what_to_do(broken, tmp_path, monkeypatch, capsys):
+    """Not a traceback: the command says that Slurm cannot be reached from here, and from where it can."""
+    from conftest import posattn
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if broken == "no answer":  # Slurm's commands are installed, but no cluster is configured here
+        for name in ("sinfo", "sbatch", "sacct", "srun"):
+            (bin_dir / name).write_text("#!/bin/sh\necho 'sinfo: fatal: Could not establish a configuration source' >&2\n"
+                                        "exit 1\n")
+            (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir) if broken == "no commands" else f"{bin_dir}:{os.environ['PATH']}")
+    pytest.importorskip("submitit")
+    study = Path(__file__).resolve().parent.parent / ".slurm-work" / f"unreachable-{broken.replace(' ', '-')}"
+    assert posattn("compare", "--quick", "--task", "passkey", "--slurm", "--output-dir", study) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "a login node" in err, err
+    assert not study.exists()
