@@ -23,6 +23,7 @@ job is to be checked, made or submitted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -31,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..common import Failed
+from ..common import Failed, option
 
 INSTALL = 'pip install "hf-posattn[slurm]"'
 # Folders that are each machine's own on a cluster: what a job on a compute node would find there is not what the
@@ -131,6 +132,39 @@ def check_slurm(study_dir, options: SlurmOptions) -> None:
     if options.time_min < 1 or options.cpus_per_run < 1 or options.gpus_per_run < 0:
         raise ValueError(f"Slurm options out of range: time {options.time_min} min, {options.cpus_per_run} CPUs "
                          f"and {options.gpus_per_run} GPUs per run")
+    check_node_size(options)
+
+
+def node_sizes(partition: str | None) -> list[tuple[int, int]]:
+    """(CPUs, GPUs) of each kind of node in `partition` (None: the default one), as `sinfo` gives them."""
+    out = subprocess.run(["sinfo", "--noheader", "--all", "--format=%P %c %G"], capture_output=True, text=True,
+                         timeout=60)
+    sizes = []
+    for line in out.stdout.splitlines():
+        name, cpus, gres = line.split(maxsplit=2)
+        if name.rstrip("*") == partition or (partition is None and name.endswith("*")):
+            gpus = sum(int(kind.split("(")[0].rsplit(":", 1)[-1]) for kind in gres.split(",")
+                       if kind.startswith("gpu:") and kind.split("(")[0].rsplit(":", 1)[-1].isdigit())
+            sizes.append((int(cpus.rstrip("+")), gpus))
+    return sizes
+
+
+def check_node_size(options: SlurmOptions) -> None:
+    """A run asks for no more CPUs or GPUs than one node of the partition has: Slurm would otherwise hold its job
+    pending forever (reason PartitionConfig) or refuse it."""
+    sizes = node_sizes(options.partition)
+    if not sizes:  # sinfo said nothing of it: Slurm decides
+        return
+    partition = f"partition {options.partition}" if options.partition else "the default partition"
+    most_cpus, most_gpus = max(cpus for cpus, _ in sizes), max(gpus for _, gpus in sizes)
+    if options.cpus_per_run > most_cpus:
+        raise ValueError(f"{option('cpus_per_run', options.cpus_per_run)}: the nodes of {partition} have at most "
+                         f"{most_cpus} CPUs, so the jobs would never start. Give {option('cpus_per_run')} "
+                         f"{most_cpus} or less, or another partition.")
+    if options.gpus_per_run > most_gpus:
+        raise ValueError(f"{option('gpus_per_run', options.gpus_per_run)}: the nodes of {partition} have "
+                         f"{f'at most {most_gpus}' if most_gpus else 'no'} GPUs, so the jobs would never start. Give "
+                         f"another partition (one with GPUs), or fewer GPUs per run.")
 
 
 def log_folder(folder) -> Path:
@@ -303,8 +337,17 @@ class SlurmExecutor:
     def record(self) -> Path:
         return self.folder / SUBMITTED_FILE
 
+    @contextlib.contextmanager
     def batch(self):
-        return self.executor.batch()
+        """submitit's batch (one job array), with sbatch's refusal of it said as bad input: nothing was submitted."""
+        refused = _submitit().core.utils.FailedJobError
+        try:
+            with self.executor.batch():
+                yield
+        except refused as error:
+            raise ValueError(f"Slurm refused the study's jobs, so none was submitted ({str(error).strip()}): check "
+                             f"the Slurm options given (partition, time limit, CPUs and GPUs per run, the sbatch "
+                             f"options).") from None
 
     def submit(self, run):
         job = self.executor.submit(SlurmRun(run))

@@ -120,3 +120,19 @@ def test_a_partition_that_does_not_exist_is_refused_before_anything_is_submitted
 def test_slurm_options_need_slurm_and_exclude_jobs(flags, says, text, tmp_path, capsys):
     assert posattn("compare", *MICRO, "--data", text, "--output-dir", tmp_path / "study", *flags) == 2
     assert says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, said", [
+    (["--cpus-per-run", "64"], "--cpus-per-run 64: the nodes of partition debug have at most"),
+    (["--gpus-per-run", "1"], "--gpus-per-run 1: the nodes of partition debug have no GPUs"),
+    (["--slurm-option", "no-such-option=1"], "Slurm refused the study's jobs, so none was submitted"),
+])
+def test_jobs_slurm_could_never_run_are_refused_and_none_is_left_queued(extra, said, cluster, text, request, capsys):
+    """A run asking for more than a node has would wait in the queue forever; an option sbatch does not know makes
+    it refuse the whole array: each is said (exit status 2), and Slurm holds no job of the study."""
+    folder = cluster.work / request.node.name
+    assert posattn("compare", *MICRO, "--data", text, "--output-dir", folder, *slurm(cluster)[:-2], *extra) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err, err
+    assert cluster.jobs() == []
+
