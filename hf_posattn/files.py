@@ -106,10 +106,9 @@ def refuse_link(path: str) -> None:
 def refuse_links_in(folder: str) -> None:
     """`refuse_link` for everything under `folder` (links not followed): a folder this package writes into, whose
     names it chooses (a run's checkpoints, its logs), holds no link of its own making, and writes through none."""
-    links = [os.path.join(root, name) for root, folders, names in os.walk(folder) for name in folders + names
-             if os.path.islink(os.path.join(root, name))]
-    if links:
-        refuse_link(links[0])
+    for root, folders, names in os.walk(folder):
+        for name in folders + names:
+            refuse_link(os.path.join(root, name))
 
 
 # ---- writing whole ----

@@ -11,9 +11,10 @@ and a scheme answers `None` to the questions it has nothing to say about:
 
 The scheme class is also the one place the rest of the package learns about a scheme: its `name` (the value of
 `PosAttnConfig.position_embedding_type`), a one-line `description`, a `citation`, the longest input it can take
-(`max_length`) and the longest it computes right in a dtype (`numeric_max_length`), the config values it needs (`config_problem`), what it contributes (`contributes`) and a picture
-of itself (`panel`). `POSITION_SCHEMES` is the registry; `register_scheme` adds a class to it at run time, and
-the config, the model and the tools read it live.
+(`max_length`) and the longest it computes right in a dtype (`numeric_max_length`), the config values it needs
+(`config_problem`), what it contributes (`contributes`) and a picture of itself (`panel`). `POSITION_SCHEMES` is
+the registry; `register_scheme` adds a class to it at run time, and the config, the model and the tools read it
+live.
 
 This file travels with saved models as remote code: it imports only torch and transformers.
 """
@@ -310,7 +311,8 @@ def sinusoidal_table(positions: torch.Tensor, dim: int) -> torch.Tensor:
     `positions`: a tensor of positions; `dim`: an even number of features (a sine and a cosine per frequency).
     """
     if not isinstance(positions, torch.Tensor):
-        raise TypeError(f"positions must be a tensor of positions, e.g. torch.arange(16), got {type(positions).__name__}.")
+        raise TypeError(f"positions must be a tensor of positions, e.g. torch.arange(16), got "
+                        f"{type(positions).__name__}.")
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
         raise ValueError(f"dim must be an even integer of at least 2 (each frequency gives a sine and a cosine), "
                          f"got {dim!r}.")

@@ -44,8 +44,8 @@ def perplexity_of_ids(model, ids: Sequence[int], length: int, stride: int | None
     limit = length_limit(model.config, model.dtype)
     if limit is not None and length > limit.positions:
         raise ValueError(f"cannot evaluate at length {length}, past {limit.why}. Evaluate at lengths <= "
-                         f"{limit.positions}, or "
-                         f"train a scheme that runs at any length ({', '.join(unbounded_schemes())}).")
+                         f"{limit.positions}, or train a scheme that runs at any length "
+                         f"({', '.join(unbounded_schemes())}).")
     if len(ids) < length:
         raise ValueError(f"the text has {len(ids)} tokens, fewer than one window of {length}: give more text, "
                          f"or evaluate at a shorter length.")

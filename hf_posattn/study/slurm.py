@@ -107,52 +107,57 @@ def check_shared_folder(folder) -> None:
                     f"nodes share (your home, project or scratch space).")
 
 
-def partitions(env: dict | None = None) -> list[str]:
-    """The partitions Slurm knows, hidden ones included, in `sinfo`'s order (the default one has no '*' here)."""
-    out = subprocess.run(["sinfo", "--noheader", "--all", "--format=%R"], capture_output=True, text=True,
+def node_kinds(env: dict | None = None) -> list[tuple[str, bool, int, int]]:
+    """Each kind of node Slurm has, hidden partitions included, in `sinfo`'s order: (its partition, whether that is
+    the default one, its CPUs, its GPUs)."""
+    out = subprocess.run(["sinfo", "--noheader", "--all", "--format=%P %c %G"], capture_output=True, text=True,
                          env=env, timeout=60)
     if out.returncode != 0:
         raise SlurmUnavailable(f"Slurm did not answer (`sinfo` failed: {out.stderr.strip() or out.returncode}): "
                                f"{LOGIN_NODE}, where `sinfo` lists the partitions")
-    return list(dict.fromkeys(out.stdout.split()))
+    kinds = []
+    for line in out.stdout.splitlines():
+        name, cpus, gres = line.split(maxsplit=2)
+        kinds.append((name.rstrip("*"), name.endswith("*"), int(cpus.rstrip("+")), gpu_count(gres)))
+    return kinds
+
+
+def gpu_count(gres: str) -> int:
+    """The GPUs in `sinfo`'s generic resources of a node: "gpu:4", "gpu:a100:4(S:0-1)", "(null)"."""
+    counts = [resource.split("(")[0].rsplit(":", 1)[-1] for resource in gres.split(",") if resource.startswith("gpu:")]
+    return sum(int(count) for count in counts if count.isdigit())
+
+
+def partitions(env: dict | None = None) -> list[str]:
+    """The partitions Slurm knows, hidden ones included, in `sinfo`'s order."""
+    return list(dict.fromkeys(name for name, _, _, _ in node_kinds(env)))
 
 
 def check_slurm(study_dir, options: SlurmOptions) -> None:
     """Everything that can be known before a job is submitted, each with an error that says what to do: the study
-    folder on a shared file system, submitit installed, Slurm's commands on PATH, the partition there."""
+    folder on a shared file system, submitit installed, Slurm's commands on PATH, the partition there, and a node
+    in it that can hold a run."""
     check_shared_folder(study_dir)
     _submitit()
     missing = [name for name in ("sinfo", "sbatch", "sacct", "srun") if shutil.which(name) is None]
     if missing:
         raise SlurmUnavailable(f"Slurm's commands are not here ({', '.join(missing)} not on PATH): {LOGIN_NODE}")
-    known = partitions()
+    kinds = node_kinds()
+    known = list(dict.fromkeys(name for name, _, _, _ in kinds))
     if options.partition is not None and options.partition not in known:
         raise ValueError(f"Slurm has no partition {options.partition!r}; its partitions: "
                          f"{', '.join(known) or '(none)'}")
     if options.time_min < 1 or options.cpus_per_run < 1 or options.gpus_per_run < 0:
         raise ValueError(f"Slurm options out of range: time {options.time_min} min, {options.cpus_per_run} CPUs "
                          f"and {options.gpus_per_run} GPUs per run")
-    check_node_size(options)
+    sizes = [(cpus, gpus) for name, default, cpus, gpus in kinds
+             if name == options.partition or (options.partition is None and default)]
+    check_node_size(options, sizes)
 
 
-def node_sizes(partition: str | None) -> list[tuple[int, int]]:
-    """(CPUs, GPUs) of each kind of node in `partition` (None: the default one), as `sinfo` gives them."""
-    out = subprocess.run(["sinfo", "--noheader", "--all", "--format=%P %c %G"], capture_output=True, text=True,
-                         timeout=60)
-    sizes = []
-    for line in out.stdout.splitlines():
-        name, cpus, gres = line.split(maxsplit=2)
-        if name.rstrip("*") == partition or (partition is None and name.endswith("*")):
-            gpus = sum(int(kind.split("(")[0].rsplit(":", 1)[-1]) for kind in gres.split(",")
-                       if kind.startswith("gpu:") and kind.split("(")[0].rsplit(":", 1)[-1].isdigit())
-            sizes.append((int(cpus.rstrip("+")), gpus))
-    return sizes
-
-
-def check_node_size(options: SlurmOptions) -> None:
-    """A run asks for no more CPUs or GPUs than one node of the partition has: Slurm would otherwise hold its job
-    pending forever (reason PartitionConfig) or refuse it."""
-    sizes = node_sizes(options.partition)
+def check_node_size(options: SlurmOptions, sizes: list[tuple[int, int]]) -> None:
+    """A run asks for no more CPUs or GPUs than one node of the partition has (`sizes`: each kind of node's CPUs
+    and GPUs): Slurm would otherwise hold its job pending forever (reason PartitionConfig) or refuse it."""
     if not sizes:  # sinfo said nothing of it: Slurm decides
         return
     partition = f"partition {options.partition}" if options.partition else "the default partition"

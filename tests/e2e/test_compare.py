@@ -51,7 +51,8 @@ def test_one_row_per_scheme_with_finite_perplexities(study):
             if row["position"] == "learned" and length > 1024:
                 # Learned positions evaluate up to their maximum, and say why they stop.
                 assert row[f"ppl_{length}"] == ""
-                assert "2048: past the 1024 positions that learned positions have (max_position_embeddings)" in row["notes"]
+                past = "2048: past the 1024 positions that learned positions have (max_position_embeddings)"
+                assert past in row["notes"]
             else:
                 assert math.isfinite(float(row[f"ppl_{length}"])) and float(row[f"ppl_{length}"]) > 1
     assert_png(study / "compare.png", (1100, 600))

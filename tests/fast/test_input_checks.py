@@ -227,7 +227,8 @@ def test_generate_past_the_learned_maximum_is_refused_before_the_first_token(pro
     calls = []
     model.register_forward_hook(lambda *args: calls.append(1))
     with pytest.raises(ValueError, match=rf"generation would reach {prompt + new} tokens .* past "
-                                         rf"the 16 positions that learned positions have \(max_position_embeddings\)\. Ask for at most "
+                                         rf"the 16 positions that learned positions have "
+                                         rf"\(max_position_embeddings\)\. Ask for at most "
                                          rf"{max(16 - prompt, 0)} new tokens"):
         model.generate(random_ids(1, prompt), max_new_tokens=new, do_sample=False)
     assert calls == []

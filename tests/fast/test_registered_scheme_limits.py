@@ -51,7 +51,8 @@ def test_a_length_limit_comes_from_the_scheme(penalty_registered):
 
         model = tiny_lm("test_bounded")  # max_position_embeddings 64: at most 16 positions
         results = evaluate_lengths_of_ids(model, list(range(3, 67)), [16, 32])
-        assert "perplexity" in results[0] and results[1]["skipped"].startswith("past the 16 positions that test_bounded positions have")
+        assert "perplexity" in results[0]
+        assert results[1]["skipped"].startswith("past the 16 positions that test_bounded positions have")
         with pytest.raises(ValueError, match="length 32, past the 16 positions that test_bounded positions have"):
             perplexity_of_ids(model, list(range(3, 67)), 32)
     finally:

@@ -69,7 +69,8 @@ def test_a_machine_where_slurm_cannot_be_reached_is_told_what_to_do(broken, tmp_
     bin_dir.mkdir()
     if broken == "no answer":  # Slurm's commands are installed, but no cluster is configured here
         for name in ("sinfo", "sbatch", "sacct", "srun"):
-            (bin_dir / name).write_text("#!/bin/sh\necho 'sinfo: fatal: Could not establish a configuration source' >&2\n"
+            (bin_dir / name).write_text("#!/bin/sh\n"
+                                        "echo 'sinfo: fatal: Could not establish a configuration source' >&2\n"
                                         "exit 1\n")
             (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir) if broken == "no commands" else f"{bin_dir}:{os.environ['PATH']}")
