@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import play_file, posattn
 
+from hf_posattn.runfolder import last_complete_checkpoint
+
 TESTS = Path(__file__).resolve().parent.parent
 MICRO = ["--positions", "alibi", "none", "--seq-len", "32", "--factors", "1,2", "--batch-size", "2",
          "--vocab-size", "300", "--eval-tokens", "2048"]
@@ -94,7 +96,9 @@ def test_a_job_warned_of_its_end_is_requeued_and_its_run_continues_from_its_chec
     waiting = subprocess.Popen(command, env={**os.environ, **cluster.env}, stderr=subprocess.PIPE, text=True)
     try:
         run = folder / "alibi-seed0"
-        wait_for(lambda: any(run.glob("checkpoint-*")), timeout=300, what="a first checkpoint")
+        # A whole one: a checkpoint folder appears before the Trainer has written all of it, and a run resumes
+        # only from one that is whole.
+        wait_for(lambda: last_complete_checkpoint(str(run)) is not None, timeout=300, what="a first whole checkpoint")
         [job] = cluster.jobs()
         cluster.run("scancel", "--signal=USR2", job)  # what Slurm sends before a time limit or a preemption
         _, err = waiting.communicate(timeout=900)
